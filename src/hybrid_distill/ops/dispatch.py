@@ -1,0 +1,87 @@
+"""One entry point per scan operator, routed by `backend` (the `scan_backend` config group).
+
+Backends register themselves in BACKENDS; `auto` picks the fastest one that is available for the inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from .selective_scan_ref import selective_scan_ref, selective_step_ref
+from .ssd_ref import ssd_scan_ref, ssd_step_ref
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    ssd_scan: Callable
+    ssd_step: Callable
+    selective_scan: Callable
+    selective_step: Callable
+    is_available: Callable[[], bool] = lambda: True
+    install_hint: str = ""
+    supports_cpu: bool = True
+
+
+BACKENDS: dict[str, Backend] = {
+    "torch_ref": Backend("torch_ref", ssd_scan_ref, ssd_step_ref, selective_scan_ref, selective_step_ref),
+}
+
+# order in which `auto` tries backends: GPU kernels first, the sequential oracle last
+AUTO_ORDER_GPU: tuple[str, ...] = ("mamba_ssm", "triton", "torch_chunked", "torch_ref")
+AUTO_ORDER_CPU: tuple[str, ...] = ("torch_chunked", "torch_ref")
+KNOWN_BACKENDS: tuple[str, ...] = ("auto", "torch_ref", "torch_chunked", "triton", "mamba_ssm")
+
+
+def available_backends() -> list[str]:
+    return [name for name, b in BACKENDS.items() if b.is_available()]
+
+
+def resolve_backend(name: str, device: torch.device | None = None) -> Backend:
+    """Return the Backend for `name`, or raise one clear error naming what to install."""
+    if name not in KNOWN_BACKENDS:
+        raise ValueError(f"unknown scan_backend '{name}'; choose one of {', '.join(KNOWN_BACKENDS)}")
+    on_gpu = device is not None and device.type == "cuda"
+    if name == "auto":
+        for candidate in AUTO_ORDER_GPU if on_gpu else AUTO_ORDER_CPU:
+            b = BACKENDS.get(candidate)
+            if b is not None and b.is_available() and (on_gpu or b.supports_cpu):
+                return b
+        return BACKENDS["torch_ref"]
+    b = BACKENDS.get(name)
+    if b is None or not b.is_available():
+        hint = b.install_hint if b is not None else ""
+        raise RuntimeError(f"scan_backend '{name}' is not available here. {hint}".strip())
+    if not on_gpu and not b.supports_cpu:
+        raise RuntimeError(f"scan_backend '{name}' needs CUDA tensors; use torch_ref or torch_chunked on CPU")
+    return b
+
+
+def ssd_scan(x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, initial_state=None,
+             return_final_state=False, backend: str = "auto"):
+    """Mamba-2 SSD scan; see ssd_ref.ssd_scan_ref for shapes and semantics."""
+    fn = resolve_backend(backend, x.device).ssd_scan
+    return fn(x, dt, A, B, C, D, dt_bias, dt_softplus, initial_state, return_final_state)
+
+
+def ssd_step(state, x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, backend: str = "auto"):
+    """Single-token SSD update; see ssd_ref.ssd_step_ref."""
+    fn = resolve_backend(backend, x.device).ssd_step
+    return fn(state, x, dt, A, B, C, D, dt_bias, dt_softplus)
+
+
+def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                   initial_state=None, return_final_state=False, backend: str = "auto"):
+    """Mamba-1 selective scan; see selective_scan_ref.selective_scan_ref."""
+    fn = resolve_backend(backend, u.device).selective_scan
+    return fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, return_final_state)
+
+
+def selective_step(state, u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                   backend: str = "auto"):
+    """Single-token selective-scan update; see selective_scan_ref.selective_step_ref."""
+    fn = resolve_backend(backend, u.device).selective_step
+    return fn(state, u, delta, A, B, C, D, z, delta_bias, delta_softplus)
