@@ -1,0 +1,104 @@
+"""Stage `distill`: a frozen teacher supervises the hybrid student, loss = alpha * divergence + beta * CE.
+
+The teacher is a submodule (so device placement and FSDP sharding apply to it) but it is kept in eval
+mode, never receives gradients and is left out of checkpoints: it is reloaded from its own path.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import lightning as L
+import torch
+from torchmetrics import MeanMetric
+from torchmetrics.text import Perplexity
+
+from .. import losses
+from ..models.teacher import freeze
+from .metrics import next_token_targets
+from .optim import configure_adamw, total_grad_norm
+
+TEACHER_PREFIX = "teacher."
+
+
+class DistillModule(L.LightningModule):
+    def __init__(self, teacher: torch.nn.Module, student: torch.nn.Module, loss: Mapping[str, Any],
+                 optim: Mapping[str, Any], max_steps: int):
+        super().__init__()
+        self.teacher = freeze(teacher)
+        self.student = student
+        self.loss_cfg = dict(loss)
+        self.optim = dict(optim)
+        self.max_steps = max_steps
+        self.strict_loading = False  # checkpoints hold no teacher weights
+        self.val_student_ppl = Perplexity(ignore_index=-100)
+        self.val_teacher_ppl = Perplexity(ignore_index=-100)
+        self.val_kl = MeanMetric()
+        self.val_agree = MeanMetric()
+
+    # --- the teacher stays frozen whatever Lightning does to the module's mode
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.teacher.eval()
+        return self
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint["state_dict"]
+        for key in [k for k in state if k.startswith(TEACHER_PREFIX)]:
+            del state[key]
+
+    # --- steps
+    def _logits(self, batch: dict[str, torch.Tensor], with_teacher: bool):
+        ids = batch["input_ids"]  # (B, T)
+        student_logits = self.student(ids).logits  # (B, T, V)
+        teacher_logits = None
+        if with_teacher:
+            with torch.no_grad():
+                teacher_logits = self.teacher(input_ids=ids).logits  # (B, T, V)
+        return student_logits, teacher_logits
+
+    def _divergence(self, student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        cfg = self.loss_cfg
+        return losses.divergence(
+            cfg["divergence"], student, teacher, mask,
+            temperature=float(cfg.get("temperature", 1.0)),
+            jsd_beta=float(cfg.get("jsd_beta", 0.5)),
+            vocab_chunk=cfg.get("vocab_chunk"),
+        )
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        alpha, beta = float(self.loss_cfg["alpha"]), float(self.loss_cfg["beta"])
+        student_logits, teacher_logits = self._logits(batch, with_teacher=alpha > 0)
+        student_logits, targets, mask = next_token_targets(student_logits, batch["labels"])
+        loss = student_logits.new_zeros(())
+        if alpha > 0:
+            div = self._divergence(student_logits, teacher_logits[:, :-1], mask)
+            self.log("train/divergence", div, prog_bar=True)
+            self.log("train/top1_agree", losses.top1_agreement(student_logits, teacher_logits[:, :-1], mask))
+            loss = loss + alpha * div
+        if beta > 0:
+            ce = losses.cross_entropy(student_logits, targets)
+            self.log("train/ce", ce, prog_bar=True)
+            loss = loss + beta * ce
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        student_logits, teacher_logits = self._logits(batch, with_teacher=True)
+        student_logits, targets, mask = next_token_targets(student_logits, batch["labels"])
+        teacher_logits = teacher_logits[:, :-1]
+        n = mask.sum()
+        self.val_student_ppl.update(student_logits.float(), targets)
+        self.val_teacher_ppl.update(teacher_logits.float(), targets)
+        self.val_kl.update(losses.forward_kl(student_logits, teacher_logits, mask), weight=n)
+        self.val_agree.update(losses.top1_agreement(student_logits, teacher_logits, mask), weight=n)
+        self.log_dict({
+            "val/student_ppl": self.val_student_ppl, "val/teacher_ppl": self.val_teacher_ppl,
+            "val/kl": self.val_kl, "val/top1_agree": self.val_agree,
+        }, prog_bar=True)
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        self.log("train/grad_norm", total_grad_norm(self.student.parameters()))
+
+    def configure_optimizers(self) -> dict:
+        return configure_adamw(self.student.parameters(), self.optim, self.max_steps)

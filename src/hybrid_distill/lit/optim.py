@@ -1,0 +1,33 @@
+"""Optimiser and schedule shared by every stage: AdamW on trainable parameters, warmup then cosine decay."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+import torch
+from transformers import get_cosine_schedule_with_warmup
+
+
+def configure_adamw(params: Iterable[torch.nn.Parameter], optim: Mapping[str, Any], max_steps: int) -> dict:
+    """Lightning's configure_optimizers return value for `optim` = stage config (lr, betas, ...)."""
+    trainable = [p for p in params if p.requires_grad]
+    if not trainable:
+        raise ValueError("no trainable parameters: check student.trainable")
+    optimizer = torch.optim.AdamW(
+        trainable,
+        lr=float(optim["lr"]),
+        betas=tuple(optim.get("betas", (0.9, 0.98))),
+        weight_decay=float(optim.get("weight_decay", 0.0)),
+    )
+    scheduler = get_cosine_schedule_with_warmup(
+        optimizer,
+        num_warmup_steps=int(optim.get("warmup_steps", 0)),
+        num_training_steps=max(int(max_steps), 1),
+    )
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def total_grad_norm(params: Iterable[torch.nn.Parameter]) -> torch.Tensor:
+    """L2 norm over all gradients (before clipping), logged as train/grad_norm."""
+    grads = [p.grad.detach().float().norm() for p in params if p.grad is not None]
+    return torch.stack(grads).norm() if grads else torch.tensor(0.0)

@@ -1,0 +1,40 @@
+"""Stage `pretrain_teacher`: next-token training of a (small) Llama teacher on text."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import lightning as L
+import torch
+from torchmetrics.text import Perplexity
+from transformers import LlamaForCausalLM
+
+from .metrics import next_token_targets
+from .optim import configure_adamw, total_grad_norm
+
+
+class TeacherPretrainModule(L.LightningModule):
+    def __init__(self, model: LlamaForCausalLM, optim: Mapping[str, Any], max_steps: int):
+        super().__init__()
+        self.model = model
+        self.optim = dict(optim)
+        self.max_steps = max_steps
+        self.val_ppl = Perplexity(ignore_index=-100)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        logits = self.model(input_ids=batch["input_ids"]).logits  # (B, T, V)
+        logits, targets, _ = next_token_targets(logits, batch["labels"])
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
+        self.log("train/ce", loss, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        logits, targets, _ = next_token_targets(self.model(input_ids=batch["input_ids"]).logits, batch["labels"])
+        self.val_ppl.update(logits.float(), targets)
+        self.log("val/teacher_ppl", self.val_ppl, prog_bar=True)
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        self.log("train/grad_norm", total_grad_norm(self.model.parameters()))
+
+    def configure_optimizers(self) -> dict:
+        return configure_adamw(self.model.parameters(), self.optim, self.max_steps)

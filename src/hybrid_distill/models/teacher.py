@@ -1,0 +1,95 @@
+"""Teacher loading: HF Llama-family checkpoints from a local directory, a GGUF file or a hub id.
+
+The tiny embedded teacher is built here from its preset's architecture values and trained by the
+`pretrain_teacher` stage; real teachers (Llama-3-8B, Llama-3.2-1B, SmolLM2) load with transformers.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
+
+from ..errors import UserError
+
+# architecture keys a loaded checkpoint must agree on with its preset (anything else may differ)
+CHECKED_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "vocab_size")
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def llama_config(architecture: Mapping[str, Any]) -> LlamaConfig:
+    """A LlamaConfig from a preset's `architecture` mapping (plain HF config.json keys)."""
+    return LlamaConfig(**dict(architecture))
+
+
+def build_random_teacher(architecture: Mapping[str, Any], seed: int = 0) -> LlamaForCausalLM:
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(llama_config(architecture))
+
+
+def _looks_like_hub_id(path: str) -> bool:
+    return not os.path.isabs(path) and path.count("/") == 1 and not path.startswith(".")
+
+
+def resolve_weights_path(path: str, gguf_file: str | None = None) -> str:
+    """Check that `model.path` points at weights; raise one clear UserError if it does not."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        if gguf_file:
+            if not (p / gguf_file).is_file():
+                raise UserError(f"model.gguf_file '{gguf_file}' not found in model.path '{p}'")
+        elif not (p / "config.json").is_file():
+            raise UserError(f"model.path '{p}' has no config.json: it is not a HF transformers checkpoint directory")
+        return str(p)
+    if _looks_like_hub_id(path) and os.environ.get("HF_HUB_OFFLINE") != "1":
+        return path  # a hub id: transformers downloads it (or finds it in the HF cache)
+    raise UserError(
+        f"model.path '{path}' does not exist. Point model.path at a local HF checkpoint directory "
+        f"(config.json + *.safetensors + tokenizer files) or a hub id on a machine with hub access."
+    )
+
+
+def check_architecture(config: Any, expected: Mapping[str, Any] | None, source: str) -> None:
+    """Reject a checkpoint whose core shape differs from the preset it was loaded for."""
+    if not expected:
+        return
+    for key in CHECKED_KEYS:
+        if key in expected and getattr(config, key, None) != expected[key]:
+            raise UserError(
+                f"checkpoint '{source}' has {key}={getattr(config, key, None)} but the model preset "
+                f"expects {key}={expected[key]}; pick the matching model=... preset or fix model.path"
+            )
+
+
+def load_teacher(
+    path: str,
+    gguf_file: str | None = None,
+    dtype: str = "float32",
+    expected_architecture: Mapping[str, Any] | None = None,
+) -> tuple[LlamaForCausalLM, PreTrainedTokenizerBase]:
+    """Load a frozen-ready teacher and its tokenizer from `path` (dir, dir + gguf file, or hub id)."""
+    where = resolve_weights_path(path, gguf_file)
+    kwargs: dict[str, Any] = {"dtype": DTYPES[dtype]}
+    if gguf_file:
+        kwargs["gguf_file"] = gguf_file
+    try:
+        model = AutoModelForCausalLM.from_pretrained(where, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(where, **({"gguf_file": gguf_file} if gguf_file else {}))
+    except (OSError, ValueError) as err:
+        raise UserError(f"could not load teacher from '{where}': {err}") from err
+    if model.config.model_type != "llama":
+        raise UserError(f"teacher at '{where}' is a '{model.config.model_type}' model; hybrid_distill needs a Llama-family model")
+    check_architecture(model.config, expected_architecture, where)
+    return model, tokenizer
+
+
+def freeze(model: torch.nn.Module) -> torch.nn.Module:
+    """Eval mode and no gradients: the teacher only ever provides targets."""
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model

@@ -1,0 +1,121 @@
+"""What every stage needs around its LightningModule: run identity, W&B/CSV logger, callbacks, Trainer."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+from omegaconf import DictConfig, OmegaConf
+
+
+@dataclass(frozen=True)
+class RunContext:
+    output_dir: Path  # this run's Hydra output directory
+    name: str  # derived from the command-line overrides, e.g. "mamba_ratio=0.75,loss=kl"
+    group: str  # one W&B group per sweep (or per stage for single runs)
+
+
+def run_context(cfg: DictConfig) -> RunContext:
+    """Identity of the current run from Hydra's runtime (or cfg.paths.output_dir outside Hydra)."""
+    if HydraConfig.initialized():
+        hc = HydraConfig.get()
+        output_dir = Path(hc.runtime.output_dir)
+        name = hc.job.override_dirname or "default"
+        multirun = str(hc.mode) == "RunMode.MULTIRUN"
+        group = f"sweep-{Path(hc.sweep.dir).name}" if multirun else f"{cfg.task_name}-{cfg.stage.name}"
+    else:
+        output_dir = Path(cfg.paths.output_dir)
+        name, group = "default", f"{cfg.task_name}-{cfg.stage.name}"
+    if cfg.get("experiment_name"):
+        group = str(cfg.experiment_name)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    return RunContext(output_dir=output_dir, name=name, group=group)
+
+
+def wandb_mode(requested: str) -> str:
+    """`auto` means online only when an API key is configured; tests and CI never touch the network."""
+    if requested != "auto":
+        return requested
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
+    return "online" if os.environ.get("WANDB_API_KEY") else "offline"
+
+
+def build_logger(cfg: DictConfig, run: RunContext, stage: str) -> Logger | bool:
+    kind = cfg.logger.name
+    if kind == "none":
+        return False
+    if kind == "csv":
+        return CSVLogger(save_dir=str(run.output_dir), name=stage, version="")
+    if kind == "wandb":
+        mode = wandb_mode(cfg.logger.mode)
+        os.environ["WANDB_MODE"] = mode
+        os.environ.setdefault("WANDB_SILENT", "true")
+        logger = WandbLogger(
+            project=cfg.logger.project,
+            entity=cfg.logger.entity,
+            name=f"{run.name}/{stage}",
+            group=run.group,
+            job_type=stage,
+            tags=list(cfg.logger.tags),
+            save_dir=str(run.output_dir),
+            offline=mode == "offline",
+            mode=mode,
+        )
+        logger.experiment.config.update(OmegaConf.to_container(cfg, resolve=True), allow_val_change=True)
+        return logger
+    raise ValueError(f"unknown logger.name '{kind}'; choose wandb, csv or none")
+
+
+def finish_logger(logger: Logger | bool) -> str | None:
+    """Close a W&B run (so the next stage gets its own) and return its local directory."""
+    if isinstance(logger, WandbLogger):
+        run_dir = logger.experiment.dir
+        logger.experiment.finish()
+        return str(Path(run_dir).parent)
+    return None
+
+
+def build_callbacks(cfg: DictConfig, checkpoint_dir: Path) -> list[L.Callback]:
+    callbacks = []
+    for cb_cfg in (cfg.get("callbacks") or {}).values():
+        if cb_cfg is None:
+            continue
+        cb = instantiate(cb_cfg)
+        if isinstance(cb, ModelCheckpoint):
+            cb.dirpath = str(checkpoint_dir)
+        callbacks.append(cb)
+    return callbacks
+
+
+def build_trainer(cfg: DictConfig, run: RunContext, stage: str, max_steps: int, grad_clip: float | None,
+                  val_every: int) -> tuple[L.Trainer, Logger | bool]:
+    """A Trainer for one stage: its own logger run and checkpoint directory under the run dir."""
+    logger = build_logger(cfg, run, stage)
+    stage_dir = run.output_dir / stage
+    trainer = instantiate(
+        cfg.trainer,
+        max_steps=max_steps,
+        gradient_clip_val=grad_clip,
+        val_check_interval=min(val_every, max_steps) if max_steps > 0 else 1,
+        logger=logger,
+        callbacks=build_callbacks(cfg, stage_dir / "checkpoints"),
+        default_root_dir=str(stage_dir),
+    )
+    return trainer, logger
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    """Write JSON through a temp file and a rename, so a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=float))
+    os.replace(tmp, path)

@@ -1,0 +1,53 @@
+"""Stage `distill`: teacher -> hybrid student with the `loss` mix; evaluates perplexity before and after."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+from rich.console import Console
+
+from ..lit.distill import DistillModule
+from ..runtime import RunContext, build_trainer, finish_logger
+from .common import build_datamodule, optim_settings, seed_everything
+from .student import describe_student, student_from_config
+from .teacher import obtain_teacher
+
+console = Console()
+
+
+def run_distill(cfg: DictConfig, run: RunContext) -> dict:
+    teacher, tokenizer = obtain_teacher(cfg, run)
+    seed_everything(cfg.seed)
+    student = student_from_config(cfg, teacher)
+    info = describe_student(student)
+    console.print(f"student: pattern [bold]{info['pattern']}[/] "
+                  f"({info['params/trainable']:,} of {info['params/total']:,} parameters train)")
+    recipe = cfg.stage
+    datamodule = build_datamodule(cfg.data, tokenizer, recipe.batch_size, recipe.seq_len,
+                                  str(Path(cfg.paths.cache_dir) / "datasets"), cfg.seed)
+    max_steps = int(cfg.trainer.max_steps)
+    module = DistillModule(teacher, student, cfg.loss, optim_settings(recipe), max_steps)
+    trainer, logger = build_trainer(cfg, run, "distill", max_steps, recipe.grad_clip, recipe.val_every)
+    if logger:
+        logger.log_hyperparams(info)
+    before = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    after = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
+    student_dir = run.output_dir / "student"
+    student.save_pretrained(str(student_dir))
+    tokenizer.save_pretrained(str(student_dir))
+    wandb_dir = finish_logger(logger)
+    return {
+        "pattern": info["pattern"],
+        "params/total": info["params/total"],
+        "params/trainable": info["params/trainable"],
+        "teacher_ppl": float(after["val/teacher_ppl"]),
+        "student_ppl_before": float(before["val/student_ppl"]),
+        "student_ppl": float(after["val/student_ppl"]),
+        "kl_before": float(before["val/kl"]),
+        "kl": float(after["val/kl"]),
+        "top1_agree": float(after["val/top1_agree"]),
+        "student_dir": str(student_dir),
+        "wandb_dir": wandb_dir,
+    }

