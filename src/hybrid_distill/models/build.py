@@ -1,0 +1,87 @@
+"""Create a student from a HF Llama teacher, and convert more of a student's attention layers to Mamba."""
+
+from __future__ import annotations
+
+import torch
+import transformers
+
+from .allocation import ATTENTION, MAMBA, resolve_pattern
+from .config import MIXER_OPTIONS, HybridConfig
+from .hybrid import HybridForCausalLM
+from .init_from_attention import init_from_attention, make_mamba_mixer
+
+
+def build_student(
+    teacher: transformers.LlamaForCausalLM,
+    mamba_ratio: float | None = None,
+    pattern: str | None = None,
+    mixer: str = "mamba2",
+    init: str = "attention",
+    scan_backend: str = "auto",
+    conv_init: str = "identity",
+    **mixer_options,
+) -> HybridForCausalLM:
+    """A hybrid with the teacher's embeddings, norms, MLPs, LM head and kept attention layers; Mamba layers start
+    from the teacher's attention weights (init="attention") or from the standard Mamba init (init="random").
+    Give exactly one of `mamba_ratio` (see allocation.layer_pattern) or `pattern` ("AMAM...")."""
+    unknown = sorted(set(mixer_options) - set(MIXER_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown mixer option(s) {', '.join(unknown)}; valid: {', '.join(MIXER_OPTIONS)}")
+    tcfg = teacher.config
+    if getattr(tcfg, "model_type", None) != "llama":
+        raise ValueError(f"teacher must be a Llama-architecture model (model_type 'llama'), got {tcfg.model_type!r}")
+    pattern = resolve_pattern(tcfg.num_hidden_layers, mamba_ratio, pattern)
+    ref = teacher.get_input_embeddings().weight
+    config = HybridConfig.from_llama(
+        tcfg, pattern, dtype=ref.dtype, mixer=mixer, init=init, scan_backend=scan_backend, conv_init=conv_init,
+        **mixer_options,
+    )
+    with torch.device(ref.device):
+        student = HybridForCausalLM(config).to(config.dtype)
+    _copy_teacher(student, teacher)
+    return student
+
+
+@torch.no_grad()
+def _copy_teacher(student: HybridForCausalLM, teacher: transformers.LlamaForCausalLM) -> None:
+    body = teacher.model
+    student.embed_tokens.load_state_dict(body.embed_tokens.state_dict())
+    student.norm.load_state_dict(body.norm.state_dict())
+    if not student.config.tie_word_embeddings:
+        student.lm_head.load_state_dict(teacher.lm_head.state_dict())
+    for block, layer in zip(student.layers, body.layers):
+        block.input_layernorm.load_state_dict(layer.input_layernorm.state_dict())
+        block.post_attention_layernorm.load_state_dict(layer.post_attention_layernorm.state_dict())
+        block.mlp.load_state_dict(layer.mlp.state_dict())
+        if block.kind == ATTENTION:
+            block.mixer.load_state_dict(layer.self_attn.state_dict())
+        elif student.config.init == "attention":
+            init_from_attention(block.mixer, layer.self_attn)
+
+
+def convert_student(
+    student: HybridForCausalLM, mamba_ratio: float | None = None, pattern: str | None = None
+) -> HybridForCausalLM:
+    """Stepwise replacement, in place: attention layers that the new pattern marks M become Mamba mixers initialised
+    (per student.config.init) from the student's own attention weights; existing Mamba layers are kept as trained.
+    A pattern that would turn an M back into A is refused. Returns the same (modified) student."""
+    old = student.config.pattern
+    new = resolve_pattern(len(old), mamba_ratio, pattern)
+    back = [i for i, (o, n) in enumerate(zip(old, new)) if o == MAMBA and n == ATTENTION]
+    if back:
+        raise ValueError(
+            f"pattern {new!r} would turn Mamba layer(s) {back} of the student's pattern {old!r} back into attention"
+        )
+    student.config.pattern = new
+    for i, (o, n) in enumerate(zip(old, new)):
+        if o == n:
+            continue
+        block = student.layers[i]
+        attention = block.mixer
+        weight = attention.q_proj.weight
+        with torch.device(weight.device):
+            mixer = make_mamba_mixer(student.config).to(weight.dtype)
+        if student.config.init == "attention":
+            init_from_attention(mixer, attention)
+        block.mixer, block.kind = mixer, MAMBA
+    return student

@@ -1,0 +1,103 @@
+"""The hybrid decoder: Llama blocks whose sequence mixer is attention (A) or Mamba (M), per `config.pattern`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers.models.llama.modeling_llama import LlamaMLP, LlamaRMSNorm, LlamaRotaryEmbedding
+
+from . import checkpoint, generation
+from .allocation import ATTENTION
+from .attention import Attention
+from .cache import HybridCache
+from .config import HybridConfig
+from .init_from_attention import make_mamba_mixer
+
+
+@dataclass
+class HybridOutput:
+    logits: torch.Tensor  # (B, T, V) float32
+    cache: HybridCache | None = None
+
+
+class HybridBlock(nn.Module):
+    """Pre-norm Llama block: h + mixer(norm(h)), then h + mlp(norm(h)). Names follow HF so weights copy 1:1."""
+
+    def __init__(self, config: HybridConfig, mlp_config, kind: str):
+        super().__init__()
+        self.kind = kind
+        self.input_layernorm = LlamaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.mixer = Attention(config) if kind == ATTENTION else make_mamba_mixer(config)
+        self.post_attention_layernorm = LlamaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.mlp = LlamaMLP(mlp_config)
+
+    def forward(self, hidden, rope, state=None, use_cache=False):
+        mixed, new_state = self.mixer(self.input_layernorm(hidden), state=state, use_cache=use_cache, rope=rope)
+        hidden = hidden + mixed
+        hidden = hidden + self.mlp(self.post_attention_layernorm(hidden))
+        return hidden, new_state
+
+
+def check_right_padded(attention_mask: torch.Tensor | None) -> None:
+    """Causal layers ignore right padding; left padding would shift real tokens behind pads, so refuse it."""
+    if attention_mask is not None and bool((attention_mask[:, 1:] > attention_mask[:, :-1]).any()):
+        raise ValueError(
+            "attention_mask has padding before real tokens (left padding); the hybrid supports only right "
+            "padding (a causal model needs no mask for it)"
+        )
+
+
+class HybridForCausalLM(nn.Module):
+    def __init__(self, config: HybridConfig):
+        super().__init__()
+        self.config = config
+        llama_config = config.to_llama_config()
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, config.pad_token_id)
+        self.layers = nn.ModuleList(HybridBlock(config, llama_config, kind) for kind in config.pattern)
+        self.norm = LlamaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        if config.tie_word_embeddings:
+            self.lm_head.weight = self.embed_tokens.weight
+        self.rotary_emb = LlamaRotaryEmbedding(llama_config)  # handles llama3 / yarn / ... rope_parameters
+
+    def extra_repr(self) -> str:
+        return f"pattern={self.config.pattern}, mixer={self.config.mixer}, scan_backend={self.config.scan_backend}"
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,  # (B, T)
+        cache: HybridCache | None = None,
+        attention_mask: torch.Tensor | None = None,  # accepted for API compatibility; right padding only
+        logits_to_keep: int = 0,  # > 0: logits of the last positions only (generation)
+    ) -> HybridOutput:
+        check_right_padded(attention_mask)
+        T = input_ids.shape[1]
+        past = cache.seqlen if cache is not None else 0
+        hidden = self.embed_tokens(input_ids)  # (B, T, d)
+        positions = torch.arange(past, past + T, device=input_ids.device)[None]  # (1, T)
+        rope = self.rotary_emb(hidden, positions)  # cos, sin: (1, T, hd)
+        for i, layer in enumerate(self.layers):
+            state = cache.layers[i] if cache is not None else None
+            hidden, new_state = layer(hidden, rope, state=state, use_cache=cache is not None)
+            if cache is not None:
+                cache.layers[i] = new_state
+        if cache is not None:
+            cache.seqlen += T
+        hidden = self.norm(hidden)
+        if logits_to_keep > 0:
+            hidden = hidden[:, -logits_to_keep:]
+        return HybridOutput(logits=self.lm_head(hidden).float(), cache=cache)
+
+    def new_cache(self) -> HybridCache:
+        return HybridCache(len(self.layers))
+
+    generate = generation.generate
+
+    def save_pretrained(self, directory) -> None:
+        checkpoint.save_checkpoint(self, directory)
+
+    @classmethod
+    def from_pretrained(cls, directory, scan_backend: str | None = None) -> "HybridForCausalLM":
+        return checkpoint.load_checkpoint(cls, directory, scan_backend=scan_backend)

@@ -1,0 +1,41 @@
+"""Which parameters train, and how many there are of each kind."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from .allocation import MAMBA
+
+# mamba: only the Mamba mixers (everything copied from the teacher is frozen) - the paper's default;
+# mamba_mlp: Mamba mixers and MLPs (the paper's "unfreeze the MLPs" option); all: everything.
+TRAINABLE_SETS = ("mamba", "mamba_mlp", "all")
+
+
+def set_trainable(model: nn.Module, which: str = "mamba") -> nn.Module:
+    if which not in TRAINABLE_SETS:
+        raise ValueError(f"set_trainable: which must be one of {', '.join(TRAINABLE_SETS)}; got {which!r}")
+    model.requires_grad_(which == "all")
+    if which != "all":
+        for block in model.layers:
+            if block.kind == MAMBA:
+                block.mixer.requires_grad_(True)
+            if which == "mamba_mlp":
+                block.mlp.requires_grad_(True)
+    return model
+
+
+def param_counts(model: nn.Module) -> dict[str, int]:
+    """total / trainable parameter counts, and per kind: attention, mamba (mixers), mlp, other (embeddings, norms,
+    LM head). Tied weights count once."""
+    kind_of = {}
+    for block in model.layers:
+        for p in block.mixer.parameters():
+            kind_of[id(p)] = "mamba" if block.kind == MAMBA else "attention"
+        for p in block.mlp.parameters():
+            kind_of[id(p)] = "mlp"
+    counts = dict.fromkeys(("total", "trainable", "attention", "mamba", "mlp", "other"), 0)
+    for p in model.parameters():
+        counts["total"] += p.numel()
+        counts["trainable"] += p.numel() if p.requires_grad else 0
+        counts[kind_of.get(id(p), "other")] += p.numel()
+    return counts
