@@ -1,0 +1,120 @@
+"""Load chat (UltraChat schema) and preference (UltraFeedback schema) datasets from one of:
+
+- `"builtin"`: the generated tasks of `chat_tasks` (fixed seed per split, so every run and every
+  sweep member sees the same rows);
+- a local path: a `.jsonl` / `.json` / `.parquet` file, or a `Dataset.save_to_disk` directory;
+- a `datasets.Dataset` / `DatasetDict` object (e.g. teacher pseudo-labels built in memory);
+- anything else is a hub id for `datasets.load_dataset` (e.g. "HuggingFaceH4/ultrachat_200k"
+  with split "train_sft"); hub sources need network access or a populated HF cache.
+
+Rows are validated and normalised with `datasets.map`; a bad row raises `DataRowError`
+naming the source, row index and field.
+"""
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
+
+from hybrid_distill.data import chat_tasks
+from hybrid_distill.data.schemas import normalise_chat_row, normalise_preference_row, require_columns
+
+Source = str | os.PathLike | Dataset | DatasetDict
+BUILTIN = "builtin"
+BUILTIN_ROWS = {"train": 4000, "validation": 200, "test": 200}
+FILE_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+VALIDATION_CARVE_SEED = 0  # fixed: the carved validation rows never depend on the run's seed
+
+
+class SplitNotFoundError(KeyError):
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def _describe(source: Source) -> str:
+    return f"in-memory {type(source).__name__}" if isinstance(source, (Dataset, DatasetDict)) else str(source)
+
+
+def _pick_split(splits: DatasetDict, split: str, source: Source) -> Dataset:
+    if split not in splits:
+        raise SplitNotFoundError(f"{_describe(source)} has no split {split!r} (splits: {list(splits)})")
+    return splits[split]
+
+
+def _load_raw(source: Source, split: str, cache_dir: str | None) -> Dataset:
+    """Rows of `split` from a non-builtin source; single files and single datasets are 'train'."""
+    if isinstance(source, DatasetDict):
+        return _pick_split(source, split, source)
+    if isinstance(source, Dataset):
+        return _pick_split(DatasetDict(train=source), split, source)
+    path = Path(source)
+    if path.is_dir():
+        loaded = load_from_disk(str(path))
+        return _pick_split(loaded if isinstance(loaded, DatasetDict) else DatasetDict(train=loaded), split, source)
+    if path.suffix in FILE_FORMATS:
+        if not path.is_file():
+            raise FileNotFoundError(f"data file {path} does not exist")
+        files = load_dataset(FILE_FORMATS[path.suffix], data_files={"train": str(path)}, cache_dir=cache_dir)
+        return _pick_split(files, split, source)
+    return load_dataset(str(source), split=split, cache_dir=cache_dir)
+
+
+def _load(
+    source: Source,
+    split: str,
+    num_rows: int | None,
+    cache_dir: str | None,
+    generate: Callable[[int, str], Dataset],
+    required: tuple[str, ...],
+    normalise: Callable[[dict, int, str], dict],
+) -> Dataset:
+    if isinstance(source, str) and source == BUILTIN:
+        if split not in BUILTIN_ROWS:
+            raise SplitNotFoundError(f"builtin data has no split {split!r} (splits: {list(BUILTIN_ROWS)})")
+        return generate(num_rows or BUILTIN_ROWS[split], f"{split}:0")
+    ds = _load_raw(source, split, cache_dir)
+    if num_rows is not None:
+        ds = ds.select(range(min(num_rows, len(ds))))
+    require_columns(ds.column_names, required, _describe(source))
+    return ds.map(normalise, with_indices=True, fn_kwargs={"source": _describe(source)}, desc="validate rows")
+
+
+def load_chat_dataset(
+    source: Source = BUILTIN, split: str = "train", num_rows: int | None = None, cache_dir: str | None = None
+) -> Dataset:
+    """Validated chat rows with a `messages` column (other columns kept); the first `num_rows`
+    rows only if given (for "builtin": the number of rows generated)."""
+    return _load(source, split, num_rows, cache_dir, chat_tasks.chat_dataset, ("messages",), normalise_chat_row)
+
+
+def load_preference_dataset(
+    source: Source = BUILTIN, split: str = "train", num_rows: int | None = None, cache_dir: str | None = None
+) -> Dataset:
+    """Validated preference rows normalised to `prompt` (str), `chosen` and `rejected`
+    (conversations ending in the two assistant answers); other columns kept."""
+    return _load(
+        source, split, num_rows, cache_dir, chat_tasks.preference_dataset, ("chosen", "rejected"), normalise_preference_row
+    )
+
+
+def load_train_val(
+    load: Callable[..., Dataset],
+    source: Source,
+    train_split: str = "train",
+    val_split: str = "validation",
+    val_fraction: float = 0.05,
+    num_train_rows: int | None = None,
+    num_val_rows: int | None = None,
+    cache_dir: str | None = None,
+) -> tuple[Dataset, Dataset]:
+    """(train, validation) via `load` (`load_chat_dataset` or `load_preference_dataset`); when the
+    source has no `val_split` (a single file, say), `val_fraction` of train is held out with a
+    fixed seed."""
+    train = load(source, train_split, num_train_rows, cache_dir)
+    try:
+        return train, load(source, val_split, num_val_rows, cache_dir)
+    except SplitNotFoundError:
+        parts = train.train_test_split(test_size=val_fraction, seed=VALIDATION_CARVE_SEED)
+        val = parts["test"] if num_val_rows is None else parts["test"].select(range(min(num_val_rows, len(parts["test"]))))
+        return parts["train"], val
