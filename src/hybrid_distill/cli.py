@@ -28,9 +28,13 @@ def config_dir() -> str:
 
 def stage_runners() -> dict[str, Callable]:
     from .stages.distill import run_distill
+    from .stages.dpo import run_dpo
+    from .stages.pipeline import run_pipeline
+    from .stages.seqkd import run_seqkd
     from .stages.teacher import run_pretrain_teacher
 
-    return {"distill": run_distill, "pretrain_teacher": run_pretrain_teacher}
+    runners = {"pretrain_teacher": run_pretrain_teacher, "seqkd": run_seqkd, "distill": run_distill, "dpo": run_dpo}
+    return {**runners, "pipeline": lambda cfg, run: run_pipeline(cfg, run, runners)}
 
 
 def print_summary(results: dict, run_dir: Path, seconds: float) -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import lightning as L
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from transformers import PreTrainedTokenizerBase
 
@@ -24,8 +25,11 @@ def optim_settings(recipe: DictConfig | dict) -> dict[str, Any]:
 def build_datamodule(data_cfg: DictConfig, tokenizer: PreTrainedTokenizerBase, batch_size: int, seq_len: int,
                      cache_dir: str, seed: int) -> L.LightningDataModule:
     """Instantiate the `data` group's datamodule for a tokenizer and a stage's batch geometry."""
-    return instantiate(data_cfg, tokenizer=tokenizer, batch_size=batch_size, seq_len=seq_len,
-                       cache_dir=cache_dir, seed=seed, _recursive_=False)
+    # packed text takes a block length (seq_len); conversations a maximum length (max_length)
+    takes_seq_len = "seq_len" in inspect.signature(get_class(data_cfg._target_)).parameters
+    length = {"seq_len" if takes_seq_len else "max_length": seq_len}
+    return instantiate(data_cfg, tokenizer=tokenizer, batch_size=batch_size, cache_dir=cache_dir, seed=seed,
+                       _recursive_=False, **length)
 
 
 def seed_everything(seed: int) -> None:

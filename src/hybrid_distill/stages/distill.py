@@ -7,6 +7,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 from rich.console import Console
 
+from ..errors import UserError
 from ..lit.distill import DistillModule
 from ..runtime import RunContext, build_trainer, finish_logger
 from .common import build_datamodule, optim_settings, seed_everything
@@ -17,6 +18,8 @@ console = Console()
 
 
 def run_distill(cfg: DictConfig, run: RunContext) -> dict:
+    if "divergence" not in cfg.loss:
+        raise UserError(f"loss={cfg.loss.name} is not a distillation loss; use it with stage={cfg.loss.name}")
     teacher, tokenizer = obtain_teacher(cfg, run)
     seed_everything(cfg.seed)
     student = student_from_config(cfg, teacher)

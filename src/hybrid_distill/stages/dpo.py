@@ -1,0 +1,46 @@
+"""Stage `dpo`: preference optimisation of a distilled student (reference = that same student, frozen)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+from transformers import AutoTokenizer
+
+from ..errors import UserError
+from ..lit.dpo import DPOModule
+from ..models import HybridForCausalLM, set_trainable
+from ..runtime import RunContext, build_trainer, finish_logger
+from .common import build_datamodule, optim_settings, seed_everything
+
+
+def run_dpo(cfg: DictConfig, run: RunContext) -> dict:
+    source = Path(str(cfg.stage.init_from)) if cfg.stage.init_from else None
+    if source is None or not (source / "config.json").is_file():
+        raise UserError(f"stage.init_from '{source}' must be a saved student directory (the distill stage's "
+                        "<run dir>/student); DPO starts from it and uses it as the reference model")
+    if cfg.loss.name != "dpo":
+        raise UserError(f"stage=dpo needs loss=dpo (got loss={cfg.loss.name})")
+    seed_everything(cfg.seed)
+    policy = HybridForCausalLM.from_pretrained(str(source), scan_backend=cfg.scan_backend.name)
+    set_trainable(policy, cfg.stage.trainable)
+    tokenizer = AutoTokenizer.from_pretrained(str(source))
+    recipe = cfg.stage
+    datamodule = build_datamodule(cfg.data, tokenizer, recipe.batch_size, recipe.seq_len,
+                                  str(Path(cfg.paths.cache_dir) / "datasets"), cfg.seed)
+    max_steps = int(cfg.trainer.max_steps)
+    module = DPOModule(policy, cfg.loss, optim_settings(recipe), max_steps)
+    trainer, logger = build_trainer(cfg, run, "dpo", max_steps, recipe.grad_clip, recipe.val_every)
+    before = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    after = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
+    student_dir = run.output_dir / "dpo_student"
+    policy.save_pretrained(str(student_dir))
+    tokenizer.save_pretrained(str(student_dir))
+    return {
+        "logp_margin_before": float(before["val/logp_margin"]),
+        "logp_margin": float(after["val/logp_margin"]),
+        "reward_accuracy": float(after["val/reward_accuracy"]),
+        "student_dir": str(student_dir),
+        "wandb_dir": finish_logger(logger),
+    }

@@ -1,0 +1,59 @@
+"""Stage `seqkd` (sequence-level KD): the teacher answers the dataset's prompts; its answers are saved as a
+HF dataset on disk (UltraChat schema) that the next stage trains on (`data.source=<run dir>/seqkd_dataset`)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+from omegaconf import DictConfig
+from rich.progress import track
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from ..data.loaders import load_chat_dataset
+from ..data.schemas import prompt_turns, with_responses
+from ..runtime import RunContext
+from .teacher import obtain_teacher
+
+DATASET_DIRNAME = "seqkd_dataset"
+
+
+@torch.no_grad()
+def generate_responses(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[list[dict]],
+                       max_new_tokens: int, batch_size: int) -> list[str]:
+    """Greedy answers of `model` to chat prompts, batched with left padding."""
+    model.eval()
+    tokenizer.padding_side = "left"
+    responses: list[str] = []
+    for start in track(range(0, len(prompts), batch_size), description="teacher generating"):
+        enc = tokenizer.apply_chat_template(prompts[start:start + batch_size], add_generation_prompt=True,
+                                            padding=True, return_tensors="pt", return_dict=True)
+        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+        new_tokens = out[:, enc["input_ids"].shape[1]:]  # (B, <= max_new_tokens)
+        responses += [text.strip() for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+    return responses
+
+
+def save_dataset_atomic(dataset: Dataset, target: Path) -> None:
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
+    dataset.save_to_disk(str(staging))
+    if target.exists():
+        shutil.rmtree(staging)
+        raise FileExistsError(f"{target} already exists; not overwriting it")
+    staging.rename(target)
+
+
+def run_seqkd(cfg: DictConfig, run: RunContext) -> dict:
+    teacher, tokenizer = obtain_teacher(cfg, run)
+    rows = load_chat_dataset(cfg.data.source, split=cfg.stage.split, num_rows=cfg.stage.max_prompts)
+    prompts = [prompt_turns(messages) for messages in rows["messages"]]
+    responses = generate_responses(teacher, tokenizer, prompts, int(cfg.stage.max_new_tokens), int(cfg.stage.batch_size))
+    empty = sum(1 for r in responses if not r)
+    labelled = [row for row, r in zip(with_responses(prompts, responses), responses) if r]
+    target = run.output_dir / DATASET_DIRNAME
+    save_dataset_atomic(Dataset.from_list(labelled), target)
+    return {"seqkd_rows": len(labelled), "seqkd_empty_skipped": empty, "seqkd_dataset_dir": str(target)}
