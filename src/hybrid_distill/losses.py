@@ -172,29 +172,45 @@ def _column_chunks(vocab: int, chunk_size: int) -> Iterator[slice]:
     return (slice(start, min(start + chunk_size, vocab)) for start in range(0, vocab, chunk_size))
 
 
-def _streaming_logsumexp(logits: Tensor, rows: Index, temperature: float, chunk_size: int) -> Tensor:
-    """(..., V) -> (N,) float32 logsumexp of logits[rows] / T, folding in one vocabulary chunk at a time."""
-    lse = None
+def _streaming_logsumexp(logits: Tensor, rows: Index, temperature: float, chunk_size: int) -> tuple[Tensor, Tensor]:
+    """Online logsumexp of logits[rows] / T over vocabulary chunks: (..., V) -> (max, log sum exp(x - max)), (N,) each.
+
+    Keeps a running max and a running sum of exp(x - max), rescaled when the max grows (the online
+    softmax of Milakov & Gimelshein 2018). Returning the two parts separately lets callers form
+    log p = (x - max) - log_sum exactly as F.log_softmax does, so results match it to float32 rounding.
+    """
+    running_max = running_sum = None
     for cols in _column_chunks(logits.shape[-1], chunk_size):
-        chunk_lse = torch.logsumexp(_scaled(logits[rows + (cols,)], temperature), dim=-1)  # (N,)
-        lse = chunk_lse if lse is None else torch.logaddexp(lse, chunk_lse)
-    return lse
+        x = _scaled(logits[rows + (cols,)], temperature)  # (N, C)
+        chunk_max = x.amax(dim=-1)  # (N,)
+        new_max = chunk_max if running_max is None else torch.maximum(running_max, chunk_max)
+        chunk_sum = (x - new_max[:, None]).exp().sum(-1)  # (N,)
+        running_sum = chunk_sum if running_sum is None else running_sum * (running_max - new_max).exp() + chunk_sum
+        running_max = new_max
+    return running_max, running_sum.log()
 
 
-def _chunked_log_probs(student_logits: Tensor, teacher_logits: Tensor, rows: Index, lse_s: Tensor,
-                       lse_t: Tensor, temperature: float, chunk_size: int) -> Iterator[tuple[slice, Tensor, Tensor]]:
-    """Yield (cols, log p_student, log p_teacher), each (N, C) float32, one vocabulary chunk at a time."""
+def _log_probs_chunk(logits: Tensor, rows: Index, cols: slice, stats: tuple[Tensor, Tensor],
+                     temperature: float) -> Tensor:
+    """(N, C) float32 log-probs of one vocabulary chunk, from the (max, log_sum) of _streaming_logsumexp."""
+    row_max, log_sum = stats  # (N,), (N,)
+    return (_scaled(logits[rows + (cols,)], temperature) - row_max[:, None]) - log_sum[:, None]
+
+
+def _chunked_log_probs(student_logits: Tensor, teacher_logits: Tensor, rows: Index, stats_s: tuple[Tensor, Tensor],
+                       stats_t: tuple[Tensor, Tensor], temperature: float,
+                       chunk_size: int) -> Iterator[tuple[slice, Tensor, Tensor]]:
+    """Yield (cols, log p_student (N, C), log p_teacher (N, C)) one vocabulary chunk at a time."""
     for cols in _column_chunks(student_logits.shape[-1], chunk_size):
-        log_ps = _scaled(student_logits[rows + (cols,)], temperature) - lse_s[:, None]
-        log_pt = _scaled(teacher_logits[rows + (cols,)], temperature) - lse_t[:, None]
-        yield cols, log_ps, log_pt
+        yield (cols, _log_probs_chunk(student_logits, rows, cols, stats_s, temperature),
+               _log_probs_chunk(teacher_logits, rows, cols, stats_t, temperature))
 
 
 class _ChunkedForwardKL(torch.autograd.Function):
     """Per-token KL(p_teacher || p_student) at the counted rows, (N,), never holding more than (N, C).
 
-    Forward: pass 1 streams each side's logsumexp over vocabulary chunks (``logaddexp`` of chunk
-    logsumexps); pass 2 sums p_t * (log p_t - log p_s) chunk by chunk, the same formula as the full
+    Forward: pass 1 streams each side's logsumexp over vocabulary chunks (online max and rescaled
+    sum); pass 2 sums p_t * (log p_t - log p_s) chunk by chunk, the same formula as the full
     KL, so values agree to float32 rounding. Only (N,) vectors are saved; the backward recomputes
     each chunk's probabilities and writes the analytic gradients straight into the output buffers:
         dKL/ds_v = (p_s,v - p_t,v) / T                        (student logits)
@@ -204,25 +220,25 @@ class _ChunkedForwardKL(torch.autograd.Function):
     @staticmethod
     def forward(ctx, student_logits: Tensor, teacher_logits: Tensor, rows: Index, temperature: float,
                 chunk_size: int) -> Tensor:
-        lse_s = _streaming_logsumexp(student_logits, rows, temperature, chunk_size)  # (N,)
-        lse_t = _streaming_logsumexp(teacher_logits, rows, temperature, chunk_size)  # (N,)
-        token_kl = torch.zeros_like(lse_s)
-        for _, log_ps, log_pt in _chunked_log_probs(student_logits, teacher_logits, rows, lse_s, lse_t,
+        stats_s = _streaming_logsumexp(student_logits, rows, temperature, chunk_size)  # 2 x (N,)
+        stats_t = _streaming_logsumexp(teacher_logits, rows, temperature, chunk_size)  # 2 x (N,)
+        token_kl = torch.zeros_like(stats_s[0])  # (N,)
+        for _, log_ps, log_pt in _chunked_log_probs(student_logits, teacher_logits, rows, stats_s, stats_t,
                                                     temperature, chunk_size):
             token_kl += _kl_rows(log_pt, log_ps)
-        ctx.save_for_backward(student_logits, teacher_logits, lse_s, lse_t, token_kl, *rows)
+        ctx.save_for_backward(student_logits, teacher_logits, *stats_s, *stats_t, token_kl, *rows)
         ctx.temperature, ctx.chunk_size = temperature, chunk_size
         return token_kl
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_token_kl: Tensor):
-        student_logits, teacher_logits, lse_s, lse_t, token_kl, *rows = ctx.saved_tensors
-        rows = tuple(rows)
+        student_logits, teacher_logits, max_s, log_sum_s, max_t, log_sum_t, token_kl, *rows = ctx.saved_tensors
+        rows, stats_s, stats_t = tuple(rows), (max_s, log_sum_s), (max_t, log_sum_t)
         grad_s = torch.zeros_like(student_logits) if ctx.needs_input_grad[0] else None  # (..., V)
         grad_t = torch.zeros_like(teacher_logits) if ctx.needs_input_grad[1] else None  # (..., V)
         row_scale = (grad_token_kl / ctx.temperature)[:, None]  # (N, 1)
-        for cols, log_ps, log_pt in _chunked_log_probs(student_logits, teacher_logits, rows, lse_s, lse_t,
+        for cols, log_ps, log_pt in _chunked_log_probs(student_logits, teacher_logits, rows, stats_s, stats_t,
                                                        ctx.temperature, ctx.chunk_size):
             p_t = log_pt.exp()  # (N, C)
             if grad_s is not None:
