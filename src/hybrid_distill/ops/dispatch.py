@@ -10,7 +10,9 @@ from typing import Callable
 
 import torch
 
+from .selective_scan_chunked import selective_scan_chunked
 from .selective_scan_ref import selective_scan_ref, selective_step_ref
+from .ssd_chunked import ssd_scan_chunked
 from .ssd_ref import ssd_scan_ref, ssd_step_ref
 
 
@@ -28,6 +30,8 @@ class Backend:
 
 BACKENDS: dict[str, Backend] = {
     "torch_ref": Backend("torch_ref", ssd_scan_ref, ssd_step_ref, selective_scan_ref, selective_step_ref),
+    # a decode step is one recurrence step: the reference step is already the direct computation
+    "torch_chunked": Backend("torch_chunked", ssd_scan_chunked, ssd_step_ref, selective_scan_chunked, selective_step_ref),
 }
 
 # order in which `auto` tries backends: GPU kernels first, the sequential oracle last

@@ -9,6 +9,8 @@ B and C carry their own group counts (like GQA's KV heads): head h reads group h
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -26,6 +28,17 @@ def expand_groups(t: torch.Tensor, nheads: int, dim: int) -> torch.Tensor:
     if nheads % groups != 0:
         raise ValueError(f"number of heads ({nheads}) must be a multiple of the number of groups ({groups})")
     return t.repeat_interleave(nheads // groups, dim=dim) if groups != nheads else t
+
+
+def common_groups(B: torch.Tensor, C: torch.Tensor, nheads: int, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Expand B and C to one shared group count (the lcm of theirs) along `dim`.
+
+    Head h still reads group h // (nheads // G) of each: with G' = lcm, h // (H // G') // (G' // G) == h // (H // G).
+    """
+    groups = math.lcm(B.shape[dim], C.shape[dim])
+    if nheads % groups != 0:
+        raise ValueError(f"number of heads ({nheads}) must be a multiple of lcm(B groups, C groups) = {groups}")
+    return expand_groups(B, groups, dim), expand_groups(C, groups, dim)
 
 
 def _d_term(D: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | float:
