@@ -30,6 +30,8 @@ def require_columns(column_names: Sequence[str], required: Sequence[str], source
 def validate_messages(messages, field: str, source: str, index: int) -> list[Message]:
     """`messages` as a clean list of `{"role", "content"}` dicts; user and assistant turns must be
     non-empty and there must be an assistant turn."""
+    if messages is None:
+        raise DataRowError(source, index, f"{field!r} is missing")
     if not isinstance(messages, list) or not messages:
         raise DataRowError(source, index, f"{field!r} must be a non-empty list of messages, got {messages!r:.80}")
     clean = []
