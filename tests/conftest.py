@@ -38,7 +38,7 @@ TINY = [
     "model.recipe.dpo.batch_size=4",
     "model.recipe.dpo.seq_len=96",
     "model.recipe.seqkd.max_new_tokens=8",
-    "stage.val_every=2",
+    "++stage.val_every=2",
     "trainer.limit_val_batches=2",
     "callbacks.progress_bar=null",
 ]
@@ -52,10 +52,11 @@ def cache_dir(tmp_path_factory) -> Path:
     return path
 
 
-def compose_config(tmp_path: Path, overrides: list[str] = ()) -> DictConfig:
-    """The real config, composed like `python train.py` would, with outputs under tmp_path."""
+def compose_config(tmp_path: Path, overrides: list[str] = (), shrink: bool = True) -> DictConfig:
+    """The real config, composed like `python train.py` would, with outputs under tmp_path
+    (and the tiny preset shrunk by TINY unless shrink=False)."""
     with initialize_config_dir(config_dir(), version_base="1.3"):
-        cfg = compose("train", overrides=[*TINY, *overrides], return_hydra_config=True)
+        cfg = compose("train", overrides=[*(TINY if shrink else []), *overrides], return_hydra_config=True)
     with open_dict(cfg):
         cfg.hydra.runtime.output_dir = str(tmp_path)
         cfg.hydra.job.override_dirname = ",".join(overrides)

@@ -67,18 +67,25 @@ def run(cfg: DictConfig) -> dict:
     return results
 
 
+def exit_on_user_error(fn: Callable[[DictConfig], object], cfg: DictConfig) -> None:
+    """Bad input (config value, file, data row) ends the run with one clear line, not a traceback."""
+    from .data.schemas import DataRowError
+
+    try:
+        fn(cfg)
+    except (UserError, DataRowError) as err:
+        console.print(f"[red]error:[/] {err}")
+        sys.exit(2)
+
+
 @hydra.main(config_path=config_dir(), config_name="train", version_base="1.3")
 def _train(cfg: DictConfig) -> None:
     OmegaConf.resolve(cfg)
-    run(cfg)
+    exit_on_user_error(run, cfg)
 
 
 def train_main() -> None:
-    try:
-        _train()
-    except UserError as err:
-        console.print(f"[red]error:[/] {err}")
-        sys.exit(2)
+    _train()
 
 
 def eval_main() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ThroughputMonitor
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
@@ -84,12 +84,18 @@ def finish_logger(logger: Logger | bool) -> str | None:
     return None
 
 
-def build_callbacks(cfg: DictConfig, checkpoint_dir: Path) -> list[L.Callback]:
+# callbacks whose only output is logged metrics (Lightning refuses them without a logger)
+LOGGING_CALLBACKS = (LearningRateMonitor, ThroughputMonitor)
+
+
+def build_callbacks(cfg: DictConfig, checkpoint_dir: Path, has_logger: bool) -> list[L.Callback]:
     callbacks = []
     for cb_cfg in (cfg.get("callbacks") or {}).values():
         if cb_cfg is None:
             continue
         cb = instantiate(cb_cfg)
+        if isinstance(cb, LOGGING_CALLBACKS) and not has_logger:
+            continue
         if isinstance(cb, ModelCheckpoint):
             cb.dirpath = str(checkpoint_dir)
         callbacks.append(cb)
@@ -107,7 +113,7 @@ def build_trainer(cfg: DictConfig, run: RunContext, stage: str, max_steps: int, 
         gradient_clip_val=grad_clip,
         val_check_interval=min(val_every, max_steps) if max_steps > 0 else 1,
         logger=logger,
-        callbacks=build_callbacks(cfg, stage_dir / "checkpoints"),
+        callbacks=build_callbacks(cfg, stage_dir / "checkpoints", bool(logger)),
         default_root_dir=str(stage_dir),
     )
     return trainer, logger
