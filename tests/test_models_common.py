@@ -37,4 +37,4 @@ def perturb_(module: torch.nn.Module, scale: float = 0.05, seed: int = 2) -> Non
     """Stand-in for training: move every parameter of `module` a little."""
     g = torch.Generator().manual_seed(seed)
     for p in module.parameters():
-        p.add_(scale * torch.randn(p.shape, generator=g).to(p.dtype))
+        p.add_(scale * torch.randn(p.shape, generator=g).to(p.device, p.dtype))
