@@ -22,6 +22,8 @@ class HybridCache:
 
     Pass one instance to successive `model(input_ids, cache=cache)` calls: each call reads the states, runs its
     tokens and stores the new states in place. A layer's entry stays None until the layer has seen a token.
+    States are replaced, never written into, so `list(cache.layers)` plus `cache.seqlen` is a snapshot to roll back to
+    (e.g. keeping SSM states only at accepted positions in speculative decoding).
     """
 
     def __init__(self, num_layers: int):
