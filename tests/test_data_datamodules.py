@@ -25,11 +25,14 @@ def tokenizer():
 
 def test_collator_right_pads_every_sequence_column_to_one_length():
     rows = [
-        {"chosen_input_ids": [5, 6, 7], "chosen_labels": [-100, 6, 7], "rejected_input_ids": [5, 8], "rejected_labels": [-100, 8]},
-        {"chosen_input_ids": [5], "chosen_labels": [5], "rejected_input_ids": [5, 9, 9, 9], "rejected_labels": [-100, 9, 9, 9]},
-    ]
+        {"chosen_input_ids": [5, 6, 7], "chosen_labels": [-100, 6, 7],
+         "rejected_input_ids": [5, 8], "rejected_labels": [-100, 8]},
+        {"chosen_input_ids": [5], "chosen_labels": [5],
+         "rejected_input_ids": [5, 9, 9, 9], "rejected_labels": [-100, 9, 9, 9]},
+    ]  # fmt: skip
     batch = RightPadCollator(pad_id=2)(rows)
-    assert set(batch) == {f"{side}_{key}" for side in ("chosen", "rejected") for key in ("input_ids", "labels", "attention_mask")}
+    keys = ("input_ids", "labels", "attention_mask")
+    assert set(batch) == {f"{side}_{key}" for side in ("chosen", "rejected") for key in keys}
     assert all(t.shape == (2, 4) and t.dtype == torch.long for t in batch.values())
     assert batch["chosen_input_ids"].tolist() == [[5, 6, 7, 2], [5, 2, 2, 2]]
     assert batch["chosen_labels"].tolist() == [[-100, 6, 7, -100], [5, -100, -100, -100]]

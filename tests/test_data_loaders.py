@@ -9,7 +9,7 @@ import pytest
 from datasets import Dataset, DatasetDict
 
 from hybrid_distill.data.loaders import SplitNotFoundError, load_chat_dataset, load_preference_dataset, load_train_val
-from hybrid_distill.data.schemas import DataRowError
+from hybrid_distill.data.schemas import DataRowError, prompt_turns, with_responses
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ULTRACHAT = FIXTURES / "ultrachat_sample.jsonl"
@@ -136,3 +136,21 @@ def test_missing_column_and_missing_file_are_named(tmp_path):
         load_chat_dataset(path)
     with pytest.raises(FileNotFoundError, match="data file .*missing.jsonl does not exist"):
         load_chat_dataset(tmp_path / "missing.jsonl")
+
+
+def test_teacher_responses_become_a_chat_source():
+    rows = load_chat_dataset("builtin", num_rows=4)
+    prompts = [prompt_turns(m) for m in rows["messages"]]
+    relabelled = load_chat_dataset(Dataset.from_list(with_responses(prompts, ["a", "b", "c", "d"])))
+    assert [m[:-1] for m in relabelled["messages"]] == prompts
+    assert [m[-1] for m in relabelled["messages"]] == [{"role": "assistant", "content": c} for c in "abcd"]
+    with pytest.raises(ValueError, match="4 prompts but 3 responses"):
+        with_responses(prompts, ["a", "b", "c"])
+
+
+def test_conversation_chosen_must_end_with_the_answer():
+    question, answer = {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}
+    rows = [{"chosen": [question, answer], "rejected": [question, answer]},
+            {"chosen": [question, answer, question], "rejected": [question, answer]}]  # fmt: skip
+    with pytest.raises(DataRowError, match=re.escape("row 1 of in-memory Dataset: 'chosen' does not end with an assistant turn")):
+        load_preference_dataset(Dataset.from_list(rows))

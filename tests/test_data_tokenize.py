@@ -15,11 +15,13 @@ from hybrid_distill.data.tokenize import IGNORE_INDEX, pack_text, tokenize_chat,
 from hybrid_distill.data.tokenizer import train_tokenizer
 ULTRACHAT = Path(__file__).parent / "fixtures" / "ultrachat_sample.jsonl"
 
-# Llama-3-Instruct's template shape (header markers, "\n\n", trimmed content, end-of-turn token)
-# spelled with our special tokens: stands in for a real checkpoint's own chat template.
-LLAMA3_LIKE_TEMPLATE = (
-    "{{ bos_token }}{% for m in messages %}{{ '<|' + m['role'] + '|>\\n\\n' + m['content'] | trim }}{{ eos_token }}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\\n\\n' }}{% endif %}"
+# Meta-Llama-3-8B-Instruct's chat template, verbatim: stands in for a real checkpoint's template
+# (with our tokenizer its header and <|eot_id|> markers are plain text, which must not matter).
+LLAMA3_TEMPLATE = (
+    "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' "
+    "+ message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}"
+    "{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}"
+    "{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
 )
 
 
@@ -30,9 +32,9 @@ def tokenizer():
 
 
 @pytest.fixture
-def llama3_like(tokenizer):
+def llama3(tokenizer):
     original = tokenizer.chat_template
-    tokenizer.chat_template = LLAMA3_LIKE_TEMPLATE
+    tokenizer.chat_template = LLAMA3_TEMPLATE
     yield tokenizer
     tokenizer.chat_template = original
 
@@ -45,16 +47,17 @@ def prompt_length(labels) -> int:
     return next(i for i, t in enumerate(labels) if t != IGNORE_INDEX)
 
 
-@pytest.mark.parametrize("template", ["own", "llama3_like"])
+@pytest.mark.parametrize("template", ["own", "llama3"])
 def test_labels_cover_exactly_the_assistant_turns(request, tokenizer, template):
-    tok = request.getfixturevalue("llama3_like") if template == "llama3_like" else tokenizer
+    tok = request.getfixturevalue("llama3") if template == "llama3" else tokenizer
+    end_of_turn = "<|eot_id|>" if template == "llama3" else tok.eos_token
     ds = load_chat_dataset(ULTRACHAT)  # row 1: system + two user/assistant rounds
     out = tokenize_chat(ds, tok, max_length=256)
     for row, messages in zip(out, ds["messages"]):
         assert len(row["input_ids"]) == len(row["labels"])
         labelled = [i for i, t in enumerate(row["labels"]) if t != IGNORE_INDEX]
         assert all(row["labels"][i] == row["input_ids"][i] for i in labelled)
-        responses = [m["content"] + tok.eos_token for m in messages if m["role"] == "assistant"]
+        responses = [m["content"] + end_of_turn for m in messages if m["role"] == "assistant"]
         assert trained_text(tok, row["labels"]) == "".join(responses)
         first_prompt = tok.apply_chat_template(messages[:1 + (messages[0]["role"] == "system")], tokenize=False,
                                                add_generation_prompt=True)

@@ -89,15 +89,22 @@ class TextDataModule(_TokenizedDataModule):
         self.seq_len = seq_len
         self.num_validation_plays = num_validation_plays
         self.chat_source = chat_source
-        self.num_chat_rows = (num_chat_train_rows, num_chat_val_rows)
+        self.num_chat_train_rows = num_chat_train_rows
+        self.num_chat_val_rows = num_chat_val_rows
 
     def _build(self) -> tuple[Dataset, Dataset]:
         documents = shakespeare_documents(self.num_validation_plays)
-        splits = [pack_text(documents[s], self.tokenizer, self.seq_len, self.cache_dir) for s in ("train", "validation")]
+        splits = [
+            pack_text(documents[split], self.tokenizer, self.seq_len, self.cache_dir) for split in ("train", "validation")
+        ]
         if self.chat_source is None:
             return tuple(splits)
         chat = load_train_val(
-            load_chat_dataset, self.chat_source, num_train_rows=self.num_chat_rows[0], num_val_rows=self.num_chat_rows[1]
+            load_chat_dataset,
+            self.chat_source,
+            num_train_rows=self.num_chat_train_rows,
+            num_val_rows=self.num_chat_val_rows,
+            cache_dir=self.cache_dir,
         )
         return tuple(
             concatenate_datasets([text, tokenize_chat(rows, self.tokenizer, self.seq_len, self.cache_dir)])

@@ -60,6 +60,10 @@ def _load_raw(source: Source, split: str, cache_dir: str | None) -> Dataset:
     return load_dataset(str(source), split=split, cache_dir=cache_dir)
 
 
+def _head(ds: Dataset, num_rows: int | None) -> Dataset:
+    return ds if num_rows is None else ds.select(range(min(num_rows, len(ds))))
+
+
 def _load(
     source: Source,
     split: str,
@@ -73,9 +77,7 @@ def _load(
         if split not in BUILTIN_ROWS:
             raise SplitNotFoundError(f"builtin data has no split {split!r} (splits: {list(BUILTIN_ROWS)})")
         return generate(num_rows or BUILTIN_ROWS[split], f"{split}:0")
-    ds = _load_raw(source, split, cache_dir)
-    if num_rows is not None:
-        ds = ds.select(range(min(num_rows, len(ds))))
+    ds = _head(_load_raw(source, split, cache_dir), num_rows)
     require_columns(ds.column_names, required, _describe(source))
     return ds.map(normalise, with_indices=True, fn_kwargs={"source": _describe(source)}, desc="validate rows")
 
@@ -93,9 +95,8 @@ def load_preference_dataset(
 ) -> Dataset:
     """Validated preference rows normalised to `prompt` (str), `chosen` and `rejected`
     (conversations ending in the two assistant answers); other columns kept."""
-    return _load(
-        source, split, num_rows, cache_dir, chat_tasks.preference_dataset, ("chosen", "rejected"), normalise_preference_row
-    )
+    generate, required = chat_tasks.preference_dataset, ("chosen", "rejected")
+    return _load(source, split, num_rows, cache_dir, generate, required, normalise_preference_row)
 
 
 def load_train_val(
@@ -116,5 +117,4 @@ def load_train_val(
         return train, load(source, val_split, num_val_rows, cache_dir)
     except SplitNotFoundError:
         parts = train.train_test_split(test_size=val_fraction, seed=VALIDATION_CARVE_SEED)
-        val = parts["test"] if num_val_rows is None else parts["test"].select(range(min(num_val_rows, len(parts["test"]))))
-        return parts["train"], val
+        return parts["train"], _head(parts["test"], num_val_rows)

@@ -55,40 +55,46 @@ def normalise_chat_row(row: dict, index: int, source: str) -> dict:
     return {"messages": validate_messages(row["messages"], "messages", source, index)}
 
 
-def _as_conversation(value, field: str, prompt_turns: list[Message], source: str, index: int) -> list[Message]:
-    """A chosen/rejected value as a full conversation that starts with `prompt_turns`."""
-    if isinstance(value, str):
-        if not value.strip():
-            raise DataRowError(source, index, f"{field!r} is empty")
-        return [*prompt_turns, {"role": "assistant", "content": value}]
+def _ending_in_answer(value, field: str, source: str, index: int) -> list[Message]:
     conversation = validate_messages(value, field, source, index)
     if conversation[-1]["role"] != "assistant":
         raise DataRowError(source, index, f"{field!r} does not end with an assistant turn")
-    if conversation[:-1] != prompt_turns:
+    return conversation
+
+
+def _as_conversation(value, field: str, prompt_messages: list[Message], source: str, index: int) -> list[Message]:
+    """A chosen/rejected value (response string or conversation) as a conversation that starts
+    with `prompt_messages` and ends with the assistant's answer."""
+    if isinstance(value, str):
+        if not value.strip():
+            raise DataRowError(source, index, f"{field!r} is empty")
+        return [*prompt_messages, {"role": "assistant", "content": value}]
+    conversation = _ending_in_answer(value, field, source, index)
+    if conversation[:-1] != prompt_messages:
         raise DataRowError(source, index, f"{field!r} does not start with the same prompt turns as 'chosen'/'prompt'")
     return conversation
 
 
 def normalise_preference_row(row: dict, index: int, source: str) -> dict:
-    """`{"prompt": str, "chosen": conversation, "rejected": conversation}` from either layout."""
+    """`{"prompt": str, "chosen": conversation, "rejected": conversation}` from either layout;
+    the prompt turns come from `chosen` when it is a conversation, else from `prompt`."""
     chosen, rejected, prompt = row.get("chosen"), row.get("rejected"), row.get("prompt")
     for field, value in (("chosen", chosen), ("rejected", rejected)):
         if value is None:
             raise DataRowError(source, index, f"{field!r} is missing")
     if isinstance(chosen, list):
-        prompt_turns = validate_messages(chosen, "chosen", source, index)[:-1]
-        if not any(m["role"] == "user" for m in prompt_turns):
+        chosen = _ending_in_answer(chosen, "chosen", source, index)
+        prompt_messages = chosen[:-1]
+        if not any(m["role"] == "user" for m in prompt_messages):
             raise DataRowError(source, index, "'chosen' has no user turn before its final assistant turn")
-        prompt = prompt if isinstance(prompt, str) and prompt.strip() else prompt_turns[-1]["content"]
+        prompt = prompt if isinstance(prompt, str) and prompt.strip() else prompt_messages[-1]["content"]
     elif not isinstance(prompt, str) or not prompt.strip():
         raise DataRowError(source, index, "'prompt' is missing or empty (needed when 'chosen' is a string)")
     else:
-        prompt_turns = [{"role": "user", "content": prompt}]
-    return {
-        "prompt": prompt,
-        "chosen": _as_conversation(chosen, "chosen", prompt_turns, source, index),
-        "rejected": _as_conversation(rejected, "rejected", prompt_turns, source, index),
-    }
+        prompt_messages = [{"role": "user", "content": prompt}]
+        chosen = _as_conversation(chosen, "chosen", prompt_messages, source, index)
+    rejected = _as_conversation(rejected, "rejected", prompt_messages, source, index)
+    return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
 
 
 def prompt_turns(messages: list[Message]) -> list[Message]:

@@ -96,8 +96,11 @@ def encode_with_labels(
     """Token ids of each text, and labels = ids on tokens overlapping a span, -100 elsewhere."""
     encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
     labels = [
-        [tok if any(s < end and e > start for start, end in row_spans) else IGNORE_INDEX for tok, (s, e) in zip(ids, offs)]
-        for ids, offs, row_spans in zip(encoded["input_ids"], encoded["offset_mapping"], spans)
+        [
+            token if any(s < end and e > start for start, end in row_spans) else IGNORE_INDEX
+            for token, (s, e) in zip(ids, offsets)
+        ]
+        for ids, offsets, row_spans in zip(encoded["input_ids"], encoded["offset_mapping"], spans)
     ]
     return encoded["input_ids"], labels
 
@@ -141,7 +144,9 @@ def tokenize_preference(
     """Normalised preference rows -> `chosen_input_ids/labels`, `rejected_input_ids/labels`; both
     share the prompt tokens, labels cover only the final (compared) assistant turn; a pair is
     dropped if either side exceeds `max_length`."""
-    out = _cached_map(ds, _preference_batch, cache_dir, "tokenize preference", tokenizer=tokenizer, max_length=max_length)
+    out = _cached_map(
+        ds, _preference_batch, cache_dir, "tokenize preference", tokenizer=tokenizer, max_length=max_length
+    )
     _warn_skipped(len(ds), len(out), "tokenize_preference", max_length)
     return out
 
@@ -175,7 +180,11 @@ def _pack_batch(batch: dict, tokenizer: PreTrainedTokenizerBase, seq_len: int, t
 
 
 def pack_text(
-    ds: Dataset, tokenizer: PreTrainedTokenizerBase, seq_len: int, cache_dir: str | None = None, text_column: str = "text"
+    ds: Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    seq_len: int,
+    cache_dir: str | None = None,
+    text_column: str = "text",
 ) -> Dataset:
     """Documents -> fixed-length blocks of `seq_len` tokens (BOS doc EOS, concatenated; the tail
     of each 1000-document batch that does not fill a block is dropped); labels = input_ids."""

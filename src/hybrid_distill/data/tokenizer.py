@@ -16,6 +16,9 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
+from hybrid_distill.data.chat_tasks import chat_rows
+from hybrid_distill.data.corpus import shakespeare_documents
+
 BOS, EOS, PAD = "<|bos|>", "<|eos|>", "<|pad|>"
 ROLES = ("system", "user", "assistant")
 ROLE_MARKERS = tuple(f"<|{role}|>" for role in ROLES)
@@ -88,9 +91,6 @@ def corpus_fingerprint(texts: Sequence[str], vocab_size: int) -> str:
 def default_tokenizer_texts(num_chat_rows: int = 2000, seed: int = 0) -> list[str]:
     """Training texts of the default tokenizer: the Shakespeare training plays plus the
     rendered turns of generated chat tasks (so task words and phrasing get their own merges)."""
-    from hybrid_distill.data.chat_tasks import chat_rows
-    from hybrid_distill.data.corpus import shakespeare_documents
-
     plays = list(shakespeare_documents()["train"]["text"])
     turns = [m["content"] for row in chat_rows(num_chat_rows, seed) for m in row["messages"]]
     return plays + ["\n".join(turns)]
