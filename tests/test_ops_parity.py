@@ -58,7 +58,7 @@ def _check_close(name: str, out, ref, tol: float) -> None:
 SSD_SHAPES = [
     (2, 37, 4, 16, 16, 1, 1),
     (1, 130, 6, 16, 32, 2, 3),  # B and C with different group counts (lcm 6)
-    (2, 77, 8, 32, 16, 4, 2),
+    (1, 77, 8, 32, 16, 4, 2),
 ]
 # (D shape, dt_softplus with dt_bias, initial state)
 SSD_OPTIONS = [("head", True, True), ("headdim", False, False), (None, True, False)]

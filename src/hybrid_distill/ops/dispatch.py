@@ -10,6 +10,7 @@ from typing import Callable
 
 import torch
 
+from . import mamba_ssm_backend, triton_backend
 from .selective_scan_chunked import selective_scan_chunked
 from .selective_scan_ref import selective_scan_ref, selective_step_ref
 from .ssd_chunked import ssd_scan_chunked
@@ -31,7 +32,19 @@ class Backend:
 BACKENDS: dict[str, Backend] = {
     "torch_ref": Backend("torch_ref", ssd_scan_ref, ssd_step_ref, selective_scan_ref, selective_step_ref),
     # a decode step is one recurrence step: the reference step is already the direct computation
-    "torch_chunked": Backend("torch_chunked", ssd_scan_chunked, ssd_step_ref, selective_scan_chunked, selective_step_ref),
+    "torch_chunked": Backend(
+        "torch_chunked", ssd_scan_chunked, ssd_step_ref, selective_scan_chunked, selective_step_ref
+    ),
+    "triton": Backend(
+        "triton", triton_backend.ssd_scan, triton_backend.ssd_step, triton_backend.selective_scan,
+        triton_backend.selective_step, triton_backend.is_available, triton_backend.INSTALL_HINT,
+        supports_cpu=triton_backend.interpreted(),
+    ),
+    "mamba_ssm": Backend(
+        "mamba_ssm", mamba_ssm_backend.ssd_scan, mamba_ssm_backend.ssd_step, mamba_ssm_backend.selective_scan,
+        mamba_ssm_backend.selective_step, mamba_ssm_backend.is_available, mamba_ssm_backend.INSTALL_HINT,
+        supports_cpu=False,
+    ),
 }
 
 # order in which `auto` tries backends: GPU kernels first, the sequential oracle last

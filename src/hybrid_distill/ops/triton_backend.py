@@ -1,0 +1,66 @@
+"""scan_backend=triton: the project's own Triton kernels (top-level package `kernels/`).
+
+Mamba-2 SSD scan (forward and backward) and its decode step run on the own kernels. There is no own
+Mamba-1 kernel: the selective scan routes to the torch_chunked form (selective_scan_chunked).
+The kernels run on CUDA tensors, or on CPU tensors under the Triton interpreter (TRITON_INTERPRET=1).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from .selective_scan_chunked import selective_scan_chunked
+from .selective_scan_ref import selective_step_ref
+from .ssd_ref import ssd_step_ref
+
+INSTALL_HINT = ("It needs `pip install triton` and the repository's top-level kernels/ package "
+                "(on sys.path when run from a checkout), and CUDA tensors or TRITON_INTERPRET=1.")
+# a checkout is <repo>/src/hybrid_distill/ops/this_file; kernels/ sits beside src/
+_REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+@functools.cache
+def _kernels():
+    """The own kernels package, or None. Looks on sys.path, then in the checkout this file belongs to."""
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return None
+    if importlib.util.find_spec("kernels") is None and (_REPO_ROOT / "kernels" / "__init__.py").exists():
+        sys.path.append(str(_REPO_ROOT))  # an editable install puts src/ on sys.path, not the repo root
+    try:
+        module = importlib.import_module("kernels")
+    except ImportError:
+        return None
+    return module if hasattr(module, "ssd_chunk_scan") else None  # not some other package named `kernels`
+
+
+def interpreted() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def is_available() -> bool:
+    return (torch.cuda.is_available() or interpreted()) and _kernels() is not None
+
+
+def ssd_scan(x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, initial_state=None, return_final_state=False):
+    return _kernels().ssd_chunk_scan(x, dt, A, B, C, D, dt_bias, dt_softplus, initial_state, return_final_state)
+
+
+def ssd_step(state, x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False):
+    tensors = (state, x, dt, A, B, C, D, dt_bias)
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
+        # the decode kernel has no backward; a differentiable step (rare: decoding runs under no_grad) uses the reference
+        return ssd_step_ref(state, x, dt, A, B, C, D, dt_bias, dt_softplus)
+    return _kernels().ssd_step(state, x, dt, A, B, C, D, dt_bias, dt_softplus)
+
+
+selective_scan = selective_scan_chunked
+selective_step = selective_step_ref

@@ -1,0 +1,88 @@
+"""Own Triton kernels (top-level kernels/): parity with torch_ref, run under the Triton CPU interpreter.
+
+Triton picks interpreter or compiler when the kernels are defined (at import, from TRITON_INTERPRET), so on a
+CPU machine this module runs the kernel tests in a child pytest with TRITON_INTERPRET=1: the triton-backend
+cases of test_ops_parity.py and the tests below. Nothing leaks into this process. On CUDA they run directly.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from hybrid_distill.ops import BACKENDS, ssd_scan, ssd_step
+from hybrid_distill.ops.ssd_ref import ssd_scan_ref, ssd_step_ref
+
+from test_ops_parity import SSD_OPTIONS, TOL, _check_close, _ssd_outputs_and_grads, make_ssd_inputs
+
+TRITON = BACKENDS["triton"]
+KERNELS_RUN_HERE = TRITON.is_available() and (TRITON.supports_cpu or torch.cuda.is_available())
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+needs_kernels = pytest.mark.skipif(not KERNELS_RUN_HERE, reason="run by the interpreter child process, or on CUDA")
+
+
+@pytest.mark.skipif(KERNELS_RUN_HERE, reason="the kernel tests run directly in this process")
+def test_kernels_under_the_interpreter():
+    pytest.importorskip("triton")
+    tests = Path(__file__).parent
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    # selective-scan cases are left out: the triton backend routes Mamba-1 to the torch_chunked code tested here
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+           "-k", "triton and not selective and not interpreter",
+           str(tests / "test_ops_parity.py"), str(tests / "test_ops_triton.py")]
+    child = subprocess.run(cmd, cwd=tests.parent, env=env, capture_output=True, text=True, timeout=600)
+    assert child.returncode == 0, f"interpreted kernel tests failed:\n{child.stdout[-6000:]}\n{child.stderr[-3000:]}"
+    summary = child.stdout.strip().splitlines()[-1]
+    assert " passed" in summary and "skipped" not in summary, child.stdout[-2000:]
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_triton_scan_reads_strided_projection_slices(dtype):
+    """In a model x, B, C, dt are slices of one in_proj output: (batch, seq) strides that are not contiguous."""
+    batch, length, nheads, headdim, dstate = 2, 70, 4, 16, 16
+    g = torch.Generator().manual_seed(3)
+    width = nheads * headdim + 2 * dstate + nheads
+    proj = torch.randn(batch, length, width, generator=g).to(DEVICE, dtype)
+    x, B, C, dt = torch.split(proj, [nheads * headdim, dstate, dstate, nheads], dim=-1)
+    inputs = dict(x=x.unflatten(-1, (nheads, headdim)), dt=dt, A=-torch.linspace(1, 8, nheads, device=DEVICE),
+                  B=B[:, :, None], C=C[:, :, None], D=torch.ones(nheads, device=DEVICE), dt_bias=None,
+                  initial_state=None)
+    assert not inputs["x"].is_contiguous()
+    y, final, grads = _ssd_outputs_and_grads(lambda **kw: ssd_scan(**kw, backend="triton"), inputs, True)
+    y_ref, final_ref, grads_ref = _ssd_outputs_and_grads(ssd_scan_ref, inputs, True)
+    tol = TOL["fp32" if dtype == torch.float32 else "bf16"]
+    _check_close("y", y, y_ref, tol)
+    _check_close("final_state", final, final_ref, tol)
+    for name, grad_ref in grads_ref.items():
+        _check_close(f"d{name}", grads[name], grad_ref, tol)
+
+
+@needs_kernels
+def test_triton_step_updates_in_place_when_asked():
+    import kernels
+
+    inputs, softplus = make_ssd_inputs((2, 1, 4, 24, 20, 2, 1), SSD_OPTIONS[0], torch.float32, DEVICE)
+    step = (inputs["x"][:, 0], inputs["dt"][:, 0], inputs["A"], inputs["B"][:, 0], inputs["C"][:, 0], inputs["D"],
+            inputs["dt_bias"], softplus)
+    state = inputs["initial_state"].clone()
+    y_ref, state_ref = ssd_step_ref(state, *step)
+    y, out = kernels.ssd_step(state, *step, out_state=state)
+    assert out is state
+    _check_close("y", y, y_ref, TOL["fp32"])
+    _check_close("state", state, state_ref, TOL["fp32"])
+
+
+@needs_kernels
+def test_triton_step_with_grad_goes_through_the_reference():
+    inputs, softplus = make_ssd_inputs((1, 1, 2, 16, 16, 1, 1), SSD_OPTIONS[0], torch.float32, DEVICE)
+    x = inputs["x"][:, 0].clone().requires_grad_(True)
+    y, _ = ssd_step(inputs["initial_state"], x, inputs["dt"][:, 0], inputs["A"], inputs["B"][:, 0],
+                    inputs["C"][:, 0], inputs["D"], inputs["dt_bias"], softplus, backend="triton")
+    y.sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
