@@ -40,6 +40,7 @@ TINY = [
     "model.recipe.seqkd.max_new_tokens=8",
     "++stage.val_every=2",
     "trainer.limit_val_batches=2",
+    "trainer.log_every_n_steps=1",
     "callbacks.progress_bar=null",
 ]
 

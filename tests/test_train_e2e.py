@@ -35,14 +35,15 @@ def test_default_pipeline_distils_and_logs_to_wandb_offline(tiny_teacher, tmp_pa
         assert key in payload, key
 
 
-def _train_cli(args: list[str], tmp_path: Path, cache_dir: Path) -> subprocess.CompletedProcess:
+def _train_cli(args: list[str], tmp_path: Path, cache_dir: Path, multirun: bool = False) -> subprocess.CompletedProcess:
     env = {**os.environ, "HD_CACHE_DIR": str(cache_dir), "HD_LOG_DIR": str(tmp_path), "WANDB_MODE": "offline"}
-    return subprocess.run([sys.executable, str(REPO / "train.py"), *TINY, *args], cwd=tmp_path, env=env,
+    flags = ["-m"] if multirun else []
+    return subprocess.run([sys.executable, str(REPO / "train.py"), *flags, *TINY, *args], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=600)
 
 
 def test_multirun_sweep_leaves_two_wandb_runs(tiny_teacher, cache_dir, tmp_path):
-    proc = _train_cli(["-m", "mamba_ratio=0,0.5", "trainer.max_steps=5"], tmp_path, cache_dir)
+    proc = _train_cli(["mamba_ratio=0,0.5", "trainer.max_steps=5"], tmp_path, cache_dir, multirun=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     sweep_dirs = list((tmp_path / "train" / "multiruns").iterdir())
     assert len(sweep_dirs) == 1

@@ -17,6 +17,11 @@ from .errors import UserError
 
 console = Console()
 
+# the directory train.py was started from; unlike ${hydra:runtime.cwd} it also resolves while a multirun
+# computes its sweep directory, before any job (and its HydraConfig) exists
+if not OmegaConf.has_resolver("launch_dir"):
+    OmegaConf.register_new_resolver("launch_dir", os.getcwd)
+
 
 def config_dir() -> str:
     """conf/ at the repository root (editable install), or HD_CONFIG_DIR."""
@@ -89,5 +94,6 @@ def train_main() -> None:
 
 
 def eval_main() -> None:
-    console.print("[red]error:[/] eval.py arrives with the evaluation issue")
-    sys.exit(2)
+    from .eval.main import main
+
+    main()

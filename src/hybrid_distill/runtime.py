@@ -40,6 +40,11 @@ def run_context(cfg: DictConfig) -> RunContext:
     return RunContext(output_dir=output_dir, name=name, group=group)
 
 
+def job_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved run config as plain data (without Hydra's own node, present when composed in tests)."""
+    return OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
+
+
 def wandb_mode(requested: str) -> str:
     """`auto` means online only when an API key is configured; tests and CI never touch the network."""
     if requested != "auto":
@@ -70,7 +75,7 @@ def build_logger(cfg: DictConfig, run: RunContext, stage: str) -> Logger | bool:
             offline=mode == "offline",
             mode=mode,
         )
-        logger.experiment.config.update(OmegaConf.to_container(cfg, resolve=True), allow_val_change=True)
+        logger.experiment.config.update(job_config(cfg), allow_val_change=True)
         return logger
     raise ValueError(f"unknown logger.name '{kind}'; choose wandb, csv or none")
 

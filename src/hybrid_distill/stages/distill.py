@@ -35,8 +35,13 @@ def run_distill(cfg: DictConfig, run: RunContext) -> dict:
     if logger:
         logger.log_hyperparams(info)
     before = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
-    after = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
+    if info["params/trainable"] > 0:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        after = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
+    else:  # e.g. mamba_ratio=0 with student.trainable=mamba: the teacher baseline of a sweep
+        console.print(f"nothing to train (pattern {info['pattern']}, student.trainable={cfg.student.trainable}): "
+                      "evaluated only")
+        after = before
     student_dir = run.output_dir / "student"
     student.save_pretrained(str(student_dir))
     tokenizer.save_pretrained(str(student_dir))
