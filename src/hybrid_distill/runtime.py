@@ -54,17 +54,20 @@ def wandb_mode(requested: str) -> str:
     return "online" if os.environ.get("WANDB_API_KEY") else "offline"
 
 
-def build_logger(cfg: DictConfig, run: RunContext, stage: str) -> Logger | bool:
+def build_logger(cfg: DictConfig, run: RunContext, stage: str) -> list[Logger] | bool:
+    """W&B (or only CSV) loggers for one stage. A local CSV of every logged metric
+    (<run dir>/<stage>/metrics.csv) is always written beside W&B, for the report and offline plots."""
     kind = cfg.logger.name
     if kind == "none":
         return False
-    if kind == "csv":
-        return CSVLogger(save_dir=str(run.output_dir), name=stage, version="")
+    if kind not in ("wandb", "csv"):
+        raise ValueError(f"unknown logger.name '{kind}'; choose wandb, csv or none")
+    loggers: list[Logger] = [CSVLogger(save_dir=str(run.output_dir), name=stage, version="")]
     if kind == "wandb":
         mode = wandb_mode(cfg.logger.mode)
         os.environ["WANDB_MODE"] = mode
         os.environ.setdefault("WANDB_SILENT", "true")
-        logger = WandbLogger(
+        wandb_logger = WandbLogger(
             project=cfg.logger.project,
             entity=cfg.logger.entity,
             name=f"{run.name}/{stage}",
@@ -75,17 +78,18 @@ def build_logger(cfg: DictConfig, run: RunContext, stage: str) -> Logger | bool:
             offline=mode == "offline",
             mode=mode,
         )
-        logger.experiment.config.update(job_config(cfg), allow_val_change=True)
-        return logger
-    raise ValueError(f"unknown logger.name '{kind}'; choose wandb, csv or none")
+        wandb_logger.experiment.config.update(job_config(cfg), allow_val_change=True)
+        loggers.insert(0, wandb_logger)
+    return loggers
 
 
-def finish_logger(logger: Logger | bool) -> str | None:
-    """Close a W&B run (so the next stage gets its own) and return its local directory."""
-    if isinstance(logger, WandbLogger):
-        run_dir = logger.experiment.dir
-        logger.experiment.finish()
-        return str(Path(run_dir).parent)
+def finish_logger(loggers: list[Logger] | bool) -> str | None:
+    """Close the stage's W&B run (so the next stage gets its own) and return its local directory."""
+    for logger in loggers or []:
+        if isinstance(logger, WandbLogger):
+            run_dir = logger.experiment.dir
+            logger.experiment.finish()
+            return str(Path(run_dir).parent)
     return None
 
 
@@ -108,7 +112,7 @@ def build_callbacks(cfg: DictConfig, checkpoint_dir: Path, has_logger: bool) -> 
 
 
 def build_trainer(cfg: DictConfig, run: RunContext, stage: str, max_steps: int, grad_clip: float | None,
-                  val_every: int) -> tuple[L.Trainer, Logger | bool]:
+                  val_every: int) -> tuple[L.Trainer, list[Logger] | bool]:
     """A Trainer for one stage: its own logger run and checkpoint directory under the run dir."""
     logger = build_logger(cfg, run, stage)
     stage_dir = run.output_dir / stage

@@ -32,8 +32,8 @@ def run_distill(cfg: DictConfig, run: RunContext) -> dict:
     max_steps = int(cfg.trainer.max_steps)
     module = DistillModule(teacher, student, cfg.loss, optim_settings(recipe), max_steps)
     trainer, logger = build_trainer(cfg, run, "distill", max_steps, recipe.grad_clip, recipe.val_every)
-    if logger:
-        logger.log_hyperparams(info)
+    for one in logger or []:
+        one.log_hyperparams(info)
     before = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
     if info["params/trainable"] > 0:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
