@@ -6,6 +6,7 @@ C (B, L, Gc, N), D (H,) or (H, P), dt_bias (H,), states (B, H, P, N). Head h rea
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -26,8 +27,11 @@ class LaunchConfig:
     num_stages: int = 2
 
 
-FWD_CONFIG = LaunchConfig()
-BWD_CONFIG = LaunchConfig(num_warps=8, num_stages=1)
+# module defaults, read at each call (kernels/bench.py sweeps alternatives by rebinding them)
+# (register use read off ptxas for sm_90 at H=128, P=64, N=128: these compile without or with few spills)
+FWD_CONFIG = LaunchConfig(chunk=64, block_p=64, num_warps=8, num_stages=2)
+BWD_CONFIG = LaunchConfig(chunk=32, num_warps=8, num_stages=2)
+STATES_CONFIG = LaunchConfig(num_warps=8, num_stages=2)  # the backward's state recompute; its chunk is the backward's
 
 
 def _block(n: int) -> int:
@@ -45,17 +49,23 @@ def _steps_contiguous(t: torch.Tensor) -> torch.Tensor:
     return t if t[0, 0].is_contiguous() else t.contiguous()
 
 
-def _scan_args(x, dt, B, C):
-    """Sizes and (batch, sequence) strides shared by the forward and backward kernels."""
+def _scan_args(x, dt, B, C, chunk):
+    """Sizes and strides shared by the forward and backward kernels: (positional, keyword) arguments."""
     batch, seqlen, nheads, headdim = x.shape
-    return (batch, seqlen, nheads, headdim, B.shape[-1], B.shape[2], C.shape[2],
-            (x.stride(0), x.stride(1), dt.stride(0), dt.stride(1), B.stride(0), B.stride(1), C.stride(0), C.stride(1)))
+    positional = (seqlen, triton.cdiv(seqlen, chunk), x.stride(0), x.stride(1), dt.stride(0), dt.stride(1),
+                  B.stride(0), B.stride(1), C.stride(0), C.stride(1))
+    sizes = dict(nheads=nheads, headdim=headdim, dstate=B.shape[-1], ngroups_b=B.shape[2], ngroups_c=C.shape[2],
+                 EVEN_L=seqlen % chunk == 0, CHUNK=chunk, BLOCK_N=_block(B.shape[-1]))
+    return positional, sizes
 
 
 def ssd_forward(x, dt, A, B, C, D, dt_bias, initial_state, dt_softplus, *, compute_y=True, store_final=True,
-                store_states=False, config: LaunchConfig = FWD_CONFIG):
+                store_states=False, config: LaunchConfig | None = None):
     """Run ssd_fwd_kernel. Returns (y or None, final state (B, H, P, N) fp32 or None, chunk-entry states or None)."""
-    batch, seqlen, nheads, headdim, dstate, gb, gc, strides = _scan_args(x, dt, B, C)
+    config = config or FWD_CONFIG
+    batch, seqlen, nheads, headdim = x.shape
+    dstate = B.shape[-1]
+    positional, sizes = _scan_args(x, dt, B, C, config.chunk)
     nchunks = triton.cdiv(seqlen, config.chunk)
     block_p = min(config.block_p, _block(headdim))
     y = torch.empty_like(x, memory_format=torch.contiguous_format) if compute_y else None
@@ -65,8 +75,7 @@ def ssd_forward(x, dt, A, B, C, D, dt_bias, initial_state, dt_softplus, *, compu
     grid = (triton.cdiv(headdim, block_p), batch * nheads)
     ssd_fwd_kernel[grid](
         x, dt, A, B, C, D, dt_bias, initial_state, y, final, states,
-        seqlen, nchunks, nheads, headdim, dstate, gb, gc, *strides,
-        CHUNK=config.chunk, BLOCK_P=block_p, BLOCK_N=_block(dstate),
+        *positional, **sizes, BLOCK_P=block_p,
         HAS_D=D is not None, D_PER_P=D is not None and D.dim() == 2, HAS_DT_BIAS=dt_bias is not None,
         DT_SOFTPLUS=dt_softplus, HAS_INIT=initial_state is not None, COMPUTE_Y=compute_y, STORE_FINAL=store_final,
         STORE_STATES=store_states, DOT_PRECISION=_dot_precision(x.dtype),
@@ -76,15 +85,16 @@ def ssd_forward(x, dt, A, B, C, D, dt_bias, initial_state, dt_softplus, *, compu
 
 
 def ssd_backward(x, dt, A, B, C, D, dt_bias, initial_state, dt_softplus, dy, dfinal,
-                 config: LaunchConfig = BWD_CONFIG):
+                 config: LaunchConfig | None = None):
     """Gradients (dx, ddt, dA, dB, dC, dD, ddt_bias, dinitial_state); None for absent inputs."""
-    batch, seqlen, nheads, headdim, dstate, gb, gc, strides = _scan_args(x, dt, B, C)
-    nchunks = triton.cdiv(seqlen, config.chunk)
+    config = config or BWD_CONFIG
+    batch, seqlen, nheads, headdim = x.shape
+    dstate, gb, gc = B.shape[-1], B.shape[2], C.shape[2]
+    positional, sizes = _scan_args(x, dt, B, C, config.chunk)
     # recompute the chunk-entry states (cheaper than keeping them from the forward pass)
-    fwd_config = LaunchConfig(chunk=config.chunk, block_p=FWD_CONFIG.block_p, num_warps=FWD_CONFIG.num_warps,
-                              num_stages=FWD_CONFIG.num_stages)
+    states_config = dataclasses.replace(STATES_CONFIG, chunk=config.chunk)
     _, _, states = ssd_forward(x, dt, A, B, C, D, dt_bias, initial_state, dt_softplus, compute_y=False,
-                               store_final=False, store_states=True, config=fwd_config)
+                               store_final=False, store_states=True, config=states_config)
     f32 = dict(dtype=torch.float32, device=x.device)
     dx = torch.empty(x.shape, dtype=x.dtype, device=x.device)
     ddt = torch.empty(batch, seqlen, nheads, **f32)
@@ -96,8 +106,7 @@ def ssd_backward(x, dt, A, B, C, D, dt_bias, initial_state, dt_softplus, dy, dfi
     ssd_bwd_kernel[(batch * nheads,)](
         x, dt, A, B, C, D, dt_bias, states, dy, dfinal,
         dx, ddt, dB, dC, dA, dD, dinit,
-        seqlen, nchunks, nheads, headdim, dstate, gb, gc, *strides,
-        CHUNK=config.chunk, BLOCK_P=_block(headdim), BLOCK_N=_block(dstate),
+        *positional, **sizes, BLOCK_P=_block(headdim),
         HAS_D=D is not None, D_PER_P=D is not None and D.dim() == 2, HAS_DT_BIAS=dt_bias is not None,
         DT_SOFTPLUS=dt_softplus, HAS_DFINAL=dfinal is not None, DOT_PRECISION=_dot_precision(x.dtype),
         num_warps=config.num_warps, num_stages=config.num_stages,
@@ -156,11 +165,11 @@ def ssd_step(state, x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, out
     state, x, dt, B, C = (t.contiguous() for t in (state, x, dt, B, C))
     new_state = torch.empty_like(state) if out_state is None else out_state
     y = torch.empty_like(x)
-    block_p = min(64, _block(headdim))
+    block_p = min(16, _block(headdim))  # small tiles: many programs, few registers each
     grid = (triton.cdiv(headdim, block_p), batch * nheads)
     ssd_step_kernel[grid](
         state, x, dt, A, B, C, D, dt_bias, y, new_state,
-        nheads, headdim, dstate, B.shape[1], C.shape[1],
+        nheads=nheads, headdim=headdim, dstate=dstate, ngroups_b=B.shape[1], ngroups_c=C.shape[1],
         BLOCK_P=block_p, BLOCK_N=_block(dstate),
         HAS_D=D is not None, D_PER_P=D is not None and D.dim() == 2, HAS_DT_BIAS=dt_bias is not None,
         DT_SOFTPLUS=dt_softplus,

@@ -26,9 +26,13 @@ def ssd_fwd_kernel(
     # outputs
     y_ptr, final_ptr, states_ptr,
     # sizes
-    seqlen, nchunks, nheads, headdim, dstate, ngroups_b, ngroups_c,
+    seqlen, nchunks,
     # strides of batch and sequence; inside a step, (heads, headdim) and (groups, dstate) are contiguous
     stride_x_b, stride_x_l, stride_dt_b, stride_dt_l, stride_B_b, stride_B_l, stride_C_b, stride_C_l,
+    # model sizes are compile-time constants: masks against them fold away when the blocks fit exactly,
+    # and EVEN_L (seqlen a multiple of CHUNK) folds the sequence-end masks
+    nheads: tl.constexpr, headdim: tl.constexpr, dstate: tl.constexpr, ngroups_b: tl.constexpr,
+    ngroups_c: tl.constexpr, EVEN_L: tl.constexpr,
     CHUNK: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr,
     HAS_D: tl.constexpr, D_PER_P: tl.constexpr, HAS_DT_BIAS: tl.constexpr, DT_SOFTPLUS: tl.constexpr,
     HAS_INIT: tl.constexpr, COMPUTE_Y: tl.constexpr, STORE_FINAL: tl.constexpr, STORE_STATES: tl.constexpr,
@@ -69,7 +73,7 @@ def ssd_fwd_kernel(
 
     for k in range(nchunks):
         offs_t = k * CHUNK + offs_q
-        mask_t = offs_t < seqlen
+        mask_t = (offs_t < seqlen) | EVEN_L
         dt, _ = chunk_dt(dt_base + offs_t * stride_dt_l, dt_bias_ptr, h, mask_t, HAS_DT_BIAS, DT_SOFTPLUS)  # (Q,)
         dA = dt * A
         cum = tl.cumsum(dA, axis=0)  # (Q,) log-decay from the chunk start, inclusive
