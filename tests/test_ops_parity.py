@@ -202,6 +202,27 @@ def test_selective_scan_values_and_grads(backend, device, shape, with_z, with_in
 
 
 @pytest.mark.parametrize("backend,device", BACKEND_DEVICES)
+def test_selective_scan_without_final_state(backend, device):
+    """The plain call (no states): on mamba_ssm this is the path that reaches its compiled selective_scan_fn."""
+    _skip_unavailable(backend, device)
+    if backend == "mamba_ssm":
+        pytest.importorskip("selective_scan_cuda", reason="mamba-ssm's compiled Mamba-1 scan is not installed")
+    inputs = make_selective_inputs(SEL_SHAPES[2], torch.float32, device, with_z=True, with_init=False)
+    leaves = _grad_leaves(inputs)
+    ref_leaves = _grad_leaves(inputs)
+    y = selective_scan(**leaves, delta_softplus=True, backend=backend)
+    y_ref = selective_scan_ref(**ref_leaves, delta_softplus=True)
+    dy = torch.randn_like(y_ref)
+    (y * dy).sum().backward()
+    (y_ref * dy).sum().backward()
+    tol = _tol(backend, "fp32")
+    _check_close("y", y, y_ref, tol)
+    for name, leaf in ref_leaves.items():
+        if leaf is not None:
+            _check_close(f"d{name}", leaves[name].grad, leaf.grad, tol)
+
+
+@pytest.mark.parametrize("backend,device", BACKEND_DEVICES)
 def test_selective_step_continues_the_scan(backend, device):
     _skip_unavailable(backend, device)
     inputs = make_selective_inputs(SEL_SHAPES[1], torch.float32, device, with_z=True, with_init=True)

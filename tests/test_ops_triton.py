@@ -22,8 +22,13 @@ from test_ops_parity import SSD_OPTIONS, TOL, _check_close, _ssd_outputs_and_gra
 
 TRITON = BACKENDS["triton"]
 KERNELS_RUN_HERE = TRITON.is_available() and (TRITON.supports_cpu or torch.cuda.is_available())
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-needs_kernels = pytest.mark.skipif(not KERNELS_RUN_HERE, reason="run by the interpreter child process, or on CUDA")
+# the kernel tests below run on CPU tensors in the interpreter child, and (marked gpu) on CUDA
+DEVICES = [
+    pytest.param("cpu", marks=pytest.mark.skipif(not (KERNELS_RUN_HERE and TRITON.supports_cpu),
+                                                 reason="run by the interpreter child process")),
+    pytest.param("cuda", marks=[pytest.mark.gpu,
+                                pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]),
+]
 
 
 @pytest.mark.skipif(KERNELS_RUN_HERE, reason="the kernel tests run directly in this process")
@@ -41,17 +46,17 @@ def test_kernels_under_the_interpreter():
     assert " passed" in summary and "skipped" not in summary, child.stdout[-2000:]
 
 
-@needs_kernels
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
-def test_triton_scan_reads_strided_projection_slices(dtype):
+def test_triton_scan_reads_strided_projection_slices(dtype, device):
     """In a model x, B, C, dt are slices of one in_proj output: (batch, seq) strides that are not contiguous."""
     batch, length, nheads, headdim, dstate = 2, 70, 4, 16, 16
     g = torch.Generator().manual_seed(3)
     width = nheads * headdim + 2 * dstate + nheads
-    proj = torch.randn(batch, length, width, generator=g).to(DEVICE, dtype)
+    proj = torch.randn(batch, length, width, generator=g).to(device, dtype)
     x, B, C, dt = torch.split(proj, [nheads * headdim, dstate, dstate, nheads], dim=-1)
-    inputs = dict(x=x.unflatten(-1, (nheads, headdim)), dt=dt, A=-torch.linspace(1, 8, nheads, device=DEVICE),
-                  B=B[:, :, None], C=C[:, :, None], D=torch.ones(nheads, device=DEVICE), dt_bias=None,
+    inputs = dict(x=x.unflatten(-1, (nheads, headdim)), dt=dt, A=-torch.linspace(1, 8, nheads, device=device),
+                  B=B[:, :, None], C=C[:, :, None], D=torch.ones(nheads, device=device), dt_bias=None,
                   initial_state=None)
     assert not inputs["x"].is_contiguous()
     y, final, grads = _ssd_outputs_and_grads(lambda **kw: ssd_scan(**kw, backend="triton"), inputs, True)
@@ -63,11 +68,11 @@ def test_triton_scan_reads_strided_projection_slices(dtype):
         _check_close(f"d{name}", grads[name], grad_ref, tol)
 
 
-@needs_kernels
-def test_triton_step_updates_in_place_when_asked():
+@pytest.mark.parametrize("device", DEVICES)
+def test_triton_step_updates_in_place_when_asked(device):
     import kernels
 
-    inputs, softplus = make_ssd_inputs((2, 1, 4, 24, 20, 2, 1), SSD_OPTIONS[0], torch.float32, DEVICE)
+    inputs, softplus = make_ssd_inputs((2, 1, 4, 24, 20, 2, 1), SSD_OPTIONS[0], torch.float32, device)
     step = (inputs["x"][:, 0], inputs["dt"][:, 0], inputs["A"], inputs["B"][:, 0], inputs["C"][:, 0], inputs["D"],
             inputs["dt_bias"], softplus)
     state = inputs["initial_state"].clone()
@@ -78,9 +83,9 @@ def test_triton_step_updates_in_place_when_asked():
     _check_close("state", state, state_ref, TOL["fp32"])
 
 
-@needs_kernels
-def test_triton_step_with_grad_goes_through_the_reference():
-    inputs, softplus = make_ssd_inputs((1, 1, 2, 16, 16, 1, 1), SSD_OPTIONS[0], torch.float32, DEVICE)
+@pytest.mark.parametrize("device", DEVICES)
+def test_triton_step_with_grad_goes_through_the_reference(device):
+    inputs, softplus = make_ssd_inputs((1, 1, 2, 16, 16, 1, 1), SSD_OPTIONS[0], torch.float32, device)
     x = inputs["x"][:, 0].clone().requires_grad_(True)
     y, _ = ssd_step(inputs["initial_state"], x, inputs["dt"][:, 0], inputs["A"], inputs["B"][:, 0],
                     inputs["C"][:, 0], inputs["D"], inputs["dt_bias"], softplus, backend="triton")
