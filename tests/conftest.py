@@ -28,7 +28,7 @@ TINY = [
     "model.architecture.num_attention_heads=4",
     "model.architecture.num_key_value_heads=2",
     "model.architecture.head_dim=16",
-    "model.recipe.pretrain_teacher.max_steps=30",
+    "model.recipe.pretrain_teacher.max_steps=60",
     "model.recipe.pretrain_teacher.batch_size=8",
     "model.recipe.pretrain_teacher.seq_len=64",
     "model.recipe.distill.max_steps=4",
@@ -63,6 +63,22 @@ def compose_config(tmp_path: Path, overrides: list[str] = (), shrink: bool = Tru
         cfg.hydra.job.override_dirname = ",".join(overrides)
     HydraConfig().set_config(cfg)
     return cfg
+
+
+@pytest.fixture(scope="session")
+def random_teacher_dir(tiny_teacher, tmp_path_factory) -> Path:
+    """An untrained teacher of the shrunk tiny architecture saved as a HF checkpoint (with the tiny tokenizer):
+    loads through model.path like a real Llama, and answers prompts with non-empty (random) text."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    trained, tokenizer = tiny_teacher
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("random_teacher")
+    config = trained.config.__class__.from_dict({**trained.config.to_dict(), "initializer_range": 0.5})
+    LlamaForCausalLM(config).save_pretrained(path)  # a wide init: varied argmax tokens, not one special token
+    tokenizer.save_pretrained(path)
+    return path
 
 
 @pytest.fixture(scope="session")

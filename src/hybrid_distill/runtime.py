@@ -132,5 +132,5 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     """Write JSON through a temp file and a rename, so a crash never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=float))
+    tmp.write_text(json.dumps(payload, indent=2, default=float))
     os.replace(tmp, path)

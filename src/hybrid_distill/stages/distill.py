@@ -56,6 +56,7 @@ def run_distill(cfg: DictConfig, run: RunContext) -> dict:
         "kl_before": float(before["val/kl"]),
         "kl": float(after["val/kl"]),
         "top1_agree": float(after["val/top1_agree"]),
+        "init_from": cfg.student.init_from,
         "student_dir": str(student_dir),
         "wandb_dir": wandb_dir,
     }

@@ -1,10 +1,13 @@
-"""Stage `pipeline`: stages in order (pretrain_teacher -> seqkd -> distill -> dpo), each from the previous
-one's output, each its own W&B run in one group.
+"""Stage `pipeline`: a list of steps (pretrain_teacher -> seqkd -> distill -> dpo by default; or the stepwise
+distillation chain 0.5 -> 0.75 -> 0.875), each from the previous step's output, each its own W&B run in one group.
 
-Every stage runs with the config that `python train.py stage=<name>` plus this run's overrides would give
-(composed again through Hydra), plus `stage.overrides.<name>` and the wiring to earlier outputs. Finished
-stages are recorded in pipeline_state.json, so rerunning in the same directory (`hydra.run.dir=<run dir>`)
-skips them and resumes at the first unfinished stage.
+A step runs with the config that `python train.py stage=<its stage>` plus this run's overrides would give
+(composed again through Hydra), plus the step's own overrides and the wiring to earlier outputs:
+- distill after seqkd trains on the teacher's answers (data.source);
+- distill after distill converts more layers of the earlier student (student.init_from): stepwise replacement;
+- dpo starts from, and is referenced to, the latest distilled student (stage.init_from).
+Finished steps are recorded in pipeline_state.json, so rerunning in the same directory
+(`hydra.run.dir=<run dir>`) skips them and resumes at the first unfinished step.
 """
 
 from __future__ import annotations
@@ -36,39 +39,48 @@ def _compose(overrides: list[str]) -> DictConfig:
     return cfg
 
 
-def run_overrides(cfg: DictConfig) -> list[str]:
-    """This run's command-line overrides, without the stage choice."""
-    task = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else list(cfg.get("_overrides", []))
-    return [o for o in task if not o.startswith(("stage=", "stage.", "+stage"))]
+def run_overrides() -> list[str]:
+    """This run's command-line overrides, without the stage choice and its settings."""
+    task = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    return [o for o in task if not o.lstrip("+~").startswith(("stage=", "stage.", "experiment="))]
 
 
-def wiring(name: str, done: dict[str, dict]) -> list[str]:
-    """Overrides that connect a stage to the outputs of the stages before it."""
-    if name == "distill" and "seqkd" in done:
-        return [f"data.source='{done['seqkd']['seqkd_dataset_dir']}'"]
-    if name == "dpo":
-        if "distill" not in done:
-            raise UserError("pipeline: dpo needs a distill stage before it in stage.order")
-        return [f"stage.init_from='{done['distill']['student_dir']}'"]
+def _latest(done: dict[str, dict], kind: str) -> dict | None:
+    outputs = [results for results in done.values() if results.get("_stage") == kind]
+    return outputs[-1] if outputs else None
+
+
+def wiring(stage: str, done: dict[str, dict]) -> list[str]:
+    """Overrides that connect a step to the outputs of the steps before it."""
+    seqkd, distill = _latest(done, "seqkd"), _latest(done, "distill")
+    if stage == "distill":
+        wires = [f"data.source='{seqkd['seqkd_dataset_dir']}'"] if seqkd else []
+        return wires + ([f"student.init_from='{distill['student_dir']}'"] if distill else [])
+    if stage == "dpo":
+        if distill is None:
+            raise UserError("pipeline: a dpo step needs a distill step before it in stage.steps")
+        return [f"stage.init_from='{distill['student_dir']}'"]
     return []
 
 
 def run_pipeline(cfg: DictConfig, run: RunContext, runners: dict[str, Callable]) -> dict:
-    order = list(cfg.stage.order)
-    unknown = [n for n in order if n not in runners]
-    if unknown:
-        raise UserError(f"stage.order names unknown stages {unknown}; available: {sorted(runners)}")
+    steps = [dict(step) for step in cfg.stage.steps]
+    ids = [step["id"] for step in steps]
+    bad = [s["stage"] for s in steps if s["stage"] not in runners or s["stage"] == "pipeline"]
+    if bad or len(set(ids)) != len(ids):
+        raise UserError(f"stage.steps: unknown stages {bad} or repeated ids {ids}; stages: {sorted(runners)}")
     state_path = run.output_dir / STATE_FILE
     done: dict[str, dict] = json.loads(state_path.read_text())["done"] if state_path.exists() else {}
     group = f"pipeline-{run.output_dir.name}"
-    base = run_overrides(cfg)
-    for name in order:
-        if name in done:
+    base = run_overrides()
+    for step in steps:
+        if step["id"] in done:
             continue
-        extra = list(cfg.stage.overrides.get(name, []))
-        stage_cfg = _compose([*base, f"stage={name}", *extra, *wiring(name, done)])
-        stage_run = replace(run, output_dir=run.output_dir / name, group=group)
-        stage_run.output_dir.mkdir(parents=True, exist_ok=True)
-        done[name] = runners[name](stage_cfg, stage_run)
-        write_json_atomic(state_path, {"order": order, "done": done})
-    return {f"{stage}/{key}": value for stage, results in done.items() for key, value in results.items()}
+        stage = step["stage"]
+        step_cfg = _compose([*base, f"stage={stage}", *step.get("overrides", []), *wiring(stage, done)])
+        step_run = replace(run, output_dir=run.output_dir / step["id"], name=f"{run.name}/{step['id']}", group=group)
+        step_run.output_dir.mkdir(parents=True, exist_ok=True)
+        done[step["id"]] = {**runners[stage](step_cfg, step_run), "_stage": stage}
+        write_json_atomic(state_path, {"steps": ids, "done": done})
+    return {f"{sid}/{key}": value for sid, results in done.items() for key, value in results.items()
+            if not key.startswith("_")}

@@ -10,15 +10,18 @@ from pathlib import Path
 import torch
 from datasets import Dataset
 from omegaconf import DictConfig
+from rich.console import Console
 from rich.progress import track
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..data.loaders import load_chat_dataset
 from ..data.schemas import prompt_turns, with_responses
+from ..errors import UserError
 from ..runtime import RunContext
 from .teacher import obtain_teacher
 
 DATASET_DIRNAME = "seqkd_dataset"
+console = Console()
 
 
 @torch.no_grad()
@@ -54,6 +57,11 @@ def run_seqkd(cfg: DictConfig, run: RunContext) -> dict:
     responses = generate_responses(teacher, tokenizer, prompts, int(cfg.stage.max_new_tokens), int(cfg.stage.batch_size))
     empty = sum(1 for r in responses if not r)
     labelled = [row for row, r in zip(with_responses(prompts, responses), responses) if r]
+    if not labelled:
+        raise UserError(f"seqkd: the teacher gave an empty answer to all {len(prompts)} prompts "
+                        "(undertrained teacher?); nothing to train on")
+    if empty:
+        console.print(f"[yellow]seqkd: skipped {empty} of {len(prompts)} prompts with an empty teacher answer[/]")
     target = run.output_dir / DATASET_DIRNAME
     save_dataset_atomic(Dataset.from_list(labelled), target)
     return {"seqkd_rows": len(labelled), "seqkd_empty_skipped": empty, "seqkd_dataset_dir": str(target)}

@@ -93,8 +93,9 @@ def obtain_teacher(cfg: DictConfig, run: RunContext) -> tuple[LlamaForCausalLM, 
 
 def run_pretrain_teacher(cfg: DictConfig, run: RunContext) -> dict:
     """Stage `pretrain_teacher`: (re)train the tiny teacher unless the cache already holds it."""
-    if cfg.model.path is not None or cfg.model.gguf_file:
-        raise UserError(f"stage=pretrain_teacher trains the embedded teacher; model={cfg.model.name} loads weights from model.path")
+    if cfg.model.path is not None or cfg.model.gguf_file:  # a real teacher: nothing to pretrain (pipeline no-op)
+        console.print(f"pretrain_teacher: model={cfg.model.name} loads its weights; nothing to pretrain")
+        return {"teacher_dir": str(cfg.model.path or cfg.model.gguf_file)}
     cached = teacher_cache_dir(cfg)
     if cached.is_dir() and not cfg.stage.force:
         console.print(f"teacher already cached at {cached} (stage.force=true retrains)")

@@ -1,0 +1,108 @@
+"""The training stages have the effects they exist for (on the shrunk tiny preset), and chain into a pipeline."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from datasets import load_from_disk
+
+from conftest import compose_config
+from hybrid_distill.cli import run
+from hybrid_distill.data.schemas import prompt_turns
+from hybrid_distill.lit.distill import DistillModule
+from hybrid_distill.models import build_student, set_trainable
+from hybrid_distill.models.teacher import load_teacher
+
+QUIET = ["logger=none"]
+
+
+@pytest.fixture(scope="module")
+def distilled_student(tiny_teacher, tmp_path_factory):
+    """A briefly distilled student directory (the starting point of DPO)."""
+    out = tmp_path_factory.mktemp("distilled")
+    return run(compose_config(out, [*QUIET, "trainer.max_steps=4"]))["student_dir"]
+
+
+def test_kl_distillation_lowers_heldout_kl(tiny_teacher, tmp_path):
+    results = run(compose_config(tmp_path, [*QUIET, "loss=kl", "trainer.max_steps=40", "++stage.val_every=40",
+                                            "model.recipe.distill.lr=3e-3"]))
+    assert results["kl_before"] > 0
+    assert results["kl"] < 0.5 * results["kl_before"], results
+
+
+def test_seqkd_dataset_holds_teacher_answers_for_every_prompt(random_teacher_dir, tmp_path):
+    teacher, tokenizer = load_teacher(str(random_teacher_dir))
+    results = run(compose_config(tmp_path, [*QUIET, "stage=seqkd", "stage.max_prompts=12",
+                                            f"model.path={random_teacher_dir}"]))
+    rows = load_from_disk(results["seqkd_dataset_dir"])
+    assert len(rows) == 12 and results["seqkd_empty_skipped"] == 0
+    # the stored answer is the teacher's own greedy continuation of that prompt
+    messages = rows[0]["messages"]
+    ids = tokenizer.apply_chat_template(prompt_turns(messages), add_generation_prompt=True, return_tensors="pt",
+                                        return_dict=True)["input_ids"]
+    out = teacher.generate(ids, max_new_tokens=8, do_sample=False, pad_token_id=tokenizer.pad_token_id,
+                           eos_token_id=tokenizer.eos_token_id)
+    expected = tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
+    assert messages[-1] == {"role": "assistant", "content": expected}
+
+
+def test_dpo_raises_the_chosen_minus_rejected_margin(distilled_student, tmp_path):
+    results = run(compose_config(tmp_path, [*QUIET, "stage=dpo", f"stage.init_from={distilled_student}",
+                                            "trainer.max_steps=20", "++stage.val_every=20",
+                                            "model.recipe.dpo.lr=1e-3", "loss.dpo_beta=0.1"]))
+    assert results["logp_margin"] > results["logp_margin_before"] + 0.1, results
+
+
+def test_dpo_without_a_student_is_a_clear_error(tiny_teacher, tmp_path):
+    from hybrid_distill.errors import UserError
+
+    with pytest.raises(UserError, match="stage.init_from"):
+        run(compose_config(tmp_path, [*QUIET, "stage=dpo"]))
+
+
+def test_full_pipeline_runs_each_stage_as_its_own_wandb_run(random_teacher_dir, tmp_path):
+    # a teacher from model.path (untrained, so that its seqkd answers are never empty)
+    results = run(compose_config(tmp_path, ["stage=pipeline", "trainer.max_steps=2", f"model.path={random_teacher_dir}",
+                                            "stage.steps.1.overrides=['stage.max_prompts=8']"]))
+    state = json.loads((tmp_path / "pipeline_state.json").read_text())
+    assert list(state["done"]) == ["pretrain_teacher", "seqkd", "distill", "dpo"]
+    assert results["seqkd/seqkd_rows"] == 8
+    # dpo started from the distilled student; distill and dpo each logged their own W&B run
+    assert results["dpo/student_dir"].endswith("dpo/dpo_student")
+    assert len(list(tmp_path.rglob("offline-run-*"))) == 2
+
+
+def test_stepwise_chain_converts_more_layers_of_the_previous_student(tiny_teacher, tmp_path):
+    results = run(compose_config(tmp_path, [*QUIET, "experiment=stepwise", "trainer.max_steps=2"]))
+    patterns = [results[f"ratio_{r}/pattern"] for r in ("0.5", "0.75", "0.875")]
+    assert patterns == ["MAMA", "MMMA", "MMMM"]
+    assert results["ratio_0.75/init_from"] == results["ratio_0.5/student_dir"]
+    assert results["ratio_0.875/init_from"] == results["ratio_0.75/student_dir"]
+    # every layer that was Mamba before stays Mamba (no M turns back into A)
+    for before, after in zip(patterns, patterns[1:]):
+        assert all(a == "M" for b, a in zip(before, after) if b == "M")
+
+
+def test_distill_module_trains_the_student_and_never_the_teacher(tiny_teacher):
+    teacher, _ = tiny_teacher
+    student = build_student(teacher, mamba_ratio=0.5)
+    set_trainable(student, "mamba")
+    module = DistillModule(teacher, student, {"divergence": "kl", "alpha": 1.0, "beta": 1.0},
+                           {"lr": 1e-2, "warmup_steps": 0}, max_steps=10)
+    module.train()
+    assert not teacher.training and student.training
+    teacher_before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    student_before = {k: v.clone() for k, v in student.state_dict().items()}
+    ids = torch.randint(0, teacher.config.vocab_size, (2, 16))
+    optimizer = module.configure_optimizers()["optimizer"]
+    module.training_step({"input_ids": ids, "labels": ids}, 0).backward()
+    optimizer.step()
+    assert all(p.grad is None for p in teacher.parameters())
+    assert all(torch.equal(teacher_before[k], v) for k, v in teacher.state_dict().items())
+    assert any(not torch.equal(student_before[k], v) for k, v in student.state_dict().items())
+    # the checkpoint holds the student only
+    checkpoint = {"state_dict": module.state_dict()}
+    module.on_save_checkpoint(checkpoint)
+    assert checkpoint["state_dict"] and not any(k.startswith("teacher.") for k in checkpoint["state_dict"])
