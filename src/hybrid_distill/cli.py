@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 import hydra
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
@@ -67,8 +68,9 @@ def run(cfg: DictConfig) -> dict:
     if cfg.stage.name not in runners:
         raise UserError(f"stage '{cfg.stage.name}' is not runnable; choose one of {', '.join(runners)}")
     results = runners[cfg.stage.name](cfg, ctx)
-    write_json_atomic(ctx.output_dir / "metrics.json", results)
-    print_summary(results, ctx.output_dir, time.perf_counter() - start)
+    if rank_zero_only.rank == 0:  # under DDP every rank runs this; one writes
+        write_json_atomic(ctx.output_dir / "metrics.json", results)
+        print_summary(results, ctx.output_dir, time.perf_counter() - start)
     return results
 
 

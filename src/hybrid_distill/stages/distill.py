@@ -43,8 +43,9 @@ def run_distill(cfg: DictConfig, run: RunContext) -> dict:
                       "evaluated only")
         after = before
     student_dir = run.output_dir / "student"
-    student.save_pretrained(str(student_dir))
-    tokenizer.save_pretrained(str(student_dir))
+    if trainer.is_global_zero:
+        student.save_pretrained(str(student_dir))
+        tokenizer.save_pretrained(str(student_dir))
     wandb_dir = finish_logger(logger)
     return {
         "pattern": info["pattern"],

@@ -35,8 +35,9 @@ def run_dpo(cfg: DictConfig, run: RunContext) -> dict:
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
     after = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
     student_dir = run.output_dir / "dpo_student"
-    policy.save_pretrained(str(student_dir))
-    tokenizer.save_pretrained(str(student_dir))
+    if trainer.is_global_zero:
+        policy.save_pretrained(str(student_dir))
+        tokenizer.save_pretrained(str(student_dir))
     return {
         "logp_margin_before": float(before["val/logp_margin"]),
         "logp_margin": float(after["val/logp_margin"]),
