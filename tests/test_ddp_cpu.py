@@ -19,4 +19,4 @@ def test_ddp_with_two_cpu_processes(tiny_teacher, cache_dir, tmp_path):
     assert metrics["pattern"] == "MAMA"
     with open(run_dirs[0] / "distill" / "metrics.csv") as f:
         steps = {int(row["step"]) for row in csv.DictReader(f)}
-    assert max(steps) == 2  # three optimizer steps (0, 1, 2) were logged
+    assert {0, 1, 2} <= steps  # the optimizer steps 0..2 were logged
