@@ -1,0 +1,176 @@
+"""What `ckpt=` names, and loading it: the student, its tokenizer, its training run's config and its teacher.
+
+`ckpt` may be
+- a training run directory (`.hydra/config.yaml`; the student path is read from its metrics.json, else `student/`),
+- a saved student directory (`config.json` + `model.safetensors`, e.g. `<run dir>/student`), or
+- a Lightning checkpoint (`<run dir>/<stage>/checkpoints/last.ckpt`): the student is rebuilt from the run's config
+  and the checkpoint's weights are loaded into it.
+The training run (found upwards from a student directory or checkpoint) supplies the teacher, the held-out data and
+the training length; a student directory outside any run still evaluates, without teacher metrics unless
+`teacher=<HF dir>` is given.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from ..errors import UserError
+from ..models import HybridForCausalLM
+from ..models.checkpoint import CONFIG_NAME, WEIGHTS_NAME
+from ..runtime import RunContext
+
+RUN_CONFIG = Path(".hydra") / "config.yaml"
+# the state_dict prefix of the student in each stage's LightningModule
+MODULE_PREFIXES = ("student.", "policy.")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    student_dir: Path | None  # a saved student, or
+    lightning_ckpt: Path | None  # a Lightning checkpoint of a distill/dpo run
+    run_dir: Path | None  # the training run it belongs to (None: a student dir outside any run)
+    run_cfg: DictConfig | None
+
+    @property
+    def name(self) -> str:
+        return str(self.student_dir or self.lightning_ckpt)
+
+
+def _is_student_dir(path: Path) -> bool:
+    return (path / CONFIG_NAME).is_file() and (path / WEIGHTS_NAME).is_file()
+
+
+def find_run_dir(start: Path, levels: int = 3) -> Path | None:
+    """The nearest directory at or above `start` (at most `levels` up) holding a Hydra run config."""
+    for path in [start, *start.parents][:levels + 1]:
+        if (path / RUN_CONFIG).is_file():
+            return path
+    return None
+
+
+def load_run_config(run_dir: Path) -> DictConfig:
+    """The training run's composed config as Hydra saved it (interpolations unresolved). Paths that interpolate the
+    launching process (`${launch_dir:}`, `${hydra:runtime.output_dir}`) are pinned to the training run's values,
+    so its teacher cache and data cache are found wherever the evaluation is started."""
+    cfg = OmegaConf.load(run_dir / RUN_CONFIG)
+    if "paths" in cfg:
+        cfg.paths.output_dir = str(run_dir)
+        hydra_yaml = run_dir / ".hydra" / "hydra.yaml"
+        if hydra_yaml.is_file() and not os.environ.get("HD_ROOT_DIR"):
+            cfg.paths.root_dir = str(OmegaConf.load(hydra_yaml).hydra.runtime.cwd)
+    return cfg
+
+
+def student_in_run(run_dir: Path) -> Path:
+    """The run's final student: the `*student_dir` its metrics.json names (a pipeline's DPO student before its
+    distilled one), else `<run dir>/student`."""
+    metrics = run_dir / "metrics.json"
+    named = json.loads(metrics.read_text()) if metrics.is_file() else {}
+    dirs = sorted((key for key, value in named.items() if key.endswith("student_dir") and value),
+                  key=lambda key: "dpo" not in key)
+    for path in [*(Path(named[key]) for key in dirs), run_dir / "student"]:
+        if _is_student_dir(path):
+            return path
+    raise UserError(f"ckpt '{run_dir}' is a run directory without a saved student (no metrics.json naming a "
+                    f"student_dir, no {run_dir / 'student'}); did its training finish?")
+
+
+def resolve_checkpoint(ckpt: str | None) -> Checkpoint:
+    if not ckpt:
+        raise UserError("ckpt is required: python eval.py ckpt=<run dir | student dir | Lightning .ckpt file>")
+    path = Path(str(ckpt)).expanduser().resolve()
+    if not path.exists():
+        raise UserError(f"ckpt '{path}' does not exist")
+    if path.is_file():
+        if path.suffix != ".ckpt":
+            raise UserError(f"ckpt '{path}' is a file but not a Lightning checkpoint (.ckpt); pass a run directory, "
+                            f"a student directory or a .ckpt file")
+        run_dir = find_run_dir(path.parent)
+        if run_dir is None:
+            raise UserError(f"ckpt '{path}' is not inside a training run directory (no {RUN_CONFIG} above it): "
+                            "the run's config is needed to rebuild the student")
+        return Checkpoint(None, path, run_dir, load_run_config(run_dir))
+    if _is_student_dir(path):
+        run_dir = find_run_dir(path)
+        return Checkpoint(path, None, run_dir, load_run_config(run_dir) if run_dir else None)
+    if (path / RUN_CONFIG).is_file():
+        return Checkpoint(student_in_run(path), None, path, load_run_config(path))
+    raise UserError(f"ckpt '{path}' is neither a run directory ({RUN_CONFIG}), nor a saved student "
+                    f"({CONFIG_NAME} + {WEIGHTS_NAME}), nor a .ckpt file")
+
+
+def load_teacher_for(ck: Checkpoint, spec: str | None, ctx: RunContext):
+    """(teacher, tokenizer) or (None, None). spec: "auto" = the run's teacher, None = none, else a HF directory."""
+    from ..models.teacher import load_teacher
+    from ..stages.teacher import obtain_teacher
+
+    if spec is None:
+        return None, None
+    if spec != "auto":
+        return load_teacher(str(spec))
+    if ck.run_cfg is None:
+        return None, None
+    return obtain_teacher(ck.run_cfg, ctx)
+
+
+def _student_from_lightning(ck: Checkpoint, teacher, scan_backend: str | None) -> HybridForCausalLM:
+    from ..stages.student import student_from_config
+
+    cfg = ck.run_cfg
+    if cfg.stage.name == "dpo":  # DPO trains a copy of the student it starts from
+        student = HybridForCausalLM.from_pretrained(str(cfg.stage.init_from), scan_backend=scan_backend)
+    elif teacher is None:
+        raise UserError(f"ckpt '{ck.lightning_ckpt}': rebuilding a distill student needs its teacher (teacher=auto)")
+    else:
+        student = student_from_config(cfg, teacher)
+    try:
+        state = torch.load(ck.lightning_ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    except Exception as err:  # a truncated or foreign file: one line naming it
+        raise UserError(f"ckpt '{ck.lightning_ckpt}' cannot be read as a Lightning checkpoint: {err}") from err
+    for prefix in MODULE_PREFIXES:
+        weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if weights:
+            student.load_state_dict(weights, strict=not student.config.tie_word_embeddings)
+            if scan_backend:
+                student.config.scan_backend = scan_backend
+            return student
+    raise UserError(f"ckpt '{ck.lightning_ckpt}' holds no student weights (no {' or '.join(MODULE_PREFIXES)} keys)")
+
+
+def load_student(ck: Checkpoint, teacher, teacher_tokenizer: PreTrainedTokenizerBase | None,
+                 scan_backend: str | None) -> tuple[HybridForCausalLM, PreTrainedTokenizerBase]:
+    if ck.lightning_ckpt is not None:
+        student = _student_from_lightning(ck, teacher, scan_backend)
+        if teacher_tokenizer is None:
+            raise UserError(f"ckpt '{ck.lightning_ckpt}': no tokenizer (evaluate with teacher=auto)")
+        return student.eval(), teacher_tokenizer
+    try:
+        student = HybridForCausalLM.from_pretrained(str(ck.student_dir), scan_backend=scan_backend)
+        tokenizer = AutoTokenizer.from_pretrained(str(ck.student_dir))
+    except (OSError, ValueError) as err:
+        raise UserError(f"ckpt '{ck.student_dir}' cannot be loaded: {err}") from err
+    if teacher is not None and teacher.config.vocab_size != student.config.vocab_size:
+        raise UserError(f"teacher vocabulary ({teacher.config.vocab_size}) differs from the student's at "
+                        f"'{ck.student_dir}' ({student.config.vocab_size}); pass the matching teacher=<dir>")
+    return student.eval(), tokenizer
+
+
+def train_length(ck: Checkpoint, override: int | None) -> int:
+    """The sequence length the student was trained at; recall lengths are multiples of it."""
+    if override:
+        return int(override)
+    cfg = ck.run_cfg
+    if cfg is not None:
+        if cfg.stage.get("seq_len"):
+            return int(cfg.stage.seq_len)
+        recipe = cfg.get("model", {}).get("recipe", {}).get("distill", {})
+        if recipe.get("seq_len"):
+            return int(recipe.seq_len)
+    raise UserError(f"ckpt '{ck.name}': the training length is unknown (no run config); set suite.train_length=<tokens>")

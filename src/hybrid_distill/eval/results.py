@@ -1,0 +1,93 @@
+"""Where evaluation results go: a JSON file in the evaluated run's directory, and a W&B run (tables + summary)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from ..runtime import wandb_mode
+
+RESULTS_STEM = "eval"
+TABLES = ("recall", "throughput")  # list-of-rows sections of the results, logged as W&B tables
+
+
+def write_new_json(directory: Path, payload: dict[str, Any], stem: str = RESULTS_STEM) -> Path:
+    """Write `payload` as <stem>.json, or <stem>-2.json, -3, ... if earlier evaluations are there; never overwrites.
+
+    The JSON is written to a temp file first and then hard-linked under its final name: os.link fails if the name
+    exists, so two concurrent evaluations cannot take the same name, and a reader never sees half a file (the
+    atomicity os.replace would give, without its overwriting)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{stem}-", suffix=".json.tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f, indent=2, default=float)
+            f.flush()
+            os.fsync(f.fileno())
+        for n in range(1, 10_000):
+            target = directory / (f"{stem}.json" if n == 1 else f"{stem}-{n}.json")
+            try:
+                os.link(tmp, target)
+                return target
+            except FileExistsError:
+                continue
+        raise RuntimeError(f"{directory} already holds 9999 {stem}*.json files")
+    finally:
+        os.unlink(tmp)
+
+
+def results_files(directory: Path, stem: str = RESULTS_STEM) -> list[Path]:
+    """Evaluation results of a run directory, oldest first (eval.json, eval-2.json, ...)."""
+    numbered = []
+    for path in directory.glob(f"{stem}*.json"):
+        match = re.fullmatch(rf"{re.escape(stem)}(?:-(\d+))?", path.stem)
+        if match:
+            numbered.append((int(match.group(1) or 1), path))
+    return [path for _, path in sorted(numbered)]
+
+
+def summary_metrics(results: dict[str, Any]) -> dict[str, float]:
+    """Flat scalars for the W&B summary and the report: quality, recall accuracy per task/length/model,
+    speculative decoding, and the decode speedup at each throughput setting."""
+    out = {f"quality/{k}": v for k, v in (results.get("quality") or {}).items()}
+    for row in results.get("recall") or []:
+        if row["accuracy"] is not None:
+                out[f"recall/{row['task']}/{row['multiple']:g}x/{row['model']}"] = row["accuracy"]
+    for row in results.get("throughput") or []:
+        for key, value in row.items():
+            if key.startswith("decode_speedup_vs_"):
+                out[f"throughput/{key}/L{row['prompt_len']}/B{row['batch']}"] = value
+    for key, value in (results.get("speculative") or {}).items():
+        if isinstance(value, (int, float)):
+            out[f"speculative/{key}"] = value
+    return out
+
+
+def log_wandb(logger_cfg: DictConfig, results: dict[str, Any], directory: Path, name: str, group: str,
+              config: dict[str, Any]) -> str | None:
+    """One W&B run (job_type eval) under `directory`/wandb: every list section as a table, scalars as summary.
+    Returns the run's local directory, or None when logger.name is not wandb."""
+    if logger_cfg.name != "wandb":
+        return None
+    import wandb
+
+    mode = wandb_mode(logger_cfg.mode)
+    os.environ.setdefault("WANDB_SILENT", "true")
+    run = wandb.init(project=logger_cfg.project, entity=logger_cfg.entity, group=group, name=name, job_type="eval",
+                     tags=list(logger_cfg.tags), dir=str(directory), mode=mode, config=config)
+    for section in TABLES:
+        rows = results.get(section) or []
+        if rows:
+            columns = sorted({key for row in rows for key in row})
+            run.log({f"eval/{section}": wandb.Table(columns=columns, data=[[row.get(c) for c in columns]
+                                                                             for row in rows])})
+    run.summary.update({f"eval/{k}": v for k, v in summary_metrics(results).items()})
+    local = str(Path(run.dir).parent)
+    run.finish()
+    return local

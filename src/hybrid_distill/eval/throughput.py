@@ -1,0 +1,85 @@
+"""Generation throughput and memory: prefill L prompt tokens, then decode N tokens greedily, per model.
+
+Measured per (model, prompt length, batch size): prefill and decode tokens/s, the inference state's size after
+decoding (KV cache, conv and SSM states; exact on any device), and on CUDA the peak allocated memory of the run
+above what was allocated before it (weights excluded). Models are measured one after the other in the same process
+on the same inputs, so their ratio is meaningful; the first `warmup` decode steps are run but not timed (kernel
+compilation, allocator growth).
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from typing import Iterable
+
+import torch
+
+from .decoders import make_decoder, prefill
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@torch.no_grad()
+def measure_generation(model: torch.nn.Module, prompt_len: int, batch: int, new_tokens: int, vocab_size: int,
+                       seed: int = 0, warmup: int = 2, prefill_chunk: int | None = None) -> dict:
+    """One measurement: random prompt tokens (the speed does not depend on their values)."""
+    device = next(model.parameters()).device
+    ids = torch.randint(0, vocab_size, (batch, prompt_len), generator=torch.Generator().manual_seed(seed)).to(device)
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    held = torch.cuda.memory_allocated(device) if device.type == "cuda" else 0
+    decoder = make_decoder(model)
+    _sync(device)
+    start = time.perf_counter()
+    logits = prefill(decoder, ids, prefill_chunk)  # (B, V)
+    _sync(device)
+    prefill_s = time.perf_counter() - start
+    tok = logits.argmax(-1, keepdim=True)  # (B, 1)
+    for step in range(warmup + new_tokens):
+        if step == warmup:
+            _sync(device)
+            start = time.perf_counter()
+        tok = decoder.feed(tok, logits_to_keep=1)[:, -1].argmax(-1, keepdim=True)
+    _sync(device)
+    decode_s = time.perf_counter() - start
+    return {
+        "prompt_len": prompt_len,
+        "batch": batch,
+        "new_tokens": new_tokens,
+        "prefill_s": prefill_s,
+        "prefill_tok_s": batch * prompt_len / prefill_s,
+        "decode_s": decode_s,
+        "decode_tok_s": batch * new_tokens / decode_s,
+        "ms_per_step": 1000 * decode_s / new_tokens,
+        "state_bytes": decoder.state_bytes(),
+        # activations + states at their peak, weights and other models excluded
+        "peak_extra_bytes": torch.cuda.max_memory_allocated(device) - held if device.type == "cuda" else None,
+    }
+
+
+def throughput_grid(models: dict[str, torch.nn.Module], prompt_lens: Iterable[int], batches: Iterable[int],
+                    new_tokens: int, vocab_size: int, warmup: int = 2, prefill_chunk: int | None = None) -> list[dict]:
+    """Every model at every (prompt length, batch); rows carry `model`, and `speedup_vs_<first model>` is added
+    to the other models' rows (decode tokens/s ratio at the same length and batch)."""
+    prompt_lens, batches = list(prompt_lens), list(batches)
+    for model in models.values():  # untimed: first-call costs (allocations, kernel compilation, lazy init)
+        measure_generation(model, min(prompt_lens), min(batches), 1, vocab_size, warmup=warmup,
+                           prefill_chunk=prefill_chunk)
+    rows = []
+    for prompt_len in prompt_lens:
+        for batch in batches:
+            group = {name: {"model": name, **measure_generation(model, prompt_len, batch, new_tokens, vocab_size,
+                                                                  warmup=warmup, prefill_chunk=prefill_chunk)}
+                     for name, model in models.items()}
+            base_name = next(iter(group))
+            for name, row in group.items():
+                if name != base_name:
+                    row[f"decode_speedup_vs_{base_name}"] = row["decode_tok_s"] / group[base_name]["decode_tok_s"]
+            rows += group.values()
+    return rows
