@@ -187,6 +187,9 @@ def main():
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--dry-run", action="store_true", help="tiny shapes on CPU under TRITON_INTERPRET=1")
     parser.add_argument("--budget-s", type=float, default=480.0, help="stop starting table rows after this")
+    parser.add_argument("--sections", default="checks,sweep,table,step",
+                        help="comma list of: checks, sweep, table, step, profile (one fwd and one fwd+bwd at B=1, 8K "
+                             "for a profiler such as ncu)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.time()
@@ -200,7 +203,11 @@ def main():
                "table": [], "step": []}
     lines = []
 
+    sections = set(args.sections.split(","))
+
     def log(msg=""):
+        if msg.startswith("#"):
+            msg += f"  [t={time.time() - start:.0f}s]"
         print(msg, flush=True)
         lines.append(msg)
         (args.out / "bench_log.md").write_text("\n".join(lines) + "\n")
@@ -211,13 +218,38 @@ def main():
     log(f"# SSD scan benchmark: {results['device']}, {results['date']}, torch {results['torch']}, "
         f"triton {results['triton']}, mamba_ssm {'yes' if have_mamba else 'not importable'}")
 
+    if "profile" in sections:
+        inputs, dy = bench_inputs(1, 8192 if not args.dry_run else 130, H, P, N, 1, device)
+        for _ in range(2):  # compile, then the launches to profile
+            ssd_scan(**inputs, dt_softplus=True, backend="triton").backward(dy)
+        torch.cuda.synchronize() if cuda else None
+        log("# profile launches done")
+        return
+
     # 1. HBM peak
     results["hbm_peak_gbs"] = peak = hbm_peak_gbs(timer, device, args.dry_run)
     log(f"HBM copy peak: {peak:.0f} GB/s (read + write)")
 
     # 2. correctness
+    if "checks" in sections:
+        run_checks(names, H, P, N, device, args.dry_run, results, log)
+
+    # 3. launch-configuration sweep of the own kernels at seq 8K (each checked against the default's output)
+    best = sweep(cfg, H, P, N, device, args.dry_run, timer, results, log) if "sweep" in sections else {}
+
+    # 4. the table
+    if "table" in sections:
+        table(cfg, H, P, N, device, names, best, timer, peak, start, args.budget_s, results, log)
+
+    # 5. decode step
+    if "step" in sections:
+        step_times(cfg, H, P, N, device, names, timer, results, log)
+    log(f"\n# total wall time {time.time() - start:.0f} s")
+
+
+def run_checks(names, H, P, N, device, dry_run, results, log):
     log("\n## correctness")
-    small = (2, 300, 8, 64, 32, 1, 2) if not args.dry_run else (1, 40, 4, 16, 16, 1, 2)
+    small = (2, 300, 8, 64, 32, 1, 2) if not dry_run else (1, 40, 4, 16, 16, 1, 2)
     for dtype, tol in ((torch.float32, 2e-5), (torch.bfloat16, 3e-2)):
         inputs = make_inputs(*small, dtype, device, with_state=True)
         for name in names[1:]:
@@ -225,7 +257,7 @@ def main():
             ok = compare(f"{name} vs torch_ref {str(dtype)[6:]} {small}", backend_fn(name), ssd_scan_ref,
                          inputs, True, tol_b, log)
             results["checks"].append((name, "torch_ref", str(dtype), ok))
-    big = (1, 4096 if not args.dry_run else 200, H, P, N, 8 if not args.dry_run else 2, 8 if not args.dry_run else 2)
+    big = (1, 4096 if not dry_run else 200, H, P, N, 8 if not dry_run else 2, 8 if not dry_run else 2)
     inputs = make_inputs(*big, torch.bfloat16, device)
     for name in names[1:]:
         ok = compare(f"{name} vs torch_chunked (fp32 math) bf16 {big}", backend_fn(name), ssd_scan_chunked,
@@ -241,15 +273,15 @@ def main():
         log(f"  {'ok  ' if ok else 'FAIL'} {name} decode step vs reference: y {errs[0]:.1e}, state {errs[1]:.1e}")
         results["checks"].append((name, "step", "bf16", ok))
 
-    # 3. launch-configuration sweep of the own kernels at seq 8K (each checked against the default's output)
+
+def sweep(cfg, H, P, N, device, dry_run, timer, results, log):
+    """Launch configurations of the own kernels at seq 8K, each checked against the default's outputs."""
     log("\n## own-kernel launch configurations, seq 8K, ngroups 1, bf16")
-    sweep_len = 8192 if not args.dry_run else 130
+    sweep_len = 8192 if not dry_run else 130
     best = {}
-    fwd_space = [ssd.LaunchConfig(*c) for c in ((64, 64, 8, 2), (64, 64, 8, 1), (64, 64, 8, 3), (64, 64, 4, 2),
-                                                (64, 32, 4, 2), (64, 32, 8, 2), (128, 64, 8, 2), (32, 64, 4, 2))]
-    bwd_space = [ssd.LaunchConfig(*c) for c in ((32, 64, 8, 2), (32, 64, 8, 1), (32, 64, 4, 2), (64, 64, 8, 1),
-                                                (64, 64, 8, 2), (16, 64, 4, 2))]
-    if args.dry_run:
+    fwd_space = [ssd.LaunchConfig(*c) for c in ((32, 64, 4, 2), (64, 64, 4, 2), (64, 64, 8, 2), (32, 64, 4, 3))]
+    bwd_space = [ssd.LaunchConfig(*c) for c in ((32, 64, 8, 2), (32, 64, 4, 2), (16, 64, 4, 2))]
+    if dry_run:
         fwd_space, bwd_space = fwd_space[:2], bwd_space[:2]
     for batch in cfg["batches"]:
         inputs, dy = bench_inputs(batch, sweep_len, H, P, N, 1, device)
@@ -274,8 +306,10 @@ def main():
                     best[(kind, batch)] = (conf, ms)
         del inputs
         log(f"  best B={batch}: fwd {best.get(('fwd', batch))}, fwd+bwd {best.get(('bwd', batch))}")
+    return best
 
-    # 4. the table
+
+def table(cfg, H, P, N, device, names, best, timer, peak, start, budget_s, results, log):
     log("\n## forward and forward+backward, bf16, H=128 P=64 N=128, dt_softplus, D, dt_bias; ms (median)")
     header = ("| batch | seq | ngroups | chunked fwd | triton fwd | mamba fwd | mamba/triton fwd "
               "| triton GB/s (% peak) | mamba GB/s (% peak) | chunked fwd+bwd | triton fwd+bwd | mamba fwd+bwd "
@@ -286,7 +320,7 @@ def main():
     shapes += [(b, cfg["seqlens"][-2], g) for g in cfg["groups"][1:] for b in cfg["batches"]]
     shapes.sort(key=lambda s: (s[1] != cfg["seqlens"][-2], s))  # the 8K rows first (the target)
     for batch, seqlen, groups in shapes:
-        if time.time() - start > args.budget_s:
+        if time.time() - start > budget_s:
             log(f"(time budget reached: rows from B={batch} L={seqlen} G={groups} on not measured)")
             break
         one = fwd_bytes(batch, seqlen, H, P, N, groups, groups)
@@ -302,7 +336,8 @@ def main():
         results["table"].append(row)
         log(table_row(row, peak))
 
-    # 5. decode step
+
+def step_times(cfg, H, P, N, device, names, timer, results, log):
     log("\n## decode step (one token), state fp32, bf16 activations; ms (median)")
     for batch in cfg["batches"]:
         st = make_inputs(batch, 1, H, P, N, 1, 1, torch.bfloat16, device, with_state=True)
@@ -311,7 +346,6 @@ def main():
         times = {name: timer(lambda name=name: ssd_step(*args_, backend=name)) for name in ("torch_ref", *names[1:])}
         results["step"].append(dict(batch=batch, **times))
         log(f"  B={batch}: " + ", ".join(f"{k} {v:.4f}" for k, v in times.items()))
-    log(f"\ntotal wall time {time.time() - start:.0f} s")
 
 
 def fmt(ms):

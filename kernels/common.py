@@ -25,12 +25,12 @@ def mma(a, b, PRECISION: tl.constexpr):
 
 
 @triton.jit
-def chunk_dt(dt_ptrs, dt_bias_ptr, h, mask_t, HAS_DT_BIAS: tl.constexpr, DT_SOFTPLUS: tl.constexpr):
-    """dt of one chunk for head h, after bias and softplus; 0 on steps past the sequence end.
+def chunk_dt(dt_in, dt_bias_ptr, h, mask_t, HAS_DT_BIAS: tl.constexpr, DT_SOFTPLUS: tl.constexpr):
+    """dt of one chunk for head h from its loaded input values, after bias and softplus; 0 past the sequence end.
 
     Returns (dt, raw) with raw = dt input + bias, the softplus argument the backward pass needs.
     """
-    raw = tl.load(dt_ptrs, mask=mask_t, other=0.0).to(tl.float32)  # (Q,)
+    raw = dt_in.to(tl.float32)  # (Q,)
     if HAS_DT_BIAS:
         raw += tl.load(dt_bias_ptr + h).to(tl.float32)
     dt = raw

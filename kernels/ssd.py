@@ -28,8 +28,9 @@ class LaunchConfig:
 
 
 # module defaults, read at each call (kernels/bench.py sweeps alternatives by rebinding them)
-# (register use read off ptxas for sm_90 at H=128, P=64, N=128: these compile without or with few spills)
-FWD_CONFIG = LaunchConfig(chunk=64, block_p=64, num_warps=8, num_stages=2)
+# Chosen by the launch-configuration sweep of kernels/bench.py on an H100 (README.md); each compiles for sm_90
+# with no or few register spills (ptxas report) at H=128, P=64, N=128
+FWD_CONFIG = LaunchConfig(chunk=32, block_p=64, num_warps=4, num_stages=2)
 BWD_CONFIG = LaunchConfig(chunk=32, num_warps=8, num_stages=2)
 STATES_CONFIG = LaunchConfig(num_warps=8, num_stages=2)  # the backward's state recompute; its chunk is the backward's
 

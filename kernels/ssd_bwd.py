@@ -83,7 +83,8 @@ def ssd_bwd_kernel(
         mask_t = (offs_t < seqlen) | EVEN_L
         mask_tp = mask_t[:, None] & mask_p[None, :]
         mask_tn = mask_t[:, None] & mask_n[None, :]
-        dt, raw = chunk_dt(dt_base + offs_t * stride_dt_l, dt_bias_ptr, h, mask_t, HAS_DT_BIAS, DT_SOFTPLUS)
+        dt_in = tl.load(dt_base + offs_t * stride_dt_l, mask=mask_t, other=0.0)
+        dt, raw = chunk_dt(dt_in, dt_bias_ptr, h, mask_t, HAS_DT_BIAS, DT_SOFTPLUS)
         dA = dt * A
         cum = tl.cumsum(dA, axis=0)  # (Q,)
         cum_end = tl.sum(dA, axis=0)

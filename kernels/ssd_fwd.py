@@ -71,10 +71,15 @@ def ssd_fwd_kernel(
     else:
         state = tl.zeros((BLOCK_P, BLOCK_N), dtype=tl.float32)
 
+    dt_ptrs = dt_base + offs_q * stride_dt_l
+    dt_next = tl.load(dt_ptrs, mask=offs_q < seqlen, other=0.0)  # (Q,) raw dt of chunk 0
     for k in range(nchunks):
         offs_t = k * CHUNK + offs_q
         mask_t = (offs_t < seqlen) | EVEN_L
-        dt, _ = chunk_dt(dt_base + offs_t * stride_dt_l, dt_bias_ptr, h, mask_t, HAS_DT_BIAS, DT_SOFTPLUS)  # (Q,)
+        dt_in = dt_next
+        # prefetch the next chunk's dt: every chunk's chain of dependent work starts from it
+        dt_next = tl.load(dt_ptrs + (k + 1) * CHUNK * stride_dt_l, mask=offs_t + CHUNK < seqlen, other=0.0)
+        dt, _ = chunk_dt(dt_in, dt_bias_ptr, h, mask_t, HAS_DT_BIAS, DT_SOFTPLUS)  # (Q,)
         dA = dt * A
         cum = tl.cumsum(dA, axis=0)  # (Q,) log-decay from the chunk start, inclusive
         cum_end = tl.sum(dA, axis=0)
@@ -87,14 +92,18 @@ def ssd_fwd_kernel(
             chunk_state = ((b * nchunks + k) * nheads + h) * headdim * dstate
             tl.store(states_ptr + chunk_state + state_offs, state.to(states_ptr.dtype.element_ty), mask=mask_pn)
         if COMPUTE_Y:
+            # the state-dependent term first, so that the state update (the loop-carried chain) starts early
             Ck = tl.load(C_base + offs_t[:, None] * stride_C_l + offs_n[None, :],
                          mask=mask_t[:, None] & mask_n[None, :], other=0.0)  # (Q, N)
+            y = tl.exp(cum)[:, None] * mma(Ck, tl.trans(state.to(x.dtype)), DOT_PRECISION)  # (Q, P)
+        # each step's input reaches the chunk end decayed by exp(cum_end - cum_s)
+        x_in = (x.to(tl.float32) * (dt * tl.exp(cum_end - cum))[:, None]).to(x.dtype)  # (Q, P)
+        state = state * tl.exp(cum_end) + mma(tl.trans(x_in), Bk, DOT_PRECISION)  # (P, N)
+        if COMPUTE_Y:
             CB = mma(Ck, tl.trans(Bk), DOT_PRECISION)  # (Q, Q)
             decay = tl.exp(tl.where(causal, cum[:, None] - cum[None, :], float("-inf")))  # (Q, Q), 0 above diagonal
             scores = (CB * decay * dt[None, :]).to(x.dtype)
-            y = mma(scores, x, DOT_PRECISION)  # (Q, P)
-            y_state = mma(Ck, tl.trans(state.to(x.dtype)), DOT_PRECISION)  # (Q, P)
-            y += tl.exp(cum)[:, None] * y_state
+            y += mma(scores, x, DOT_PRECISION)
             if HAS_D:
                 if D_PER_P:
                     y += x.to(tl.float32) * Dh[None, :]
@@ -103,9 +112,6 @@ def ssd_fwd_kernel(
             y_rows = (b * seqlen + offs_t) * nheads * headdim + h * headdim  # y is contiguous (B, L, H, P)
             tl.store(y_ptr + y_rows[:, None] + offs_p[None, :], y.to(y_ptr.dtype.element_ty),
                      mask=mask_t[:, None] & mask_p[None, :])
-        # each step's input reaches the chunk end decayed by exp(cum_end - cum_s)
-        x_in = (x.to(tl.float32) * (dt * tl.exp(cum_end - cum))[:, None]).to(x.dtype)  # (Q, P)
-        state = state * tl.exp(cum_end) + mma(tl.trans(x_in), Bk, DOT_PRECISION)  # (P, N)
 
     if STORE_FINAL:
         tl.store(final_ptr + bh_state + state_offs, state, mask=mask_pn)

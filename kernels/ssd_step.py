@@ -38,7 +38,7 @@ def ssd_step_kernel(
 
     # chunk_dt works on a block of steps; here the block is one step
     one = tl.arange(0, 1)
-    dt, _ = chunk_dt(dt_ptr + pid_bh + one, dt_bias_ptr, h, one < 1, HAS_DT_BIAS, DT_SOFTPLUS)  # (1,)
+    dt, _ = chunk_dt(tl.load(dt_ptr + pid_bh + one), dt_bias_ptr, h, one < 1, HAS_DT_BIAS, DT_SOFTPLUS)  # (1,)
     A = tl.load(A_ptr + h).to(tl.float32)
     x = tl.load(x_ptr + pid_bh * headdim + offs_p, mask=mask_p, other=0.0).to(tl.float32)  # (P,)
     Bv = tl.load(B_ptr + (b * ngroups_b + gb) * dstate + offs_n, mask=mask_n, other=0.0).to(tl.float32)  # (N,)

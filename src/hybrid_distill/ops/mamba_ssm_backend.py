@@ -83,8 +83,15 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
 
 def selective_step(state, u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
     _, state_update = _triton_ops()
-    new_state = state.clone()
     delta_bias = delta_bias if delta_bias is not None else A.new_zeros(A.shape[0])
     D = D if D is not None else A.new_zeros(A.shape[0])
+    if B.dim() == 3 and B.shape[1] > 1:
+        # mamba-ssm spreads B/C groups over heads, not channels: make each channel a head of size 1
+        new_state = state[:, :, None].clone()  # (B, D, 1, N); state_update works in place, our API does not
+        y = state_update(new_state, u[..., None], delta[..., None], A[:, None], B, C, D=D[:, None],
+                         z=None if z is None else z[..., None], dt_bias=delta_bias[:, None],
+                         dt_softplus=delta_softplus)
+        return y[..., 0], new_state[:, :, 0]
+    new_state = state.clone()
     y = state_update(new_state, u, delta, A, B, C, D=D, z=z, dt_bias=delta_bias, dt_softplus=delta_softplus)
     return y, new_state

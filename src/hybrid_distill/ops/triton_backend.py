@@ -57,7 +57,8 @@ def ssd_scan(x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, initial_st
 def ssd_step(state, x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False):
     tensors = (state, x, dt, A, B, C, D, dt_bias)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
-        # the decode kernel has no backward; a differentiable step (rare: decoding runs under no_grad) uses the reference
+        # the decode kernel has no backward; a differentiable step (rare: decoding runs under no_grad)
+        # goes through the reference
         return ssd_step_ref(state, x, dt, A, B, C, D, dt_bias, dt_softplus)
     return _kernels().ssd_step(state, x, dt, A, B, C, D, dt_bias, dt_softplus)
 
