@@ -9,19 +9,28 @@ from pathlib import Path
 from typing import Callable
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from .errors import UserError
+from .errors import Preempted, TrainingDiverged, UserError
+from .reliability.rundir import check_resume_dir, register_resolvers
 
 console = Console()
+
+# exit statuses besides 0 (finished) and Hydra's 1 (config composition error), for scripts and schedulers
+EXIT_BAD_INPUT = 2  # a config value, file or data row is wrong: fix it and rerun
+EXIT_DIVERGED = 3  # a non-finite loss or gradient stopped training: its last good checkpoint is kept
+EXIT_PREEMPTED = 75  # stopped by a signal after saving last.ckpt: rerun with resume=<run dir> (EX_TEMPFAIL)
 
 # the directory train.py was started from; unlike ${hydra:runtime.cwd} it also resolves while a multirun
 # computes its sweep directory, before any job (and its HydraConfig) exists
 if not OmegaConf.has_resolver("launch_dir"):
     OmegaConf.register_new_resolver("launch_dir", os.getcwd)
+register_resolvers()  # ${unique_dir:...} and ${run_dir:...} of hydra/default.yaml
 
 
 def config_dir() -> str:
@@ -64,6 +73,11 @@ def run(cfg: DictConfig) -> dict:
 
     start = time.perf_counter()
     ctx = run_context(cfg)
+    if cfg.get("resume"):
+        if HydraConfig.initialized() and str(HydraConfig.get().mode) == "RunMode.MULTIRUN":
+            raise UserError("resume= continues one run; to continue a sweep pass hydra.sweep.dir=<its sweep dir> "
+                            "with the same sweep overrides")
+        check_resume_dir(ctx.output_dir)
     runners = stage_runners()
     if cfg.stage.name not in runners:
         raise UserError(f"stage '{cfg.stage.name}' is not runnable; choose one of {', '.join(runners)}")
@@ -75,14 +89,28 @@ def run(cfg: DictConfig) -> dict:
 
 
 def exit_on_user_error(fn: Callable[[DictConfig], object], cfg: DictConfig) -> None:
-    """Bad input (config value, file, data row) ends the run with one clear line, not a traceback."""
+    """Bad input (config value, file, data row), divergence and preemption end the run with one clear line and an
+    exit status, not a traceback (HYDRA_FULL_ERROR=1 shows the traceback, as for Hydra's own errors)."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
     from .data.schemas import DataRowError
 
     try:
         fn(cfg)
-    except (UserError, DataRowError) as err:
-        console.print(f"[red]error:[/] {err}")
-        sys.exit(2)
+    except (UserError, DataRowError, TrainingDiverged) as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        _say("[red]error:[/]", str(err))
+        sys.exit(EXIT_DIVERGED if isinstance(err, TrainingDiverged) else EXIT_BAD_INPUT)
+    except (Preempted, SIGTERMException) as err:  # Lightning's: SIGTERM outside the training loop, nothing to save
+        _say("[yellow]preempted:[/]", f"{str(err) or 'SIGTERM outside training'}; continue with "
+             f"`python train.py resume={cfg.paths.output_dir}` (a requeued job resumes by itself)")
+        sys.exit(EXIT_PREEMPTED)
+
+
+def _say(label: str, message: str) -> None:
+    # one line whatever the terminal width; the message is text, not rich markup (it may hold [brackets])
+    console.print(f"{label} {escape(message)}", highlight=False, soft_wrap=True)
 
 
 @hydra.main(config_path=config_dir(), config_name="train", version_base="1.3")

@@ -1,5 +1,32 @@
-"""One exception type for bad input that the command line reports as a single clear sentence."""
+"""Exceptions that the command line reports as one clear sentence (and an exit status) instead of a traceback."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
 
 
 class UserError(Exception):
     """A config value, file or data row that is wrong; the message names it and says what to do."""
+
+
+class TrainingDiverged(Exception):
+    """A non-finite loss or gradient stopped training; the message names the step, the value and the last good
+    checkpoint."""
+
+
+class Preempted(Exception):
+    """A signal (SIGTERM, SIGUSR1, SIGUSR2) stopped training after its checkpoint was saved; the run resumes from it."""
+
+
+@contextmanager
+def reported_as_user_error(what: str) -> Iterator[None]:
+    """Missing files, bad values and missing keys raised while reading user input become one UserError naming `what`
+    (the config key the input came from)."""
+    try:
+        yield
+    except UserError:
+        raise
+    except (OSError, ValueError, KeyError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        raise UserError(f"{what}: {message}") from err

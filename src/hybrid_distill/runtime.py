@@ -1,4 +1,5 @@
-"""What every stage needs around its LightningModule: run identity, W&B/CSV logger, callbacks, Trainer."""
+"""What every stage needs around its LightningModule: run identity, W&B/CSV logger, callbacks, Trainer, and the
+checkpoint it resumes from."""
 
 from __future__ import annotations
 
@@ -12,8 +13,15 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ThroughputMonitor
-from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+from lightning.pytorch.loggers import Logger, WandbLogger
+from lightning.pytorch.utilities import rank_zero_info
 from omegaconf import DictConfig, OmegaConf
+
+from .errors import UserError
+from .models.checkpoint import _atomic_write
+from .reliability.callbacks import RNGStateCheckpoint
+from .reliability.checkpoints import check_checkpoint, checkpoint_dir, resume_checkpoint
+from .reliability.csv_logger import AppendingCSVLogger
 
 
 @dataclass(frozen=True)
@@ -61,8 +69,8 @@ def build_logger(cfg: DictConfig, run: RunContext, stage: str) -> list[Logger] |
     if kind == "none":
         return False
     if kind not in ("wandb", "csv"):
-        raise ValueError(f"unknown logger.name '{kind}'; choose wandb, csv or none")
-    loggers: list[Logger] = [CSVLogger(save_dir=str(run.output_dir), name=stage, version="")]
+        raise UserError(f"logger.name={kind!r}; choose wandb, csv or none")
+    loggers: list[Logger] = [AppendingCSVLogger(save_dir=str(run.output_dir), name=stage, version="")]
     if kind == "wandb":
         mode = wandb_mode(cfg.logger.mode)
         os.environ["WANDB_MODE"] = mode
@@ -97,8 +105,9 @@ def finish_logger(loggers: list[Logger] | bool) -> str | None:
 LOGGING_CALLBACKS = (LearningRateMonitor, ThroughputMonitor)
 
 
-def build_callbacks(cfg: DictConfig, checkpoint_dir: Path, has_logger: bool) -> list[L.Callback]:
-    callbacks = []
+def build_callbacks(cfg: DictConfig, checkpoints: Path, has_logger: bool) -> list[L.Callback]:
+    """The `callbacks` group, plus the RNG states in checkpoints that an exact resume needs whatever the group holds."""
+    callbacks: list[L.Callback] = [RNGStateCheckpoint()]
     for cb_cfg in (cfg.get("callbacks") or {}).values():
         if cb_cfg is None:
             continue
@@ -106,7 +115,7 @@ def build_callbacks(cfg: DictConfig, checkpoint_dir: Path, has_logger: bool) -> 
         if isinstance(cb, LOGGING_CALLBACKS) and not has_logger:
             continue
         if isinstance(cb, ModelCheckpoint):
-            cb.dirpath = str(checkpoint_dir)
+            cb.dirpath = str(checkpoints)
         callbacks.append(cb)
     return callbacks
 
@@ -115,22 +124,37 @@ def build_trainer(cfg: DictConfig, run: RunContext, stage: str, max_steps: int, 
                   val_every: int) -> tuple[L.Trainer, list[Logger] | bool]:
     """A Trainer for one stage: its own logger run and checkpoint directory under the run dir."""
     logger = build_logger(cfg, run, stage)
-    stage_dir = run.output_dir / stage
+    stage_dir = stage_output_dir(run, stage)
     trainer = instantiate(
         cfg.trainer,
         max_steps=max_steps,
         gradient_clip_val=grad_clip,
         val_check_interval=min(val_every, max_steps) if max_steps > 0 else 1,
         logger=logger,
-        callbacks=build_callbacks(cfg, stage_dir / "checkpoints", bool(logger)),
+        callbacks=build_callbacks(cfg, checkpoint_dir(stage_dir), bool(logger)),
         default_root_dir=str(stage_dir),
     )
     return trainer, logger
 
 
+def stage_output_dir(run: RunContext, stage: str) -> Path:
+    """<run dir>/<stage>: the stage's metrics.csv, W&B-independent logs and checkpoints/."""
+    return run.output_dir / stage
+
+
+def resume_path(cfg: DictConfig, run: RunContext, stage: str, module: L.LightningModule) -> str | None:
+    """The checkpoint `stage` resumes from (None: start fresh), checked against `module`. ckpt_path applies to the
+    configured stage only, not to a teacher pretrained on the way; without it, a stage resumes its own last.ckpt."""
+    requested = cfg.ckpt_path if cfg.stage.name == stage else None
+    path = resume_checkpoint(requested, stage_output_dir(run, stage))
+    if path is None:
+        return None
+    check_checkpoint(path, module)
+    rank_zero_info(f"{stage}: resuming from {path}")
+    return str(path)
+
+
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     """Write JSON through a temp file and a rename, so a crash never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=float))
-    os.replace(tmp, path)
+    _atomic_write(path, lambda tmp: tmp.write_text(json.dumps(payload, indent=2, default=float)))

@@ -8,8 +8,9 @@ from omegaconf import DictConfig
 from rich.console import Console
 
 from ..errors import UserError
+from ..losses import DIVERGENCES
 from ..lit.distill import DistillModule
-from ..runtime import RunContext, build_trainer, finish_logger
+from ..runtime import RunContext, build_trainer, finish_logger, resume_path
 from .common import build_datamodule, optim_settings, seed_everything
 from .student import describe_student, student_from_config
 from .teacher import obtain_teacher
@@ -20,6 +21,8 @@ console = Console()
 def run_distill(cfg: DictConfig, run: RunContext) -> dict:
     if "divergence" not in cfg.loss:
         raise UserError(f"loss={cfg.loss.name} is not a distillation loss; use it with stage={cfg.loss.name}")
+    if cfg.loss.divergence not in DIVERGENCES:
+        raise UserError(f"loss.divergence={cfg.loss.divergence!r}; choose one of {', '.join(DIVERGENCES)}")
     teacher, tokenizer = obtain_teacher(cfg, run)
     seed_everything(cfg.seed)
     student = student_from_config(cfg, teacher)
@@ -36,7 +39,7 @@ def run_distill(cfg: DictConfig, run: RunContext) -> dict:
         one.log_hyperparams(info)
     before = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
     if info["params/trainable"] > 0:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(cfg, run, "distill", module))
         after = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
     else:  # e.g. mamba_ratio=0 with student.trainable=mamba: the teacher baseline of a sweep
         console.print(f"nothing to train (pattern {info['pattern']}, student.trainable={cfg.student.trainable}): "

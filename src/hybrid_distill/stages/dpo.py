@@ -7,11 +7,13 @@ from pathlib import Path
 from omegaconf import DictConfig
 from transformers import AutoTokenizer
 
-from ..errors import UserError
+from ..errors import UserError, reported_as_user_error
+from ..losses import DPO_LOSS_TYPES
 from ..lit.dpo import DPOModule
-from ..models import HybridForCausalLM, set_trainable
-from ..runtime import RunContext, build_trainer, finish_logger
+from ..models import set_trainable
+from ..runtime import RunContext, build_trainer, finish_logger, resume_path
 from .common import build_datamodule, optim_settings, seed_everything
+from .student import load_student
 
 
 def run_dpo(cfg: DictConfig, run: RunContext) -> dict:
@@ -21,10 +23,14 @@ def run_dpo(cfg: DictConfig, run: RunContext) -> dict:
                         "<run dir>/student); DPO starts from it and uses it as the reference model")
     if cfg.loss.name != "dpo":
         raise UserError(f"stage=dpo needs loss=dpo (got loss={cfg.loss.name})")
+    if cfg.loss.get("loss_type", "sigmoid") not in DPO_LOSS_TYPES:
+        raise UserError(f"loss.loss_type={cfg.loss.loss_type!r}; choose one of {', '.join(DPO_LOSS_TYPES)}")
     seed_everything(cfg.seed)
-    policy = HybridForCausalLM.from_pretrained(str(source), scan_backend=cfg.scan_backend.name)
-    set_trainable(policy, cfg.stage.trainable)
-    tokenizer = AutoTokenizer.from_pretrained(str(source))
+    policy = load_student("stage.init_from", source, cfg.scan_backend.name)
+    with reported_as_user_error("stage.trainable"):
+        set_trainable(policy, cfg.stage.trainable)
+    with reported_as_user_error(f"stage.init_from '{source}'"):
+        tokenizer = AutoTokenizer.from_pretrained(str(source))
     recipe = cfg.stage
     datamodule = build_datamodule(cfg.data, tokenizer, recipe.batch_size, recipe.seq_len,
                                   str(Path(cfg.paths.cache_dir) / "datasets"), cfg.seed)
@@ -32,7 +38,7 @@ def run_dpo(cfg: DictConfig, run: RunContext) -> dict:
     module = DPOModule(policy, cfg.loss, optim_settings(recipe), max_steps)
     trainer, logger = build_trainer(cfg, run, "dpo", max_steps, recipe.grad_clip, recipe.val_every)
     before = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(cfg, run, "dpo", module))
     after = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
     student_dir = run.output_dir / "dpo_student"
     if trainer.is_global_zero:

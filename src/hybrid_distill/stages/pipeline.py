@@ -6,8 +6,8 @@ A step runs with the config that `python train.py stage=<its stage>` plus this r
 - distill after seqkd trains on the teacher's answers (data.source);
 - distill after distill converts more layers of the earlier student (student.init_from): stepwise replacement;
 - dpo starts from, and is referenced to, the latest distilled student (stage.init_from).
-Finished steps are recorded in pipeline_state.json, so rerunning in the same directory
-(`hydra.run.dir=<run dir>`) skips them and resumes at the first unfinished step.
+Finished steps are recorded in pipeline_state.json, so rerunning in the same directory (`resume=<run dir>`)
+skips them, and the first unfinished step resumes from its own last.ckpt.
 """
 
 from __future__ import annotations
@@ -64,6 +64,9 @@ def wiring(stage: str, done: dict[str, dict]) -> list[str]:
 
 
 def run_pipeline(cfg: DictConfig, run: RunContext, runners: dict[str, Callable]) -> dict:
+    if cfg.ckpt_path is not None:
+        raise UserError("stage=pipeline resumes by itself: continue it with resume=<its run dir> (each step resumes "
+                        "its own last.ckpt); ckpt_path is for single stages")
     steps = [dict(step) for step in cfg.stage.steps]
     ids = [step["id"] for step in steps]
     bad = [s["stage"] for s in steps if s["stage"] not in runners or s["stage"] == "pipeline"]

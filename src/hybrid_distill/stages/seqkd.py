@@ -16,7 +16,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..data.loaders import load_chat_dataset
 from ..data.schemas import prompt_turns, with_responses
-from ..errors import UserError
+from ..errors import UserError, reported_as_user_error
 from ..runtime import RunContext
 from .teacher import obtain_teacher
 
@@ -52,7 +52,8 @@ def save_dataset_atomic(dataset: Dataset, target: Path) -> None:
 
 def run_seqkd(cfg: DictConfig, run: RunContext) -> dict:
     teacher, tokenizer = obtain_teacher(cfg, run)
-    rows = load_chat_dataset(cfg.data.source, split=cfg.stage.split, num_rows=cfg.stage.max_prompts)
+    with reported_as_user_error("data.source"):
+        rows = load_chat_dataset(cfg.data.source, split=cfg.stage.split, num_rows=cfg.stage.max_prompts)
     prompts = [prompt_turns(messages) for messages in rows["messages"]]
     responses = generate_responses(teacher, tokenizer, prompts, int(cfg.stage.max_new_tokens), int(cfg.stage.batch_size))
     empty = sum(1 for r in responses if not r)

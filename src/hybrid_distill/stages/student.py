@@ -9,7 +9,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from transformers import LlamaForCausalLM
 
-from ..errors import UserError
+from ..errors import UserError, reported_as_user_error
 from ..models import HybridForCausalLM, build_student, convert_student, param_counts, resolve_pattern, set_trainable
 from ..ops import resolve_backend
 
@@ -19,20 +19,43 @@ def student_from_config(cfg: DictConfig, teacher: LlamaForCausalLM) -> HybridFor
     s = cfg.student
     ratio = None if s.pattern else float(cfg.mamba_ratio)
     check_student_config(cfg, teacher.config.num_hidden_layers)
-    if s.init_from:
-        source = Path(str(s.init_from))
-        if not (source / "config.json").is_file():
-            raise UserError(f"student.init_from '{source}' is not a saved student (no config.json)")
-        student = HybridForCausalLM.from_pretrained(str(source), scan_backend=cfg.scan_backend.name)
-        student = convert_student(student, mamba_ratio=ratio, pattern=s.pattern)
-    else:
-        student = build_student(
-            teacher, mamba_ratio=ratio, pattern=s.pattern, mixer=s.mixer, init=s.init,
-            scan_backend=cfg.scan_backend.name, conv_init=s.conv_init,
-            **OmegaConf.to_container(s.options, resolve=True),
-        )
-    set_trainable(student, s.trainable)
+    # mixer, init, conv_init, options and trainable are checked where they are used; each error names its value
+    with reported_as_user_error("student"):
+        if s.init_from:
+            student = load_student("student.init_from", Path(str(s.init_from)), cfg.scan_backend.name)
+            check_same_architecture(student, teacher, f"student.init_from '{s.init_from}'")
+            student = convert_student(student, mamba_ratio=ratio, pattern=s.pattern)
+        else:
+            student = build_student(
+                teacher, mamba_ratio=ratio, pattern=s.pattern, mixer=s.mixer, init=s.init,
+                scan_backend=cfg.scan_backend.name, conv_init=s.conv_init,
+                **OmegaConf.to_container(s.options, resolve=True),
+            )
+        set_trainable(student, s.trainable)
     return student
+
+
+def load_student(key: str, source: Path, scan_backend: str) -> HybridForCausalLM:
+    """A saved student directory named by config key `key`; a missing, truncated or mismatched file is a UserError."""
+    if not (source / "config.json").is_file():
+        raise UserError(f"{key} '{source}' is not a saved student (no config.json): pass a distill run's "
+                        "<run dir>/student")
+    with reported_as_user_error(f"{key} '{source}'"):
+        return HybridForCausalLM.from_pretrained(str(source), scan_backend=scan_backend)
+
+
+# the student's shapes that must equal its teacher's, as HybridConfig fields
+SHARED_SHAPE = ("vocab_size", "hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads",
+                "head_dim")
+
+
+def check_same_architecture(student: HybridForCausalLM, teacher: LlamaForCausalLM, what: str) -> None:
+    """A student converted further and distilled from `teacher` must have been made from a teacher of its shape."""
+    theirs = {**{k: getattr(teacher.config, k) for k in SHARED_SHAPE}, "layers": teacher.config.num_hidden_layers}
+    ours = {**{k: getattr(student.config, k) for k in SHARED_SHAPE}, "layers": len(student.config.pattern)}
+    differ = [f"{k}={ours[k]} but the teacher has {k}={theirs[k]}" for k in theirs if ours[k] != theirs[k]]
+    if differ:
+        raise UserError(f"{what} was made from another teacher architecture: {'; '.join(differ)}")
 
 
 def check_student_config(cfg: DictConfig, num_layers: int) -> None:

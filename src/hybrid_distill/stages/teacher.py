@@ -17,7 +17,7 @@ from ..data.tokenizer import load_or_train_tokenizer
 from ..errors import UserError
 from ..lit.teacher_pretrain import TeacherPretrainModule
 from ..models.teacher import build_random_teacher, load_teacher
-from ..runtime import RunContext, build_trainer, finish_logger
+from ..runtime import RunContext, build_trainer, finish_logger, resume_path
 from .common import build_datamodule, optim_settings, seed_everything
 
 console = Console()
@@ -55,12 +55,12 @@ def pretrain_teacher(cfg: DictConfig, run: RunContext) -> tuple[LlamaForCausalLM
     tokenizer = load_or_train_tokenizer(Path(cfg.paths.cache_dir) / "tokenizers", cfg.model.tokenizer.vocab_size)
     model = build_random_teacher(cfg.model.architecture, seed=cfg.seed)
     datamodule = build_datamodule(cfg.model.pretrain_data, tokenizer, recipe.batch_size, recipe.seq_len,
-                                  str(Path(cfg.paths.cache_dir) / "datasets"), cfg.seed)
+                                  str(Path(cfg.paths.cache_dir) / "datasets"), cfg.seed, key="model.pretrain_data")
     module = TeacherPretrainModule(model, optim_settings(recipe), recipe.max_steps)
     trainer, logger = build_trainer(cfg, run, "pretrain_teacher", recipe.max_steps, recipe.grad_clip,
                                     val_every=max(recipe.max_steps // 4, 1))
     console.print(f"[bold]pretrain_teacher[/]: training the {cfg.model.name} teacher for {recipe.max_steps} steps")
-    trainer.fit(module, datamodule=datamodule)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(cfg, run, "pretrain_teacher", module))
     metrics = {k: float(v) for k, v in trainer.validate(module, datamodule=datamodule, verbose=False)[0].items()}
     finish_logger(logger)
     target = teacher_cache_dir(cfg)

@@ -1,0 +1,195 @@
+"""Callbacks every training stage runs with: RNG state in checkpoints, checkpoint-and-stop on preemption signals,
+and a guard against non-finite losses and gradients. (PreemptionDrill sends such a signal on purpose.)"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
+from lightning.pytorch.plugins.precision import MixedPrecision
+from lightning.pytorch.utilities import rank_zero_warn
+
+from ..errors import Preempted, TrainingDiverged, UserError
+from .checkpoints import last_checkpoint
+
+
+class RNGStateCheckpoint(L.Callback):
+    """Saves the global RNG states (torch, CUDA, numpy, random) in each checkpoint and restores them when training
+    resumes, so that dropout or sampling continue as in the uninterrupted run. Validation inside fit runs on saved and
+    restored RNG states: it never shifts training randomness (a resumed run skips the validation that was due when it
+    was interrupted)."""
+
+    def __init__(self):
+        self._to_restore: dict | None = None
+        self._before_validation: dict | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        states = _collect_rng_states()
+        if "numpy" in states:  # plain lists, so that checkpoints load with torch.load(weights_only=True)
+            name, keys, pos, has_gauss, cached = states["numpy"]
+            states["numpy"] = (name, keys.tolist(), pos, has_gauss, cached)
+        return states
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._to_restore = state_dict  # applied when training starts: setup between here and there may draw
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._to_restore is not None:
+            _set_rng_states(self._to_restore)
+            self._to_restore = None
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._before_validation = _collect_rng_states()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._before_validation is not None:
+            _set_rng_states(self._before_validation)
+            self._before_validation = None
+
+
+def _stage_dir(trainer: L.Trainer) -> Path:
+    return Path(trainer.default_root_dir)
+
+
+class PreemptionCheckpoint(L.Callback):
+    """On one of `signals` (SIGTERM; SIGUSR1, Slurm's usual warning; SIGUSR2, submitit's), finish the current batch,
+    save `<stage>/checkpoints/last.ckpt`, then stop: Preempted, which the command line turns into exit status 75.
+
+    The handlers are installed for the training loop only (on_train_start, after Lightning's own) and only note the
+    signal: saving inside a handler could interrupt an optimizer step. The checkpoint is saved at the end of the batch
+    (where ModelCheckpoint saves too); Preempted is raised just after Lightning has logged that batch, before the next
+    batch or a validation starts. The handlers replaced run then, so under submitit its own USR2 handler still
+    requeues the job (and exits) and Lightning's SIGTERM handler still stops DDP worker processes. All ranks agree on
+    stopping at the same batch."""
+
+    def __init__(self, signals: list[str] = ("SIGTERM", "SIGUSR1", "SIGUSR2")):
+        try:
+            self.signals = [signal.Signals[name] for name in signals]
+        except KeyError as err:
+            raise UserError(f"callbacks.preemption.signals: unknown signal {err.args[0]!r}") from err
+        self._received: signal.Signals | None = None
+        self._saved: Path | None = None
+        self._replaced: dict[signal.Signals, Any] = {}
+
+    def _note(self, signum: int, frame: Any) -> None:
+        self._received = signal.Signals(signum)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._received, self._saved = None, None
+        try:
+            self._replaced = {sig: signal.signal(sig, self._note) for sig in self.signals}
+        except ValueError:  # not the main thread (e.g. a notebook's worker): signals cannot be handled here
+            self._replaced = {}
+
+    def _restore_handlers(self) -> None:
+        for sig, handler in self._replaced.items():
+            signal.signal(sig, handler)
+        self._replaced = {}
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if self._saved is None and trainer.strategy.reduce_boolean_decision(self._received is not None, all=False):
+            self._save(trainer)
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        self._stop_if_saved(trainer)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._stop_if_saved(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._received is not None and self._saved is None:  # arrived after the last batch: keep its training
+            self._save(trainer)
+        self._stop_if_saved(trainer)
+        self._restore_handlers()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._restore_handlers()
+
+    def _save(self, trainer: L.Trainer) -> None:
+        self._saved = last_checkpoint(_stage_dir(trainer))
+        trainer.save_checkpoint(self._saved)
+
+    def _stop_if_saved(self, trainer: L.Trainer) -> None:
+        if self._saved is None:
+            return
+        received = self._received or signal.SIGTERM  # None: another rank got it
+        replaced = self._replaced.get(received)
+        self._restore_handlers()
+        if callable(replaced):
+            replaced(received, None)
+        raise Preempted(f"{received.name} at step {trainer.global_step}: saved {self._saved}")
+
+
+class NonFiniteGuard(L.Callback):
+    """Before each optimizer step, checks the step's logged `train/*` values and the gradients. A nan/inf stops the
+    run (action=stop: TrainingDiverged naming the step and the value; the parameters and the last checkpoint are
+    still the last good ones) or drops the batch (action=skip: no parameter or optimizer-moment update), counted in
+    `train/skipped_batches`. Under a gradient scaler (precision 16-mixed) infinite gradients are the scaler's business
+    and only the loss is checked."""
+
+    ACTIONS = ("stop", "skip")
+
+    def __init__(self, action: str = "stop"):
+        if action not in self.ACTIONS:
+            raise UserError(f"callbacks.nonfinite.action={action!r}; choose one of {', '.join(self.ACTIONS)}")
+        self.action = action
+        self.skipped = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"skipped": self.skipped}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.skipped = state_dict["skipped"]
+
+    @staticmethod
+    def _problem(trainer: L.Trainer, pl_module: L.LightningModule) -> str | None:
+        bad = [f"{key} is {float(value)}" for key, value in trainer.callback_metrics.items()
+               if key.startswith("train/") and not math.isfinite(float(value))]
+        if bad:
+            return ", ".join(bad)
+        scaler = getattr(trainer.precision_plugin, "scaler", None) if isinstance(trainer.precision_plugin,
+                                                                                  MixedPrecision) else None
+        if scaler is None:
+            for name, param in pl_module.named_parameters():
+                if param.grad is not None and not torch.isfinite(param.grad).all():
+                    return f"the gradient of {name} is not finite"
+        return None
+
+    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                                 optimizer: torch.optim.Optimizer) -> None:
+        problem = self._problem(trainer, pl_module)
+        if not trainer.strategy.reduce_boolean_decision(problem is not None, all=False):
+            return
+        where = f"step {trainer.global_step}: {problem or 'a non-finite value on another rank'}"
+        if self.action == "stop":
+            last = last_checkpoint(_stage_dir(trainer))
+            kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was saved before it"
+            raise TrainingDiverged(f"{where}; training stopped ({kept}; callbacks.nonfinite.action=skip skips "
+                                   "such batches instead)")
+        optimizer.zero_grad(set_to_none=True)  # AdamW leaves parameters without a gradient untouched
+        self.skipped += 1
+        rank_zero_warn(f"{where}; batch skipped ({self.skipped} so far)")
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        pl_module.log("train/skipped_batches", float(self.skipped))
+
+
+class PreemptionDrill(L.Callback):
+    """Sends this process `signal_name` when training reaches optimizer step `at_step`: rehearses a preemption (and the
+    resume after it) without waiting for the cluster to preempt the job."""
+
+    def __init__(self, at_step: int, signal_name: str = "SIGTERM"):
+        self.at_step, self.signum = at_step, signal.Signals[signal_name]
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        if trainer.global_step == self.at_step and trainer.is_global_zero:
+            os.kill(os.getpid(), self.signum)

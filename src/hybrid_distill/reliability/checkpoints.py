@@ -1,0 +1,86 @@
+"""Lightning checkpoints: written atomically, found for resuming, and checked before a run trusts them.
+
+Every stage keeps its checkpoints in `<run dir>/<stage>/checkpoints/`; `last.ckpt` there is the newest (ModelCheckpoint's
+save_last, or the checkpoint saved on a preemption signal).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.fabric.plugins import TorchCheckpointIO
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from ..errors import UserError
+from ..models.checkpoint import _atomic_write
+
+LAST = ModelCheckpoint.CHECKPOINT_NAME_LAST + ModelCheckpoint.FILE_EXTENSION  # "last.ckpt"
+
+
+def checkpoint_dir(stage_dir: Path) -> Path:
+    return stage_dir / "checkpoints"
+
+
+def last_checkpoint(stage_dir: Path) -> Path:
+    return checkpoint_dir(stage_dir) / LAST
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes a checkpoint to a temp file beside the target, fsyncs it and renames it over the target, so that a crash
+    mid-save leaves the previous checkpoint whole. (Lightning's own local write stages the file in the system temp
+    directory and moves it: across file systems that is a copy into the target, and /tmp must hold the whole file.)
+    Remote paths (s3://, ...) keep Lightning's write."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        if "://" in str(path) or storage_options is not None:
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(target, lambda tmp: torch.save(checkpoint, tmp))
+
+
+def resume_checkpoint(requested: str | None, stage_dir: Path) -> Path | None:
+    """The checkpoint a stage resumes from. `requested` is ckpt_path: None resumes this run's own last.ckpt when there
+    is one (a requeued job, or resume=<run dir>; a fresh run has a fresh directory, so never another run's), "last"
+    requires it, anything else is a path."""
+    last = last_checkpoint(stage_dir)
+    if requested is None:
+        return last if last.is_file() else None
+    path = last if requested == "last" else Path(requested).expanduser()
+    if not path.is_file():
+        hint = ("; to continue an earlier run pass resume=<its run dir>" if requested == "last"
+                else "; pass a Lightning .ckpt file, e.g. <run dir>/<stage>/checkpoints/last.ckpt")
+        raise UserError(f"ckpt_path={requested}: {path} does not exist{hint}")
+    return path
+
+
+def saved_state(module: L.LightningModule) -> dict[str, torch.Tensor]:
+    """The module's state_dict as its checkpoints hold it (on_save_checkpoint drops frozen teachers/references)."""
+    checkpoint = {"state_dict": module.state_dict()}
+    module.on_save_checkpoint(checkpoint)
+    return checkpoint["state_dict"]
+
+
+def check_checkpoint(path: Path, module: L.LightningModule) -> None:
+    """Refuse a checkpoint that cannot be read or that belongs to another model, before Lightning loads it (the
+    modules load non-strictly, since their checkpoints leave the frozen teacher out, so a wrong checkpoint would
+    otherwise be half ignored)."""
+    try:  # mmap: reads the key table and shapes, not gigabytes of weights; weights_only as Lightning loads it
+        checkpoint = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+    except Exception as err:  # truncated zip, garbage bytes, not a torch file: each raises its own type
+        raise UserError(f"checkpoint {path} cannot be read ({type(err).__name__}: {str(err).splitlines()[0]}): it is "
+                        "truncated or corrupted; resume from an earlier checkpoint or start without ckpt_path") from err
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "loops" not in checkpoint:
+        raise UserError(f"checkpoint {path} is not a Lightning training checkpoint (no state_dict/loops)")
+    saved = {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items()}
+    expected = {k: tuple(v.shape) for k, v in saved_state(module).items()}
+    missing, unexpected = sorted(expected.keys() - saved), sorted(saved.keys() - expected)
+    reshaped = [f"{k} {saved[k]} vs {expected[k]}" for k in sorted(expected.keys() & saved) if saved[k] != expected[k]]
+    if missing or unexpected or reshaped:
+        problems = [f"{label} {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+                    for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape of", reshaped)) if keys]
+        raise UserError(f"checkpoint {path} is not a checkpoint of this model ({'; '.join(problems)}): "
+                        "it comes from another stage or architecture")

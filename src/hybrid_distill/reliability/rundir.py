@@ -1,0 +1,52 @@
+"""Run directories: a fresh one for every run, never an earlier run's; `resume=<run dir>` reuses one on purpose.
+
+Hydra names run and sweep directories by the second they start, so two runs started in the same second would share
+(and overwrite) one. `${unique_dir:<path>}` claims `<path>` with an exclusive mkdir, or `<path>_1`, `<path>_2`, ... when
+another run has it. The resolver is cached like Hydra's `${now:}`: Hydra copies the cache into every sweep job's
+config and submitit pickles it with the job, so all jobs of a sweep, and a requeued job, get the directory claimed
+at launch (a requeued job resumes from its own directory's checkpoints).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from ..errors import UserError
+
+# files Hydra writes into a run directory before the run starts; anything else was left by an earlier run
+_HYDRA_OWN = (".hydra",)
+
+
+def claim_unique_dir(path: str) -> str:
+    """Create and return `path`, or the first of `path_1`, `path_2`, ... that no other run has created."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    candidate, n = path, 0
+    while True:
+        try:
+            os.mkdir(candidate)  # atomic: exactly one of several concurrent runs creates a given directory
+            return candidate
+        except FileExistsError:
+            n += 1
+            candidate = f"{path}_{n}"
+
+
+def run_dir(resume: str | None, fresh: str) -> str:
+    """hydra.run.dir: the directory of the run being resumed, or a new unique one."""
+    return os.path.abspath(resume) if resume else claim_unique_dir(fresh)
+
+
+def register_resolvers() -> None:
+    for name, fn in (("unique_dir", claim_unique_dir), ("run_dir", run_dir)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn, use_cache=True)
+
+
+def check_resume_dir(run_dir: Path) -> None:
+    """`resume=<dir>` must name a directory an earlier run wrote into (not a typo that Hydra just created)."""
+    earlier = [p for p in run_dir.iterdir() if p.name not in _HYDRA_OWN and p.suffix != ".log"] if run_dir.is_dir() else []
+    if not earlier:
+        raise UserError(f"resume={run_dir}: no earlier run there (no stage outputs, checkpoints or metrics); "
+                        "pass the directory of the run to continue, e.g. outputs/train/runs/<date>_<time>")

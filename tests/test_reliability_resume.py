@@ -1,0 +1,149 @@
+"""Exact resume and preemption: a run stopped by a signal and resumed trains on exactly the batches, randomness and
+optimizer/scheduler state of the uninterrupted run (toy model through the real Trainer wiring, then the CLI)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from conftest import compose_config
+from hybrid_distill.errors import Preempted
+from hybrid_distill.lit.optim import configure_adamw
+from hybrid_distill.reliability.checkpoints import last_checkpoint, resume_checkpoint
+from hybrid_distill.reliability.data import resumable_datamodule
+from hybrid_distill.runtime import build_trainer, run_context, stage_output_dir
+from test_train_e2e import _train_cli
+
+TOY_STEPS = 12  # 10 rows in batches of 2: 5 batches an epoch, so the runs cross epoch boundaries
+
+
+class Toy(L.LightningModule):
+    """Dropout (global RNG), AdamW with warmup + cosine (optimizer and scheduler state), validation every 3 steps."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Dropout(0.3), torch.nn.Linear(16, 1))
+        self.losses: dict[int, float] = {}
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = torch.nn.functional.mse_loss(self.net(x), y)
+        self.log("train/loss", loss)
+        self.losses[self.global_step] = loss.item()
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val/loss", torch.nn.functional.mse_loss(self.net(batch[0]), batch[1]))
+
+    def configure_optimizers(self):
+        return configure_adamw(self.parameters(), {"lr": 1e-2, "warmup_steps": 3}, TOY_STEPS)
+
+
+class ToyData(L.LightningDataModule):
+    def setup(self, stage=None):
+        g = torch.Generator().manual_seed(0)
+        self.rows = TensorDataset(torch.randn(10, 4, generator=g), torch.randn(10, 1, generator=g))
+
+    def train_dataloader(self):  # shuffled by a seeded generator, like the real datamodules
+        return DataLoader(self.rows, batch_size=2, shuffle=True, generator=torch.Generator().manual_seed(1))
+
+    def val_dataloader(self):
+        return DataLoader(self.rows, batch_size=5)
+
+
+def fit_toy(run_dir: Path, overrides: list[str] = ()) -> Toy:
+    """Train the toy with the Trainer a stage gets (config callbacks and plugins); resume its last.ckpt if any."""
+    cfg = compose_config(run_dir, ["logger=none", *overrides])
+    run = run_context(cfg)
+    trainer, _ = build_trainer(cfg, run, "toy", TOY_STEPS, grad_clip=None, val_every=3)
+    L.seed_everything(0)
+    module = Toy()
+    ckpt = resume_checkpoint(None, stage_output_dir(run, "toy"))
+    trainer.fit(module, datamodule=resumable_datamodule(ToyData)(), ckpt_path=ckpt)
+    return module
+
+
+def drill(step: int, signal_name: str) -> list[str]:
+    return ["callbacks=preemption_drill", f"callbacks.drill.at_step={step}", f"callbacks.drill.signal_name={signal_name}"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> dict[int, float]:
+    return fit_toy(tmp_path_factory.mktemp("uninterrupted")).losses
+
+
+# step 7: mid-epoch (dataloader position, RNG, scheduler); step 4: the last batch of an epoch
+@pytest.mark.parametrize("step,signal_name", [(7, "SIGTERM"), (4, "SIGUSR1"), (7, "SIGUSR2")])
+def test_signal_saves_last_ckpt_and_the_resumed_run_is_exact(uninterrupted, tmp_path, step, signal_name):
+    handlers_before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)}
+    with pytest.raises(Preempted, match=f"{signal_name} at step {step + 1}: saved .*last.ckpt"):
+        fit_toy(tmp_path, drill(step, signal_name))
+    assert torch.load(last_checkpoint(tmp_path / "toy"), weights_only=True)["global_step"] == step + 1
+    assert {s: signal.getsignal(s) for s in handlers_before} == handlers_before  # the handlers are put back
+
+    resumed = fit_toy(tmp_path)
+    assert sorted(resumed.losses) == list(range(step + 1, TOY_STEPS))
+    assert resumed.losses == {s: loss for s, loss in uninterrupted.items() if s > step}  # bit-for-bit equal
+
+
+def test_submitits_own_handler_runs_after_the_checkpoint_is_saved(tmp_path):
+    """Under submitit, USR2's handler requeues the job and exits: it must see the checkpoint already written."""
+    seen = []
+
+    def submitit_like(signum, frame):
+        seen.append((signum, last_checkpoint(tmp_path / "toy").is_file()))
+        sys.exit(-1)
+
+    previous = signal.signal(signal.SIGUSR2, submitit_like)
+    try:
+        with pytest.raises(SystemExit):
+            fit_toy(tmp_path, drill(5, "SIGUSR2"))
+        assert signal.getsignal(signal.SIGUSR2) is submitit_like
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    assert seen == [(signal.SIGUSR2, True)]
+
+
+def _losses(metrics_csv: Path) -> dict[int, float]:
+    with open(metrics_csv) as f:
+        return {int(row["step"]): float(row["train/loss"]) for row in csv.DictReader(f) if row.get("train/loss")}
+
+
+def test_cli_preempted_twice_then_resumed_distill_has_the_uninterrupted_losses(tiny_teacher, cache_dir, tmp_path):
+    common = ["trainer.max_steps=8", "++stage.val_every=3", "trainer.deterministic=true"]
+    (tmp_path / "full").mkdir()
+    full = _train_cli(common, tmp_path / "full", cache_dir)
+    assert full.returncode == 0, full.stderr[-3000:]
+    [full_dir] = (tmp_path / "full" / "train" / "runs").iterdir()
+    expected = _losses(full_dir / "distill" / "metrics.csv")
+    assert sorted(expected) == list(range(8))
+
+    stopped = _train_cli([*common, *drill(3, "SIGUSR1")], tmp_path, cache_dir)
+    [run_dir] = (tmp_path / "train" / "runs").iterdir()
+    assert stopped.returncode == 75, stopped.stderr[-3000:]
+    assert f"preempted: SIGUSR1 at step 4: saved {run_dir}/distill/checkpoints/last.ckpt" in stopped.stdout
+    assert "Traceback" not in stopped.stdout + stopped.stderr
+    assert not (run_dir / "metrics.json").exists()  # the stage did not pretend to finish
+
+    # the user resumes it, and it is preempted again
+    again = _train_cli([*common, f"resume={run_dir}", *drill(5, "SIGTERM")], tmp_path, cache_dir)
+    assert again.returncode == 75, again.stderr[-3000:]
+    assert "preempted: SIGTERM at step 6" in again.stdout
+
+    # what a requeued job does: the same command in the same directory, which resumes by itself
+    requeued = _train_cli([*common, f"hydra.run.dir={run_dir}"], tmp_path, cache_dir)
+    assert requeued.returncode == 0, requeued.stderr[-3000:]
+    assert "distill: resuming from" in requeued.stdout + requeued.stderr
+    assert [d.name for d in (tmp_path / "train" / "runs").iterdir()] == [run_dir.name]
+    # metrics.csv kept the interrupted runs' rows and continued them: every step once, each loss as uninterrupted
+    assert _losses(run_dir / "distill" / "metrics.csv") == expected
+    assert json.loads((run_dir / "metrics.json").read_text())["pattern"] == "MAMA"
+    assert len(list(run_dir.rglob("offline-run-*"))) == 3  # every W&B run is kept until `wandb sync`
