@@ -59,13 +59,13 @@ class ToyData(L.LightningDataModule):
         return DataLoader(self.rows, batch_size=5)
 
 
-def fit_toy(run_dir: Path, overrides: list[str] = ()) -> Toy:
+def fit_toy(run_dir: Path, overrides: list[str] = (), module_cls: type[Toy] = Toy) -> Toy:
     """Train the toy with the Trainer a stage gets (config callbacks and plugins); resume its last.ckpt if any."""
     cfg = compose_config(run_dir, ["logger=none", *overrides])
     run = run_context(cfg)
     trainer, _ = build_trainer(cfg, run, "toy", TOY_STEPS, grad_clip=None, val_every=3)
     L.seed_everything(0)
-    module = Toy()
+    module = module_cls()
     ckpt = resume_checkpoint(None, stage_output_dir(run, "toy"))
     trainer.fit(module, datamodule=resumable_datamodule(ToyData)(), ckpt_path=ckpt)
     return module

@@ -11,6 +11,7 @@ from typing import Any
 
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ThroughputMonitor
 from lightning.pytorch.loggers import Logger, WandbLogger
@@ -111,7 +112,12 @@ def build_callbacks(cfg: DictConfig, checkpoints: Path, has_logger: bool) -> lis
     for cb_cfg in (cfg.get("callbacks") or {}).values():
         if cb_cfg is None:
             continue
-        cb = instantiate(cb_cfg)
+        try:
+            cb = instantiate(cb_cfg)
+        except InstantiationException as err:  # hydra wraps what the callback raised; a UserError stays one
+            if isinstance(err.__cause__, UserError):
+                raise err.__cause__ from None
+            raise
         if isinstance(cb, LOGGING_CALLBACKS) and not has_logger:
             continue
         if isinstance(cb, ModelCheckpoint):

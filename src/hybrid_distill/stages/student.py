@@ -17,8 +17,8 @@ from ..ops import resolve_backend
 def student_from_config(cfg: DictConfig, teacher: LlamaForCausalLM) -> HybridForCausalLM:
     """A fresh hybrid from the teacher, or (student.init_from) more layers converted in an earlier student."""
     s = cfg.student
-    ratio = None if s.pattern else float(cfg.mamba_ratio)
     check_student_config(cfg, teacher.config.num_hidden_layers)
+    ratio = None if s.pattern else float(cfg.mamba_ratio)
     # mixer, init, conv_init, options and trainable are checked where they are used; each error names its value
     with reported_as_user_error("student"):
         if s.init_from:
