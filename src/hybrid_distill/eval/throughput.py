@@ -23,10 +23,31 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _decode(decoder, tok: torch.Tensor, steps: int) -> torch.Tensor:
+    """`steps` greedy decode steps from tokens (B, 1); returns the last (B, 1)."""
+    for _ in range(steps):
+        tok = decoder.feed(tok, logits_to_keep=1)[:, -1].argmax(-1, keepdim=True)
+    return tok
+
+
+def device_ms_per_step(decoder, tok: torch.Tensor, steps: int) -> float:
+    """GPU kernel time per decode step (sum of kernel durations, from the profiler): what a step costs once the
+    host's launch overhead is hidden (e.g. by CUDA graphs). Eager decoding of small batches is often host-bound,
+    so wall-clock ms/step can be several times this."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        _decode(decoder, tok, steps)
+        torch.cuda.synchronize()
+    return sum(event.self_device_time_total for event in prof.key_averages()) / 1000 / steps
+
+
 @torch.no_grad()
 def measure_generation(model: torch.nn.Module, prompt_len: int, batch: int, new_tokens: int, vocab_size: int,
-                       seed: int = 0, warmup: int = 2, prefill_chunk: int | None = None) -> dict:
-    """One measurement: random prompt tokens (the speed does not depend on their values)."""
+                       seed: int = 0, warmup: int = 2, prefill_chunk: int | None = None,
+                       profile_steps: int = 0) -> dict:
+    """One measurement: random prompt tokens (the speed does not depend on their values). On CUDA with
+    profile_steps > 0, that many more steps are decoded under the profiler for `device_ms_per_step`."""
     device = next(model.parameters()).device
     ids = torch.randint(0, vocab_size, (batch, prompt_len), generator=torch.Generator().manual_seed(seed)).to(device)
     gc.collect()
@@ -40,14 +61,15 @@ def measure_generation(model: torch.nn.Module, prompt_len: int, batch: int, new_
     logits = prefill(decoder, ids, prefill_chunk)  # (B, V)
     _sync(device)
     prefill_s = time.perf_counter() - start
-    tok = logits.argmax(-1, keepdim=True)  # (B, 1)
-    for step in range(warmup + new_tokens):
-        if step == warmup:
-            _sync(device)
-            start = time.perf_counter()
-        tok = decoder.feed(tok, logits_to_keep=1)[:, -1].argmax(-1, keepdim=True)
+    tok = _decode(decoder, logits.argmax(-1, keepdim=True), warmup)  # (B, 1)
+    _sync(device)
+    start = time.perf_counter()
+    tok = _decode(decoder, tok, new_tokens)
     _sync(device)
     decode_s = time.perf_counter() - start
+    peak = torch.cuda.max_memory_allocated(device) - held if device.type == "cuda" else None
+    state_bytes = decoder.state_bytes()
+    profiled = device_ms_per_step(decoder, tok, profile_steps) if device.type == "cuda" and profile_steps else None
     return {
         "prompt_len": prompt_len,
         "batch": batch,
@@ -57,9 +79,9 @@ def measure_generation(model: torch.nn.Module, prompt_len: int, batch: int, new_
         "decode_s": decode_s,
         "decode_tok_s": batch * new_tokens / decode_s,
         "ms_per_step": 1000 * decode_s / new_tokens,
-        "state_bytes": decoder.state_bytes(),
-        # activations + states at their peak, weights and other models excluded
-        "peak_extra_bytes": torch.cuda.max_memory_allocated(device) - held if device.type == "cuda" else None,
+        "device_ms_per_step": profiled,
+        "state_bytes": state_bytes,
+        "peak_extra_bytes": peak,  # activations + states at their peak, weights and other models excluded
     }
 
 

@@ -1,0 +1,78 @@
+"""Throughput bench on CPU at small sizes: it runs, reports sane fields and exact state sizes (no timing claims)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from conftest import REPO
+from hybrid_distill.eval.decoders import make_decoder, prefill
+from hybrid_distill.eval.throughput import measure_generation, throughput_grid
+from hybrid_distill.models import build_student
+
+CONFIG = dict(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
+              num_key_value_heads=2, head_dim=8)
+
+
+@pytest.fixture(scope="module")
+def pair():
+    torch.manual_seed(0)
+    teacher = LlamaForCausalLM(LlamaConfig(**CONFIG)).eval()
+    return teacher, build_student(teacher, mamba_ratio=0.75).eval()  # "MMMA"
+
+
+def test_measurement_fields_and_exact_state_sizes(pair):
+    teacher, hybrid = pair
+    L, B, N, W = 20, 3, 5, 2
+    rows = {name: measure_generation(model, L, B, N, 128, warmup=W) for name, model in
+            (("teacher", teacher), ("hybrid", hybrid))}
+    for row in rows.values():
+        assert (row["prompt_len"], row["batch"], row["new_tokens"]) == (L, B, N)
+        assert row["decode_tok_s"] == pytest.approx(B * N / row["decode_s"]) and row["decode_s"] > 0
+        assert row["prefill_tok_s"] > 0 and row["peak_extra_bytes"] is None  # no CUDA here
+    S, kv_heads, hd = L + W + N, 2, 8  # tokens held after prefill, warm-up and decoding
+    kv_per_layer = 2 * B * kv_heads * S * hd * 4  # K and V, float32
+    assert rows["teacher"]["state_bytes"] == 4 * kv_per_layer
+    conv = B * (2 * kv_heads * hd + 4 * hd) * 3 * 4  # (B, x + B + C channels, d_conv - 1)
+    ssm = B * 4 * hd * hd * 4  # (B, heads, head_dim, d_state) float32
+    assert rows["hybrid"]["state_bytes"] == kv_per_layer + 3 * (conv + ssm)  # constant in S for the Mamba layers
+
+
+def test_grid_adds_the_ratio_to_the_first_model(pair):
+    teacher, hybrid = pair
+    rows = throughput_grid({"teacher": teacher, "hybrid": hybrid}, [8, 16], [1, 2], 3, 128, warmup=1)
+    assert [(r["model"], r["prompt_len"], r["batch"]) for r in rows] == [
+        (m, L, B) for L in (8, 16) for B in (1, 2) for m in ("teacher", "hybrid")]
+    for teacher_row, hybrid_row in zip(rows[::2], rows[1::2]):
+        assert "decode_speedup_vs_teacher" not in teacher_row
+        assert hybrid_row["decode_speedup_vs_teacher"] == pytest.approx(
+            hybrid_row["decode_tok_s"] / teacher_row["decode_tok_s"])
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_chunked_prefill_matches_one_pass(pair, which):
+    model = pair[which]
+    ids = torch.randint(0, 128, (2, 23), generator=torch.Generator().manual_seed(1))
+    whole = prefill(make_decoder(model), ids)
+    chunked = prefill(make_decoder(model), ids, chunk=5)
+    torch.testing.assert_close(chunked, whole, rtol=1e-4, atol=1e-4)
+
+
+def test_gpu_bench_script_runs_on_cpu(tmp_path):
+    """experiments/throughput/bench.py end to end with the tiny preset (a smoke test; its numbers mean nothing)."""
+    proc = subprocess.run([sys.executable, str(REPO / "experiments" / "throughput" / "bench.py"), "--device", "cpu",
+                           "--preset", "tiny", "--lens", "32", "--batches", "1", "--hybrid-batches", "2",
+                           "--new-tokens", "2", "--warmup", "1", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
+    assert [(r["model"], r["batch"]) for r in rows] == [("teacher", 1), ("hybrid", 1), ("hybrid", 2)]
+    assert rows[1]["decode_speedup_vs_teacher"] > 0
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    assert meta["pattern"] == "MMMM" and meta["scan_backend"] == "torch_chunked"
+    assert "| hybrid/teacher" in proc.stdout
