@@ -40,7 +40,7 @@ def compose_eval(tmp_path: Path, overrides: list[str]):
 
 def save_run_config(cfg, run_dir: Path) -> None:
     """What Hydra writes into a run directory before the job: the composed config, unresolved, without `hydra`."""
-    (run_dir / ".hydra").mkdir(exist_ok=True)
+    (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
     OmegaConf.save(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), run_dir / ".hydra" / "config.yaml")
 
 

@@ -1,0 +1,250 @@
+"""Aggregate training runs (a multirun sweep, or any directory of runs) into a markdown table and PNG plots.
+
+    python -m hybrid_distill.report <sweep dir> [--out <dir>] [--throughput rows.jsonl ...]
+
+A run is a directory with a metrics.json (what `python train.py` writes); its .hydra/config.yaml gives the swept
+settings (mamba_ratio, loss, scan backend, mixer), its newest eval*.json (`python eval.py`) the evaluation, and its
+<stage>/metrics.csv the logged curves. Outputs: report.md (table + plots) and quality_vs_ratio.png,
+recall_vs_length.png, throughput_vs_context.png, loss_curves.png - each only when the runs hold its data.
+notebooks/results.ipynb renders the same from these functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Iterable
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+from ..errors import UserError  # noqa: E402
+from .results import results_files  # noqa: E402
+
+# swept settings read from each run's config: column -> config key
+SETTINGS = {"mamba_ratio": "mamba_ratio", "loss": "loss.name", "backend": "scan_backend.name",
+            "mixer": "student.mixer", "stage": "stage.name"}
+# training metrics (metrics.json) and evaluation metrics (eval summary) shown in the table, in this order
+TABLE_METRICS = ("pattern", "student_ppl", "teacher_ppl", "kl", "top1_agree", "eval/quality/student_ppl",
+                 "eval/quality/kl", "eval/quality/top1_agree", "eval/recall@1x", "eval/recall@max")
+
+
+def find_runs(root: Path) -> list[Path]:
+    """Run directories at or under `root` (those with a metrics.json), sorted (multirun job numbers numerically)."""
+    if not root.is_dir():
+        raise UserError(f"report: '{root}' is not a directory")
+    runs = [p.parent for p in root.rglob("metrics.json") if "wandb" not in p.parts]
+    if not runs:
+        raise UserError(f"report: no runs under '{root}' (no metrics.json found)")
+    return sorted(runs, key=lambda p: [int(s) if s.isdigit() else math.inf for s in p.relative_to(root).parts] +
+                  [str(p)])
+
+
+def latest_eval(run: Path) -> dict | None:
+    files = results_files(run)
+    return json.loads(files[-1].read_text()) if files else None
+
+
+def _overrides(run: Path) -> list[str]:
+    path = run / ".hydra" / "overrides.yaml"
+    return [str(o) for o in OmegaConf.load(path)] if path.is_file() else []
+
+
+def labels(runs: list[Path], root: Path) -> list[str]:
+    """Each run's command-line overrides that differ between the runs (a sweep's swept values), else its folder."""
+    overrides = [_overrides(run) for run in runs]
+    common = set.intersection(*(set(o) for o in overrides)) if len(runs) > 1 else set()
+    return [",".join(o for o in own if o not in common) or (str(run.relative_to(root)) if run != root else run.name)
+            for run, own in zip(runs, overrides)]
+
+
+def _recall_means(rows: list[dict]) -> dict[float, float]:
+    """Student accuracy per length multiple, averaged over tasks (tasks skipped at a length left out)."""
+    frame = pd.DataFrame([r for r in rows if r["model"] == "student" and r.get("accuracy") is not None])
+    return {} if frame.empty else frame.groupby("multiple")["accuracy"].mean().to_dict()
+
+
+def collect(root: Path) -> pd.DataFrame:
+    """One row per run: label, settings, training metrics, and the newest evaluation's summary (`eval/...`)."""
+    records = []
+    runs = find_runs(root)
+    for run, label in zip(runs, labels(runs, root)):
+        cfg_path = run / ".hydra" / "config.yaml"
+        cfg = OmegaConf.load(cfg_path) if cfg_path.is_file() else OmegaConf.create()
+        record = {"run": label, "dir": str(run)}
+        record.update({col: OmegaConf.select(cfg, key, default=None) for col, key in SETTINGS.items()})
+        metrics = json.loads((run / "metrics.json").read_text())
+        record.update({k: v for k, v in metrics.items() if isinstance(v, (int, float, str)) and not k.endswith("_dir")})
+        evaluation = latest_eval(run)
+        if evaluation:
+            record.update({f"eval/{k}": v for k, v in evaluation["summary"].items()})
+            means = _recall_means(evaluation.get("recall") or [])
+            if means:
+                record["eval/recall@1x"] = means.get(1, means[min(means)])
+                record["eval/recall@max"] = means[max(means)]
+            if record.get("mamba_ratio") is None:
+                record["mamba_ratio"] = evaluation["mamba_ratio"]
+        records.append(record)
+    return pd.DataFrame(records)
+
+
+def eval_rows(runs: pd.DataFrame, section: str) -> pd.DataFrame:
+    """The list section (`recall` or `throughput`) of every run's newest evaluation, with the run's label."""
+    frames = []
+    for label, directory in zip(runs["run"], runs["dir"]):
+        evaluation = latest_eval(Path(directory))
+        if evaluation and evaluation.get(section):
+            frames.append(pd.DataFrame(evaluation[section]).assign(run=label))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    def cell(value) -> str:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return ""
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(cell(c) for c in frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Settings that vary across runs (all of them if none vary), then the metrics present."""
+    varying = [c for c in SETTINGS if c in runs and runs[c].nunique(dropna=False) > 1] or \
+              [c for c in SETTINGS if c in runs and runs[c].notna().any()]
+    metrics = [c for c in TABLE_METRICS if c in runs]
+    return runs[["run", *varying, *metrics]].sort_values([c for c in ("mamba_ratio",) if c in varying] or ["run"])
+
+
+# ---------------------------------------------------------------- plots (each returns its file, or None)
+
+
+def plot_quality_vs_ratio(runs: pd.DataFrame, out: Path) -> Path | None:
+    metrics = [m for m in ("student_ppl", "kl", "top1_agree") if m in runs]
+    if "mamba_ratio" not in runs or not metrics or runs["mamba_ratio"].isna().all():
+        return None
+    groups = [c for c in ("loss", "backend", "mixer") if c in runs and runs[c].nunique() > 1]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.5), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        for key, group in runs.groupby(groups) if groups else [("all runs", runs)]:
+            group = group.sort_values("mamba_ratio")
+            ax.plot(group["mamba_ratio"], group[metric], marker="o", label=str(key))
+        if metric == "student_ppl" and "teacher_ppl" in runs:
+            ax.axhline(runs["teacher_ppl"].mean(), color="gray", ls="--", label="teacher")
+        ax.set(xlabel="mamba_ratio", ylabel=metric, title=f"{metric} vs mamba_ratio")
+        ax.legend(fontsize=7)
+    return _save(fig, out / "quality_vs_ratio.png")
+
+
+def plot_recall_vs_length(recall: pd.DataFrame, out: Path) -> Path | None:
+    if recall.empty or recall["accuracy"].isna().all():
+        return None
+    tasks = list(dict.fromkeys(recall["task"]))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.5), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        rows = recall[(recall["task"] == task) & recall["accuracy"].notna()]
+        for (run, model), group in rows.groupby(["run", "model"], sort=False):
+            if model == "teacher" and run != rows["run"].iloc[0]:
+                continue  # the same teacher in every run of a sweep: draw it once
+            ax.plot(group["multiple"], group["accuracy"], marker="o", ls="--" if model == "teacher" else "-",
+                    label="teacher" if model == "teacher" else run)
+        ax.set(xscale="log", xlabel="length / training length", ylabel="accuracy", ylim=(-0.02, 1.02), title=task)
+        ax.legend(fontsize=6)
+    return _save(fig, out / "recall_vs_length.png")
+
+
+def plot_throughput(throughput: pd.DataFrame, out: Path) -> Path | None:
+    if throughput.empty or "decode_tok_s" not in throughput:
+        return None
+    rows = throughput[throughput["decode_tok_s"].notna()]
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for (run, model, batch), group in rows.groupby(["run", "model", "batch"], sort=False):
+        group = group.sort_values("prompt_len")
+        ax.plot(group["prompt_len"], group["decode_tok_s"], marker="o", ls="--" if model == "teacher" else "-",
+                label=f"{run}: {model}, batch {batch}")
+    ax.set(xscale="log", yscale="log", xlabel="prompt length (tokens)", ylabel="decode tokens/s",
+           title="generation throughput vs context")
+    ax.legend(fontsize=6)
+    return _save(fig, out / "throughput_vs_context.png")
+
+
+def loss_curves(runs: pd.DataFrame) -> pd.DataFrame:
+    """Every run's logged training loss per step: columns run, stage, step, metric, value."""
+    frames = []
+    for label, directory in zip(runs["run"], runs["dir"]):
+        for csv in sorted(Path(directory).glob("*/metrics.csv")):
+            frame = pd.read_csv(csv)
+            metric = next((c for c in ("train/loss", "train/ce", "train/divergence") if c in frame), None)
+            if metric is None or frame[metric].isna().all():
+                continue
+            rows = frame[["step", metric]].dropna()
+            frames.append(pd.DataFrame({"run": label, "stage": csv.parent.name, "step": rows["step"],
+                                        "metric": metric, "value": rows[metric]}))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def plot_loss_curves(curves: pd.DataFrame, out: Path) -> Path | None:
+    if curves.empty:
+        return None
+    stages = list(dict.fromkeys(curves["stage"]))
+    fig, axes = plt.subplots(1, len(stages), figsize=(5 * len(stages), 3.5), squeeze=False)
+    for ax, stage in zip(axes[0], stages):
+        for run, group in curves[curves["stage"] == stage].groupby("run", sort=False):
+            ax.plot(group["step"], group["value"], label=run)
+        ax.set(xlabel="step", ylabel=curves[curves["stage"] == stage]["metric"].iloc[0], title=f"{stage} loss")
+        ax.legend(fontsize=6)
+    return _save(fig, out / "loss_curves.png")
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def read_throughput_files(paths: Iterable[Path]) -> pd.DataFrame:
+    """rows.jsonl files of experiments/throughput/bench.py, labelled by their folder."""
+    frames = [pd.read_json(p, lines=True).assign(run=p.parent.name) for p in paths]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def build_report(root: Path, out: Path | None = None, throughput_files: Iterable[Path] = ()) -> Path:
+    """Write report.md and its plots into `out` (default <root>/report); return report.md's path."""
+    runs = collect(root)
+    out = out or root / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    throughput = pd.concat([eval_rows(runs, "throughput"), read_throughput_files(throughput_files)],
+                           ignore_index=True)
+    plots = [plot_quality_vs_ratio(runs, out), plot_recall_vs_length(eval_rows(runs, "recall"), out),
+             plot_throughput(throughput, out), plot_loss_curves(loss_curves(runs), out)]
+    lines = [f"# Results: {root}", "", f"{len(runs)} run(s). Training metrics from metrics.json; `eval/...` from "
+             "each run's newest eval*.json (recall@1x / @max: student accuracy averaged over the recall tasks at "
+             "the training length / the longest length).", "", markdown_table(summary_table(runs)), ""]
+    lines += [f"![{p.stem}]({p.name})" for p in plots if p is not None]
+    path = out / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m hybrid_distill.report", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("root", type=Path, help="a multirun sweep directory, a run directory, or any folder of runs")
+    parser.add_argument("--out", type=Path, default=None, help="where report.md and the plots go (<root>/report)")
+    parser.add_argument("--throughput", type=Path, nargs="*", default=[],
+                        help="rows.jsonl files from experiments/throughput/bench.py to add to the throughput plot")
+    args = parser.parse_args(argv)
+    try:
+        path = build_report(args.root.resolve(), args.out, args.throughput)
+    except UserError as err:
+        raise SystemExit(f"error: {err}") from None
+    print(path.read_text())
+    print(f"report: {path}")

@@ -1,0 +1,85 @@
+"""The sweep report (python -m hybrid_distill.report) and notebooks/results.ipynb on a tiny two-run sweep."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.image
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from omegaconf import OmegaConf
+
+from conftest import REPO, compose_config
+from hybrid_distill import cli
+from hybrid_distill.eval.main import evaluate_from_config
+from hybrid_distill.eval.report import collect, main
+from test_eval_main import compose_eval, save_run_config
+
+RATIOS = (0.5, 0.75)
+EVAL = ["logger=none", "suite.quality.batch_size=4", "suite.quality.max_batches=2", "suite.recall.multiples=[1,2]",
+        "suite.recall.num_examples=2", "suite.recall.tasks=[mqar,copy]", "suite.throughput.enabled=false",
+        "suite.speculative.enabled=false"]
+# the throughput plot is fed from the committed H100 measurements (experiments/throughput/bench.py output)
+H100_ROWS = REPO / "experiments" / "throughput" / "results" / "h100-2" / "rows.jsonl"
+
+
+@pytest.fixture(scope="module")
+def sweep(tiny_teacher, tmp_path_factory) -> Path:
+    """Two distill runs laid out like a multirun (<sweep>/<job num>/), each trained and then evaluated."""
+    root = tmp_path_factory.mktemp("sweep")
+    for num, ratio in enumerate(RATIOS):
+        run_dir = root / str(num)
+        overrides = [f"mamba_ratio={ratio}"]
+        cfg = compose_config(run_dir, ["logger=csv", *overrides])
+        save_run_config(cfg, run_dir)
+        OmegaConf.save(OmegaConf.create(overrides), run_dir / ".hydra" / "overrides.yaml")
+        cli.run(cfg)
+        evaluate_from_config(compose_eval(run_dir / "eval_out", [f"ckpt={run_dir}", *EVAL]))
+    return root
+
+
+def test_report_table_and_plots(sweep):
+    runs = collect(sweep)
+    assert list(runs["run"]) == [f"mamba_ratio={r}" for r in RATIOS]
+    assert list(runs["mamba_ratio"]) == list(RATIOS) and list(runs["pattern"]) == ["MAMA", "MMMA"]
+    for _, row in runs.iterrows():
+        trained = json.loads((Path(row["dir"]) / "metrics.json").read_text())
+        assert row["student_ppl"] == trained["student_ppl"]
+        evaluated = json.loads((Path(row["dir"]) / "eval.json").read_text())
+        assert row["eval/quality/student_ppl"] == evaluated["quality"]["student_ppl"]
+
+    out = sweep / "custom_report"
+    proc = subprocess.run([sys.executable, "-m", "hybrid_distill.report", str(sweep), "--out", str(out),
+                           "--throughput", str(H100_ROWS)], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    text = (out / "report.md").read_text()
+    table = [line for line in text.splitlines() if line.startswith("| mamba_ratio=")]
+    assert len(table) == 2 and "| MAMA |" in table[0] and "| MMMA |" in table[1]
+    for name in ("quality_vs_ratio", "recall_vs_length", "throughput_vs_context", "loss_curves"):
+        assert f"![{name}]({name}.png)" in text
+        image = matplotlib.image.imread(out / f"{name}.png")
+        assert image.shape[0] > 100 and image.std() > 0  # a real, non-blank picture
+
+
+def test_report_of_a_folder_without_runs_is_one_error(tmp_path):
+    with pytest.raises(SystemExit, match=f"error: report: no runs under '{tmp_path}'"):
+        main([str(tmp_path)])
+
+
+def test_results_notebook_executes_on_the_sweep(sweep, monkeypatch):
+    monkeypatch.setenv("HD_SWEEP_DIR", str(sweep))
+    monkeypatch.setenv("HD_THROUGHPUT", str(H100_ROWS))
+    notebook = nbformat.read(REPO / "notebooks" / "results.ipynb", as_version=4)
+    NotebookClient(notebook, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(REPO / "notebooks")}}).execute()
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    markdown = "\n".join(o["data"]["text/markdown"] for o in outputs if "text/markdown" in o.get("data", {}))
+    assert len(images) == 4
+    assert "| mamba_ratio=0.5 |" in markdown and "| mamba_ratio=0.75 |" in markdown and "| mqar |" in markdown
+    assert (sweep / "report" / "recall_vs_length.png").is_file()
