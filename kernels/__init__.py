@@ -4,6 +4,6 @@ Optional: hybrid_distill.ops imports this package under try/except and routes `s
 On CPU tensors the kernels run only under the Triton interpreter (TRITON_INTERPRET=1 set before importing triton).
 """
 
-from .ssd import BWD_CONFIG, FWD_CONFIG, LaunchConfig, ssd_chunk_scan, ssd_step
+from .ssd import LaunchConfig, ssd_chunk_scan, ssd_step
 
-__all__ = ["BWD_CONFIG", "FWD_CONFIG", "LaunchConfig", "ssd_chunk_scan", "ssd_step"]
+__all__ = ["LaunchConfig", "ssd_chunk_scan", "ssd_step"]

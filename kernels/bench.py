@@ -107,12 +107,15 @@ class Timer:
 @contextlib.contextmanager
 def launch_configs(fwd=None, bwd=None):
     """Rebind the own kernels' module-default launch configurations for the duration of a block."""
-    saved = ssd.FWD_CONFIG, ssd.BWD_CONFIG
-    ssd.FWD_CONFIG, ssd.BWD_CONFIG = fwd or saved[0], bwd or saved[1]
+    saved = ssd.FWD_CONFIG, ssd.BWD_CONFIG, ssd.BWD_CONFIG_MANY
+    if fwd is not None:
+        ssd.FWD_CONFIG = fwd
+    if bwd is not None:
+        ssd.BWD_CONFIG = ssd.BWD_CONFIG_MANY = bwd  # the given one whatever the number of programs
     try:
         yield
     finally:
-        ssd.FWD_CONFIG, ssd.BWD_CONFIG = saved
+        ssd.FWD_CONFIG, ssd.BWD_CONFIG, ssd.BWD_CONFIG_MANY = saved
 
 
 def hbm_peak_gbs(timer, device, dry) -> float:

@@ -28,10 +28,12 @@ class LaunchConfig:
 
 
 # module defaults, read at each call (kernels/bench.py sweeps alternatives by rebinding them)
-# Chosen by the launch-configuration sweep of kernels/bench.py on an H100 (README.md); each compiles for sm_90
-# with no or few register spills (ptxas report) at H=128, P=64, N=128
-FWD_CONFIG = LaunchConfig(chunk=32, block_p=64, num_warps=4, num_stages=2)
+# Chosen by the launch-configuration sweep of kernels/bench.py on an H100 (README.md) at H=128, P=64, N=128.
+# The backward's best differs with the number of (batch x head) programs: few (B=1) or many (B=8).
+FWD_CONFIG = LaunchConfig(chunk=32, block_p=64, num_warps=4, num_stages=3)
 BWD_CONFIG = LaunchConfig(chunk=32, num_warps=8, num_stages=2)
+BWD_CONFIG_MANY = LaunchConfig(chunk=16, num_warps=4, num_stages=2)
+BWD_MANY_PROGRAMS = 512
 STATES_CONFIG = LaunchConfig(num_warps=8, num_stages=2)  # the backward's state recompute; its chunk is the backward's
 
 
@@ -88,8 +90,8 @@ def ssd_forward(x, dt, A, B, C, D, dt_bias, initial_state, dt_softplus, *, compu
 def ssd_backward(x, dt, A, B, C, D, dt_bias, initial_state, dt_softplus, dy, dfinal,
                  config: LaunchConfig | None = None):
     """Gradients (dx, ddt, dA, dB, dC, dD, ddt_bias, dinitial_state); None for absent inputs."""
-    config = config or BWD_CONFIG
     batch, seqlen, nheads, headdim = x.shape
+    config = config or (BWD_CONFIG_MANY if batch * nheads >= BWD_MANY_PROGRAMS else BWD_CONFIG)
     dstate, gb, gc = B.shape[-1], B.shape[2], C.shape[2]
     positional, sizes = _scan_args(x, dt, B, C, config.chunk)
     # recompute the chunk-entry states (cheaper than keeping them from the forward pass)
