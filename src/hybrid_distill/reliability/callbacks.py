@@ -61,12 +61,12 @@ class PreemptionCheckpoint(L.Callback):
     """On one of `signals` (SIGTERM; SIGUSR1, Slurm's usual warning; SIGUSR2, submitit's), finish the current batch,
     save `<stage>/checkpoints/last.ckpt`, then stop: Preempted, which the command line turns into exit status 75.
 
-    The handlers are installed for the training loop only (on_train_start, after Lightning's own) and only note the
-    signal: saving inside a handler could interrupt an optimizer step. The checkpoint is saved at the end of the batch
-    (where ModelCheckpoint saves too); Preempted is raised just after Lightning has logged that batch, before the next
-    batch or a validation starts. The handlers replaced run then, so under submitit its own USR2 handler still
-    requeues the job (and exits) and Lightning's SIGTERM handler still stops DDP worker processes. All ranks agree on
-    stopping at the same batch."""
+    The handlers are installed for the training loop only (on_train_start, over Lightning's own, which would stop
+    without a checkpoint) and only note the signal: saving inside a handler could interrupt an optimizer step. The
+    checkpoint is saved at the end of the batch (where ModelCheckpoint saves too); Preempted is raised just after
+    Lightning has logged that batch, before the next batch or a validation starts. All ranks agree on stopping at the
+    same batch. A handler the process had before Lightning's (submitit's: USR2 requeues the job, then exits) runs
+    after the save, on the ranks that got the signal."""
 
     def __init__(self, signals: list[str] = ("SIGTERM", "SIGUSR1", "SIGUSR2")):
         try:
@@ -75,10 +75,14 @@ class PreemptionCheckpoint(L.Callback):
             raise UserError(f"callbacks.preemption.signals: unknown signal {err.args[0]!r}") from err
         self._received: signal.Signals | None = None
         self._saved: Path | None = None
-        self._replaced: dict[signal.Signals, Any] = {}
+        self._foreign: dict[signal.Signals, Any] = {}  # the process's handlers before Lightning registered its own
+        self._replaced: dict[signal.Signals, Any] = {}  # the handlers ours replaced, put back when training ends
 
     def _note(self, signum: int, frame: Any) -> None:
         self._received = signal.Signals(signum)
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._foreign = {sig: signal.getsignal(sig) for sig in self.signals}  # Lightning registers after setup
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._received, self._saved = None, None
@@ -94,8 +98,7 @@ class PreemptionCheckpoint(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        if self._saved is None and trainer.strategy.reduce_boolean_decision(self._received is not None, all=False):
-            self._save(trainer)
+        self._save_if_signalled(trainer)
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
                              batch_idx: int) -> None:
@@ -105,27 +108,28 @@ class PreemptionCheckpoint(L.Callback):
         self._stop_if_saved(trainer)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self._received is not None and self._saved is None:  # arrived after the last batch: keep its training
-            self._save(trainer)
+        self._save_if_signalled(trainer)  # a signal after the last batch: keep its training
         self._stop_if_saved(trainer)
         self._restore_handlers()
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self._restore_handlers()
 
-    def _save(self, trainer: L.Trainer) -> None:
-        self._saved = last_checkpoint(_stage_dir(trainer))
-        trainer.save_checkpoint(self._saved)
+    def _save_if_signalled(self, trainer: L.Trainer) -> None:
+        if self._saved is None and trainer.strategy.reduce_boolean_decision(self._received is not None, all=False):
+            self._saved = last_checkpoint(_stage_dir(trainer))
+            trainer.save_checkpoint(self._saved)
 
     def _stop_if_saved(self, trainer: L.Trainer) -> None:
         if self._saved is None:
             return
-        received = self._received or signal.SIGTERM  # None: another rank got it
-        replaced = self._replaced.get(received)
         self._restore_handlers()
-        if callable(replaced):
-            replaced(received, None)
-        raise Preempted(f"{received.name} at step {trainer.global_step}: saved {self._saved}")
+        if self._received is None:  # another rank got the signal
+            raise Preempted(f"another rank's signal at step {trainer.global_step}: saved {self._saved}")
+        foreign = self._foreign.get(self._received)
+        if callable(foreign):
+            foreign(self._received, None)
+        raise Preempted(f"{self._received.name} at step {trainer.global_step}: saved {self._saved}")
 
 
 class NonFiniteGuard(L.Callback):
