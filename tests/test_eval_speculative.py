@@ -33,16 +33,16 @@ def models():
     return {"target": target, "teacher": teacher, "noisy": noisy, "unrelated": unrelated, "unrelated_hf": llama(2)}
 
 
-@pytest.mark.parametrize("k", [1, 3, 6])
+@pytest.mark.parametrize("k", [1, 4])
 def test_output_equals_greedy_decoding_for_every_draft(models, k):
     target = models["target"]
     prompt = torch.randint(0, 64, (1, 9), generator=torch.Generator().manual_seed(k))
-    reference = target.generate(prompt, max_new_tokens=40)
+    reference = target.generate(prompt, max_new_tokens=24)
     rates = {}
     for name in ("target", "noisy", "unrelated", "unrelated_hf"):
-        output, stats = speculative_generate(target, models[name], prompt, 40, k)
+        output, stats = speculative_generate(target, models[name], prompt, 24, k)
         assert torch.equal(output, reference), name
-        assert stats.committed == 40 and stats.committed == stats.accepted + stats.rounds
+        assert stats.committed == 24 and stats.committed == stats.accepted + stats.rounds
         rates[name] = stats.acceptance_rate
         if name == "target":
             assert stats.recomputed == 0  # every proposal accepted: no rollback

@@ -27,6 +27,13 @@ def logits_fn(model: torch.nn.Module) -> LogitsFn:
     return run
 
 
+def argmax_hits(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Teacher-forced hits: logits (B, T, V) and labels (B, T) aligned with the inputs -> (hits, counted), both
+    (B, T-1) bool: the argmax at t - 1 equals labels[t], and labels[t] is counted."""
+    logits, targets, counted = next_token_targets(logits, labels)
+    return (logits.argmax(-1) == targets) & counted, counted
+
+
 @torch.no_grad()
 def score(fn: LogitsFn, batch: TaskBatch, vocab_size: int) -> dict[str, float]:
     """accuracy: fraction of queries whose answer tokens are all argmax-predicted; token_accuracy: per token."""
@@ -34,8 +41,8 @@ def score(fn: LogitsFn, batch: TaskBatch, vocab_size: int) -> dict[str, float]:
     correct, counted = [], []
     for start in range(0, len(batch.input_ids), rows_per_pass):
         ids = batch.input_ids[start:start + rows_per_pass]  # (b, T)
-        logits, targets, mask = next_token_targets(fn(ids), batch.labels[start:start + rows_per_pass])
-        correct.append((logits.argmax(-1) == targets) & mask)  # (b, T-1)
+        hits, mask = argmax_hits(fn(ids), batch.labels[start:start + rows_per_pass])  # (b, T-1)
+        correct.append(hits)
         counted.append(mask)
     correct, counted = torch.cat(correct), torch.cat(counted)
     n_tokens = int(counted.sum())
