@@ -141,3 +141,19 @@ def test_cli_signalled_distill_exits_75_and_resume_gives_the_uninterrupted_losse
     assert _losses(run_dir / "distill" / "metrics.csv") == expected
     assert json.loads((run_dir / "metrics.json").read_text())["pattern"] == "MAMA"
     assert len(list(run_dir.rglob("offline-run-*"))) == 2  # both W&B runs are kept until `wandb sync`
+
+
+def test_a_preempted_pipeline_skips_its_finished_steps_and_resumes_the_interrupted_one(tiny_teacher, tmp_path):
+    common = ["logger=csv", "experiment=stepwise", "trainer.max_steps=3"]
+    second_step_drilled = "stage.steps.1.overrides=['mamba_ratio=0.75','callbacks=preemption_drill','callbacks.drill.at_step=1']"
+    with pytest.raises(Preempted, match=f"at step 2: saved {tmp_path}/ratio_0.75/distill/checkpoints/last.ckpt"):
+        run(compose_config(tmp_path, [*common, second_step_drilled]))
+    state_file = tmp_path / "pipeline_state.json"
+    assert list(json.loads(state_file.read_text())["done"]) == ["ratio_0.5"]
+    first_student = (tmp_path / "ratio_0.5" / "student" / "model.safetensors").stat().st_mtime_ns
+
+    results = run(compose_config(tmp_path, common))  # the same run directory, as resume=<run dir> gives
+    assert list(json.loads(state_file.read_text())["done"]) == ["ratio_0.5", "ratio_0.75", "ratio_0.875"]
+    assert (tmp_path / "ratio_0.5" / "student" / "model.safetensors").stat().st_mtime_ns == first_student  # not rerun
+    assert sorted(_losses(tmp_path / "ratio_0.75" / "distill" / "metrics.csv")) == [0, 1, 2]  # resumed at step 2
+    assert results["ratio_0.875/pattern"] == "MMMM"
