@@ -25,8 +25,6 @@ def reported_as_user_error(what: str) -> Iterator[None]:
     (the config key the input came from)."""
     try:
         yield
-    except UserError:
-        raise
     except (OSError, ValueError, KeyError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         raise UserError(f"{what}: {message}") from err

@@ -144,7 +144,7 @@ def build_trainer(cfg: DictConfig, run: RunContext, stage: str, max_steps: int, 
 
 
 def stage_output_dir(run: RunContext, stage: str) -> Path:
-    """<run dir>/<stage>: the stage's metrics.csv, W&B-independent logs and checkpoints/."""
+    """<run dir>/<stage>: the stage's metrics.csv and checkpoints/."""
     return run.output_dir / stage
 
 
