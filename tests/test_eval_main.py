@@ -16,8 +16,9 @@ from omegaconf import OmegaConf, open_dict
 from conftest import REPO, compose_config
 from hybrid_distill import cli
 from hybrid_distill.errors import UserError
-from hybrid_distill.eval.main import evaluate_from_config
+from hybrid_distill.eval.main import evaluate_from_config, run_eval
 from hybrid_distill.eval.results import results_files, write_new_json
+from hybrid_distill.runtime import run_context
 
 # a small suite: every section runs, in seconds
 SMALL_SUITE = [
@@ -136,3 +137,18 @@ def test_results_json_is_never_overwritten(tmp_path):
     assert results_files(tmp_path) == paths
     assert [json.loads(p.read_text())["n"] for p in paths] == [0, 1, 2]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["eval-2.json", "eval-3.json", "eval.json"]  # no temp files
+
+
+def test_eval_as_a_pipeline_stage(distilled_run, tmp_path):
+    """run_eval takes a train config whose `stage` holds the suite (conf/eval/default.yaml) and `stage.ckpt`."""
+    cfg = compose_config(tmp_path, ["logger=none"])
+    suite = OmegaConf.load(Path(cli.config_dir()) / "eval" / "default.yaml")
+    small = OmegaConf.from_dotlist([o.removeprefix("suite.") for o in SMALL_SUITE] +
+                                   ["recall.enabled=false", "throughput.enabled=false", "speculative.enabled=false"])
+    with open_dict(cfg):
+        cfg.stage = OmegaConf.merge(suite, small, {"name": "eval", "max_steps": 0, "ckpt": str(distilled_run / "student")})
+    summary = run_eval(cfg, run_context(cfg))
+    written = Path(summary["eval_json"])
+    assert written.parent == distilled_run and written.name.startswith("eval")
+    trained = json.loads((distilled_run / "metrics.json").read_text())
+    assert summary["quality/top1_agree"] == pytest.approx(trained["top1_agree"], rel=1e-4)
