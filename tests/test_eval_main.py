@@ -146,7 +146,8 @@ def test_eval_as_a_pipeline_stage(distilled_run, tmp_path):
     small = OmegaConf.from_dotlist([o.removeprefix("suite.") for o in SMALL_SUITE] +
                                    ["recall.enabled=false", "throughput.enabled=false", "speculative.enabled=false"])
     with open_dict(cfg):
-        cfg.stage = OmegaConf.merge(suite, small, {"name": "eval", "max_steps": 0, "ckpt": str(distilled_run / "student")})
+        cfg.stage = OmegaConf.merge(suite, small,
+                                    {"name": "eval", "max_steps": 0, "ckpt": str(distilled_run / "student")})
     summary = run_eval(cfg, run_context(cfg))
     written = Path(summary["eval_json"])
     assert written.parent == distilled_run and written.name.startswith("eval")

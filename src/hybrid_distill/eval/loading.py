@@ -173,4 +173,5 @@ def train_length(ck: Checkpoint, override: int | None) -> int:
         recipe = cfg.get("model", {}).get("recipe", {}).get("distill", {})
         if recipe.get("seq_len"):
             return int(recipe.seq_len)
-    raise UserError(f"ckpt '{ck.name}': the training length is unknown (no run config); set suite.train_length=<tokens>")
+    raise UserError(f"ckpt '{ck.name}': the training length is unknown (no run config); "
+                    "set suite.train_length=<tokens>")
