@@ -8,20 +8,19 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-import lightning as L
 import torch
 from torchmetrics import MeanMetric
 from torchmetrics.text import Perplexity
 
 from .. import losses
 from ..models.teacher import freeze
+from .base import StageModule
 from .metrics import next_token_targets
 from .optim import configure_adamw, total_grad_norm
 
-TEACHER_PREFIX = "teacher."
+class DistillModule(StageModule):
+    frozen = "teacher"
 
-
-class DistillModule(L.LightningModule):
     def __init__(self, teacher: torch.nn.Module, student: torch.nn.Module, loss: Mapping[str, Any],
                  optim: Mapping[str, Any], max_steps: int):
         super().__init__()
@@ -35,17 +34,6 @@ class DistillModule(L.LightningModule):
         self.val_teacher_ppl = Perplexity(ignore_index=-100)
         self.val_kl = MeanMetric()
         self.val_agree = MeanMetric()
-
-    # --- the teacher stays frozen whatever Lightning does to the module's mode
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self.teacher.eval()
-        return self
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        state = checkpoint["state_dict"]
-        for key in [k for k in state if k.startswith(TEACHER_PREFIX)]:
-            del state[key]
 
     # --- steps
     def _logits(self, batch: dict[str, torch.Tensor], with_teacher: bool):

@@ -5,18 +5,17 @@ from __future__ import annotations
 import copy
 from typing import Any, Mapping
 
-import lightning as L
 import torch
 from torchmetrics import MeanMetric
 
 from .. import losses
 from ..models.teacher import freeze
+from .base import StageModule
 from .optim import configure_adamw, total_grad_norm
 
-REFERENCE_PREFIX = "reference."
+class DPOModule(StageModule):
+    frozen = "reference"  # the previous stage's student: reloaded from there, not stored twice
 
-
-class DPOModule(L.LightningModule):
     def __init__(self, policy: torch.nn.Module, loss: Mapping[str, Any], optim: Mapping[str, Any], max_steps: int,
                  reference: torch.nn.Module | None = None):
         super().__init__()
@@ -29,17 +28,6 @@ class DPOModule(L.LightningModule):
         self.strict_loading = False
         self.val_margin = MeanMetric()
         self.val_accuracy = MeanMetric()
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self.reference.eval()
-        return self
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # the reference is the previous stage's student: reloaded from there, not stored twice
-        state = checkpoint["state_dict"]
-        for key in [k for k in state if k.startswith(REFERENCE_PREFIX)]:
-            del state[key]
 
     def _logps(self, model: torch.nn.Module, ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Sequence log-prob of the labelled (response) tokens: (B, T), (B, T) -> (B,)."""

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-import lightning as L
 import torch
 from torchmetrics.text import Perplexity
 from transformers import LlamaForCausalLM
 
+from .base import StageModule
 from .metrics import next_token_targets
 from .optim import configure_adamw, total_grad_norm
 
 
-class TeacherPretrainModule(L.LightningModule):
+class TeacherPretrainModule(StageModule):
     def __init__(self, model: LlamaForCausalLM, optim: Mapping[str, Any], max_steps: int):
         super().__init__()
         self.model = model

@@ -1,0 +1,34 @@
+"""What every stage's LightningModule shares: an optional frozen submodule (the distillation teacher or the
+DPO reference) that stays in eval mode and is left out of checkpoints, and gradient clipping that also
+works under FSDP."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from lightning.pytorch.strategies import FSDPStrategy
+
+
+class StageModule(L.LightningModule):
+    # attribute name of the frozen submodule, if any; it is reloaded from its own source, never checkpointed
+    frozen: str | None = None
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.frozen:
+            getattr(self, self.frozen).eval()  # whatever Lightning does to the module's mode
+        return self
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.frozen:
+            state = checkpoint["state_dict"]
+            for key in [k for k in state if k.startswith(self.frozen + ".")]:
+                del state[key]
+
+    def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val=None,
+                                    gradient_clip_algorithm=None) -> None:
+        if gradient_clip_val and isinstance(self.trainer.strategy, FSDPStrategy):
+            # Lightning's FSDP precision plugin refuses clipping by norm; the FSDP root computes the global norm
+            self.trainer.strategy.model.clip_grad_norm_(gradient_clip_val)
+            return
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
