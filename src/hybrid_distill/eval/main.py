@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
 import torch
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
@@ -56,7 +56,7 @@ def speculative_section(suite: DictConfig, student, teacher, tokenizer, device: 
     if draft is None:
         console.print("speculative decoding skipped: no teacher to draft with (teacher=null)")
         return None
-    # prompts: held-out text at evenly spaced places
+    # prompts: held-out text at evenly spaced places (8 characters a token is more than enough text for prompt_len)
     text = "".join(haystack_lines())
     stride = len(text) // int(spec.num_prompts)
     prompts = [tokenizer(text[i * stride:i * stride + 8 * int(spec.prompt_len)], return_tensors="pt")["input_ids"]
