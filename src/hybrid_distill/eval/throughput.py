@@ -87,8 +87,8 @@ def measure_generation(model: torch.nn.Module, prompt_len: int, batch: int, new_
 
 def throughput_grid(models: dict[str, torch.nn.Module], prompt_lens: Iterable[int], batches: Iterable[int],
                     new_tokens: int, vocab_size: int, warmup: int = 2, prefill_chunk: int | None = None) -> list[dict]:
-    """Every model at every (prompt length, batch); rows carry `model`, and `speedup_vs_<first model>` is added
-    to the other models' rows (decode tokens/s ratio at the same length and batch)."""
+    """Every model at every (prompt length, batch); rows carry `model`, and the other models' rows get
+    `decode_speedup_vs_<first model>` (decode tokens/s ratio at the same length and batch)."""
     prompt_lens, batches = list(prompt_lens), list(batches)
     for model in models.values():  # untimed: first-call costs (allocations, kernel compilation, lazy init)
         measure_generation(model, min(prompt_lens), min(batches), 1, vocab_size, warmup=warmup,
