@@ -29,6 +29,16 @@ class StageModule(L.LightningModule):
                                     gradient_clip_algorithm=None) -> None:
         if gradient_clip_val and isinstance(self.trainer.strategy, FSDPStrategy):
             # Lightning's FSDP precision plugin refuses clipping by norm; the FSDP root computes the global norm
-            self.trainer.strategy.model.clip_grad_norm_(gradient_clip_val)
+            self._fsdp_root().clip_grad_norm_(gradient_clip_val)
             return
         super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
+    def _fsdp_root(self):
+        """The FullyShardedDataParallel instance Lightning wrapped this module in."""
+        from torch.distributed.fsdp import FullyShardedDataParallel
+
+        root = self.trainer.strategy.model
+        if not isinstance(root, FullyShardedDataParallel):
+            raise RuntimeError(f"FSDP did not wrap the module (strategy.model is a {type(root).__name__}); a module "
+                               "must not have been through another FSDP trainer before fit()")
+        return root

@@ -11,7 +11,7 @@ from ..errors import UserError
 from ..losses import DIVERGENCES
 from ..lit.distill import DistillModule
 from ..runtime import RunContext, build_trainer, finish_logger, resume_path
-from .common import build_datamodule, optim_settings, seed_everything
+from .common import build_datamodule, metric, optim_settings, seed_everything, validate_before_fit
 from .student import describe_student, student_from_config
 from .teacher import obtain_teacher
 
@@ -37,14 +37,14 @@ def run_distill(cfg: DictConfig, run: RunContext) -> dict:
     trainer, logger = build_trainer(cfg, run, "distill", max_steps, recipe.grad_clip, recipe.val_every)
     for one in logger or []:
         one.log_hyperparams(info)
-    before = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
+    before = validate_before_fit(trainer, module, datamodule)
     if info["params/trainable"] > 0:
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(cfg, run, "distill", module))
         after = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
     else:  # e.g. mamba_ratio=0 with student.trainable=mamba: the teacher baseline of a sweep
         console.print(f"nothing to train (pattern {info['pattern']}, student.trainable={cfg.student.trainable}): "
                       "evaluated only")
-        after = before
+        after = before or trainer.validate(module, datamodule=datamodule, verbose=False)[0]
     student_dir = run.output_dir / "student"
     if trainer.is_global_zero:
         student.save_pretrained(str(student_dir))
@@ -55,9 +55,9 @@ def run_distill(cfg: DictConfig, run: RunContext) -> dict:
         "params/total": info["params/total"],
         "params/trainable": info["params/trainable"],
         "teacher_ppl": float(after["val/teacher_ppl"]),
-        "student_ppl_before": float(before["val/student_ppl"]),
+        "student_ppl_before": metric(before, "val/student_ppl"),
         "student_ppl": float(after["val/student_ppl"]),
-        "kl_before": float(before["val/kl"]),
+        "kl_before": metric(before, "val/kl"),
         "kl": float(after["val/kl"]),
         "top1_agree": float(after["val/top1_agree"]),
         "init_from": cfg.student.init_from,

@@ -12,7 +12,7 @@ from ..losses import DPO_LOSS_TYPES
 from ..lit.dpo import DPOModule
 from ..models import set_trainable
 from ..runtime import RunContext, build_trainer, finish_logger, resume_path
-from .common import build_datamodule, optim_settings, seed_everything
+from .common import build_datamodule, metric, optim_settings, seed_everything, validate_before_fit
 from .student import load_student
 
 
@@ -37,7 +37,7 @@ def run_dpo(cfg: DictConfig, run: RunContext) -> dict:
     max_steps = int(cfg.trainer.max_steps)
     module = DPOModule(policy, cfg.loss, optim_settings(recipe), max_steps)
     trainer, logger = build_trainer(cfg, run, "dpo", max_steps, recipe.grad_clip, recipe.val_every)
-    before = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
+    before = validate_before_fit(trainer, module, datamodule)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(cfg, run, "dpo", module))
     after = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
     student_dir = run.output_dir / "dpo_student"
@@ -45,7 +45,7 @@ def run_dpo(cfg: DictConfig, run: RunContext) -> dict:
         policy.save_pretrained(str(student_dir))
         tokenizer.save_pretrained(str(student_dir))
     return {
-        "logp_margin_before": float(before["val/logp_margin"]),
+        "logp_margin_before": metric(before, "val/logp_margin"),
         "logp_margin": float(after["val/logp_margin"]),
         "reward_accuracy": float(after["val/reward_accuracy"]),
         "student_dir": str(student_dir),

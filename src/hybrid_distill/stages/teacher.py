@@ -88,8 +88,10 @@ def obtain_teacher(cfg: DictConfig, run: RunContext) -> tuple[LlamaForCausalLM, 
     if cached.is_dir():
         console.print(f"teacher: reusing cached {cached}")
         return load_teacher(str(cached), None, cfg.model.dtype, expected)
-    model, tokenizer, _ = pretrain_teacher(cfg, run)
-    return model, tokenizer
+    pretrain_teacher(cfg, run)
+    # reload what was cached: the distillation then uses exactly the saved teacher, in a fresh module that
+    # no strategy has wrapped (FSDP leaves its units inside a module it trained)
+    return load_teacher(str(cached), None, cfg.model.dtype, expected)
 
 
 def run_pretrain_teacher(cfg: DictConfig, run: RunContext) -> dict:
