@@ -21,6 +21,7 @@ from hybrid_distill.lit.optim import configure_adamw
 from hybrid_distill.reliability.checkpoints import last_checkpoint, resume_checkpoint
 from hybrid_distill.reliability.data import resumable_datamodule
 from hybrid_distill.runtime import build_trainer, run_context, stage_output_dir
+from hybrid_distill.stages import seqkd
 from test_train_e2e import _train_cli
 
 TOY_STEPS = 12  # 10 rows in batches of 2: 5 batches an epoch, so the runs cross epoch boundaries
@@ -157,3 +158,16 @@ def test_a_preempted_pipeline_skips_its_finished_steps_and_resumes_the_interrupt
     assert (tmp_path / "ratio_0.5" / "student" / "model.safetensors").stat().st_mtime_ns == first_student  # not rerun
     assert sorted(_losses(tmp_path / "ratio_0.75" / "distill" / "metrics.csv")) == [0, 1, 2]  # resumed at step 2
     assert results["ratio_0.875/pattern"] == "MMMM"
+
+
+def test_a_resumed_seqkd_reuses_the_answers_it_saved(random_teacher_dir, tmp_path, monkeypatch):
+    overrides = ["logger=none", "stage=seqkd", "stage.max_prompts=4", f"model.path={random_teacher_dir}"]
+    first = run(compose_config(tmp_path, overrides))
+
+    def generate_again(*args, **kwargs):
+        raise AssertionError("the answers were generated again")
+
+    monkeypatch.setattr(seqkd, "generate_responses", generate_again)
+    again = run(compose_config(tmp_path, overrides))  # the same run directory
+    assert again["seqkd_rows"] == first["seqkd_rows"] == 4
+    assert again["seqkd_dataset_dir"] == first["seqkd_dataset_dir"]

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from datasets import Dataset
+from datasets import Dataset, load_from_disk
 from omegaconf import DictConfig
 from rich.console import Console
 from rich.progress import track
@@ -51,6 +51,11 @@ def save_dataset_atomic(dataset: Dataset, target: Path) -> None:
 
 
 def run_seqkd(cfg: DictConfig, run: RunContext) -> dict:
+    target = run.output_dir / DATASET_DIRNAME
+    if target.is_dir():  # a resumed run that saved its answers before it stopped (the save is atomic: they are whole)
+        console.print(f"seqkd: reusing the teacher answers already saved in {target}")
+        return {"seqkd_rows": len(load_from_disk(str(target))), "seqkd_empty_skipped": None,
+                "seqkd_dataset_dir": str(target)}
     teacher, tokenizer = obtain_teacher(cfg, run)
     with reported_as_user_error("data.source"):
         rows = load_chat_dataset(cfg.data.source, split=cfg.stage.split, num_rows=cfg.stage.max_prompts)
@@ -63,6 +68,5 @@ def run_seqkd(cfg: DictConfig, run: RunContext) -> dict:
                         "(undertrained teacher?); nothing to train on")
     if empty:
         console.print(f"[yellow]seqkd: skipped {empty} of {len(prompts)} prompts with an empty teacher answer[/]")
-    target = run.output_dir / DATASET_DIRNAME
     save_dataset_atomic(Dataset.from_list(labelled), target)
     return {"seqkd_rows": len(labelled), "seqkd_empty_skipped": empty, "seqkd_dataset_dir": str(target)}
