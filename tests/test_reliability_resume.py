@@ -19,7 +19,7 @@ from hybrid_distill.cli import run
 from hybrid_distill.errors import Preempted
 from hybrid_distill.lit.optim import configure_adamw
 from hybrid_distill.reliability.checkpoints import last_checkpoint, resume_checkpoint
-from hybrid_distill.reliability.data import resumable_datamodule
+from hybrid_distill.data.resumable_loader import ResumableDataLoader
 from hybrid_distill.runtime import build_trainer, run_context, stage_output_dir
 from hybrid_distill.stages import seqkd
 from test_train_e2e import _train_cli
@@ -55,7 +55,7 @@ class ToyData(L.LightningDataModule):
         self.rows = TensorDataset(torch.randn(10, 4, generator=g), torch.randn(10, 1, generator=g))
 
     def train_dataloader(self):  # shuffled by a seeded generator, like the real datamodules
-        return DataLoader(self.rows, batch_size=2, shuffle=True, generator=torch.Generator().manual_seed(1))
+        return ResumableDataLoader(self.rows, batch_size=2, shuffle=True, generator=torch.Generator().manual_seed(1))
 
     def val_dataloader(self):
         return DataLoader(self.rows, batch_size=5)
@@ -69,7 +69,7 @@ def fit_toy(run_dir: Path, overrides: list[str] = (), module_cls: type[Toy] = To
     L.seed_everything(0)
     module = module_cls()
     ckpt = resume_checkpoint(None, stage_output_dir(run, "toy"))
-    trainer.fit(module, datamodule=resumable_datamodule(ToyData)(), ckpt_path=ckpt)
+    trainer.fit(module, datamodule=ToyData(), ckpt_path=ckpt)
     return module
 
 

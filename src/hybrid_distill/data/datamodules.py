@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase
 
 from hybrid_distill.data.collate import RightPadCollator, pad_token_id
+from hybrid_distill.data.resumable_loader import ResumableDataLoader
 from hybrid_distill.data.corpus import shakespeare_documents
 from hybrid_distill.data.loaders import BUILTIN, Source, load_chat_dataset, load_preference_dataset, load_train_val
 from hybrid_distill.data.tokenize import pack_text, tokenize_chat, tokenize_preference, tokenize_prompts
@@ -51,7 +52,8 @@ class _TokenizedDataModule(L.LightningDataModule):
             self.train_dataset, self.val_dataset = train.with_format("torch"), val.with_format("torch")
 
     def _loader(self, ds: Dataset, shuffle: bool) -> DataLoader:
-        return DataLoader(
+        # resumable: Lightning checkpoints its position, so an interrupted run continues mid-epoch exactly
+        return ResumableDataLoader(
             ds,
             batch_size=self.batch_size,
             shuffle=shuffle,

@@ -6,13 +6,12 @@ import inspect
 from typing import Any
 
 import lightning as L
-from hydra.utils import get_class
+from hydra.utils import get_class, instantiate
 from lightning.pytorch.strategies import FSDPStrategy
 from omegaconf import DictConfig, OmegaConf
 from transformers import PreTrainedTokenizerBase
 
 from ..errors import UserError, reported_as_user_error
-from ..reliability.data import resumable_datamodule
 
 
 def optim_settings(recipe: DictConfig | dict) -> dict[str, Any]:
@@ -28,15 +27,13 @@ def optim_settings(recipe: DictConfig | dict) -> dict[str, Any]:
 
 def build_datamodule(data_cfg: DictConfig, tokenizer: PreTrainedTokenizerBase, batch_size: int, seq_len: int,
                      cache_dir: str, seed: int, key: str = "data") -> L.LightningDataModule:
-    """Instantiate the `data` group's datamodule (config key `key`) for a tokenizer and a stage's batch geometry, with
-    a train loader that resumes mid-epoch, and load its data now: a missing file, column or split is one UserError."""
-    cls = get_class(data_cfg._target_)
+    """Instantiate the `data` group's datamodule (config key `key`) for a tokenizer and a stage's batch geometry, and
+    load its data now: a missing file, column or split is one UserError."""
     # packed text takes a block length (seq_len); conversations a maximum length (max_length)
-    length = {"seq_len" if "seq_len" in inspect.signature(cls).parameters else "max_length": seq_len}
-    options = {k: v for k, v in OmegaConf.to_container(data_cfg, resolve=True).items() if k != "_target_"}
-    # built directly: hydra's instantiate would look the subclass up by its name and find `cls` instead
-    datamodule = resumable_datamodule(cls)(tokenizer=tokenizer, batch_size=batch_size, cache_dir=cache_dir, seed=seed,
-                                           **length, **options)
+    takes_seq_len = "seq_len" in inspect.signature(get_class(data_cfg._target_)).parameters
+    length = {"seq_len" if takes_seq_len else "max_length": seq_len}
+    datamodule = instantiate(data_cfg, tokenizer=tokenizer, batch_size=batch_size, cache_dir=cache_dir, seed=seed,
+                             _recursive_=False, **length)
     with reported_as_user_error(f"{key}.source" if "source" in data_cfg else key):
         datamodule.setup("fit")
     if len(datamodule.train_dataset) == 0:

@@ -11,10 +11,9 @@ DataLoader's worker base seed), so that at the end of an epoch the generator alr
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Iterator
 
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader
 
 
 class _SkipFirstBatches:
@@ -68,28 +67,3 @@ class ResumableDataLoader(DataLoader):
 
     def load_state_dict(self, state: dict) -> None:
         self._resume = state
-
-
-def make_resumable(loader: DataLoader) -> ResumableDataLoader:
-    """The same loader (dataset, batching, shuffling generator, workers, collate) as a ResumableDataLoader."""
-    if type(loader.batch_sampler) is not BatchSampler or type(loader.sampler) not in (RandomSampler, SequentialSampler):
-        raise TypeError(f"cannot make a resumable copy of a DataLoader with sampler {type(loader.sampler).__name__} "
-                        f"and batch sampler {type(loader.batch_sampler).__name__}")
-    return ResumableDataLoader(
-        loader.dataset, batch_size=loader.batch_size, shuffle=isinstance(loader.sampler, RandomSampler),
-        generator=loader.generator, drop_last=loader.drop_last, collate_fn=loader.collate_fn,
-        num_workers=loader.num_workers, pin_memory=loader.pin_memory, timeout=loader.timeout,
-        worker_init_fn=loader.worker_init_fn, multiprocessing_context=loader.multiprocessing_context,
-        prefetch_factor=loader.prefetch_factor, persistent_workers=loader.persistent_workers,
-    )
-
-
-class _ResumableTrainLoader:
-    def train_dataloader(self) -> ResumableDataLoader:
-        return make_resumable(super().train_dataloader())
-
-
-@functools.cache
-def resumable_datamodule(cls: type) -> type:
-    """A subclass of the LightningDataModule `cls` whose train loader is resumable mid-epoch (see ResumableDataLoader)."""
-    return type(f"Resumable{cls.__name__}", (_ResumableTrainLoader, cls), {"__doc__": cls.__doc__})
