@@ -59,3 +59,13 @@ def test_bad_override_is_one_clear_line(tiny_teacher, cache_dir, tmp_path):
     assert proc.returncode != 0
     assert "mamba_ratio" in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_submitit_local_launcher_runs_two_jobs(tiny_teacher, cache_dir, tmp_path):
+    proc = _train_cli(["hydra/launcher=submitit_local", "mamba_ratio=0,0.5", "trainer.max_steps=2", "logger=csv"],
+                      tmp_path, cache_dir, multirun=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sweep_dir = next((tmp_path / "train" / "multiruns").iterdir())
+    assert (sweep_dir / ".submitit").is_dir()  # the jobs went through submitit
+    patterns = sorted(json.loads(p.read_text())["pattern"] for p in sweep_dir.glob("*/metrics.json"))
+    assert patterns == ["AAAA", "MAMA"]
