@@ -65,13 +65,16 @@ def test_dpo_without_a_student_is_a_clear_error(tiny_teacher, tmp_path):
 def test_full_pipeline_runs_each_stage_as_its_own_wandb_run(random_teacher_dir, tmp_path):
     # a teacher from model.path (untrained, so that its seqkd answers are never empty)
     results = run(compose_config(tmp_path, ["stage=pipeline", "trainer.max_steps=2", f"model.path={random_teacher_dir}",
-                                            "stage.steps.1.overrides=['stage.max_prompts=8']"]))
+                                            "stage.steps.1.overrides=['stage.max_prompts=8']",
+                                            "stage.steps.4.overrides=['stage.throughput.enabled=false',"
+                                            "'stage.speculative.enabled=false','stage.recall.multiples=[1]',"
+                                            "'stage.recall.num_examples=2']"]))
     state = json.loads((tmp_path / "pipeline_state.json").read_text())
-    assert list(state["done"]) == ["pretrain_teacher", "seqkd", "distill", "dpo"]
+    assert list(state["done"]) == ["pretrain_teacher", "seqkd", "distill", "dpo", "eval"]
     assert results["seqkd/seqkd_rows"] == 8
     # dpo started from the distilled student; distill and dpo each logged their own W&B run
     assert results["dpo/student_dir"].endswith("dpo/dpo_student")
-    assert len(list(tmp_path.rglob("offline-run-*"))) == 2
+    assert len(list(tmp_path.rglob("offline-run-*"))) == 3  # distill, dpo and eval (the teacher was loaded)
 
 
 def test_stepwise_chain_converts_more_layers_of_the_previous_student(tiny_teacher, tmp_path):

@@ -42,13 +42,15 @@ def config_dir() -> str:
 
 
 def stage_runners() -> dict[str, Callable]:
+    from .eval.main import run_eval
     from .stages.distill import run_distill
     from .stages.dpo import run_dpo
     from .stages.pipeline import run_pipeline
     from .stages.seqkd import run_seqkd
     from .stages.teacher import run_pretrain_teacher
 
-    runners = {"pretrain_teacher": run_pretrain_teacher, "seqkd": run_seqkd, "distill": run_distill, "dpo": run_dpo}
+    runners = {"pretrain_teacher": run_pretrain_teacher, "seqkd": run_seqkd, "distill": run_distill, "dpo": run_dpo,
+               "eval": run_eval}
     return {**runners, "pipeline": lambda cfg, run: run_pipeline(cfg, run, runners)}
 
 

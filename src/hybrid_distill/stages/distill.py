@@ -61,6 +61,7 @@ def run_distill(cfg: DictConfig, run: RunContext) -> dict:
         "kl": float(after["val/kl"]),
         "top1_agree": float(after["val/top1_agree"]),
         "init_from": cfg.student.init_from,
+        "train_seq_len": int(recipe.seq_len),
         "student_dir": str(student_dir),
         "wandb_dir": wandb_dir,
     }

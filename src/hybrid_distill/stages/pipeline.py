@@ -5,7 +5,8 @@ A step runs with the config that `python train.py stage=<its stage>` plus this r
 (composed again through Hydra), plus the step's own overrides and the wiring to earlier outputs:
 - distill after seqkd trains on the teacher's answers (data.source);
 - distill after distill converts more layers of the earlier student (student.init_from): stepwise replacement;
-- dpo starts from, and is referenced to, the latest distilled student (stage.init_from).
+- dpo starts from, and is referenced to, the latest distilled student (stage.init_from);
+- eval evaluates the latest student (DPO's if there is one, else the distilled one).
 Finished steps are recorded in pipeline_state.json, so rerunning in the same directory (`resume=<run dir>`)
 skips them, and the first unfinished step resumes from its own last.ckpt.
 """
@@ -60,6 +61,12 @@ def wiring(stage: str, done: dict[str, dict]) -> list[str]:
         if distill is None:
             raise UserError("pipeline: a dpo step needs a distill step before it in stage.steps")
         return [f"stage.init_from='{distill['student_dir']}'"]
+    if stage == "eval":
+        last = _latest(done, "dpo") or distill
+        if distill is None:
+            raise UserError("pipeline: an eval step needs a distill or dpo step before it in stage.steps")
+        # the recall suite measures at multiples of the length the student was distilled at
+        return [f"stage.ckpt='{last['student_dir']}'", f"stage.train_length={distill['train_seq_len']}"]
     return []
 
 
