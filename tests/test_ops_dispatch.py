@@ -40,3 +40,18 @@ def test_triton_on_cpu_without_interpreter_is_refused_clearly(monkeypatch):
     with pytest.raises(RuntimeError, match="triton"):
         ssd_scan(x, torch.zeros(1, 4, 2), -torch.ones(2), torch.zeros(1, 4, 1, 16), torch.zeros(1, 4, 1, 16),
                  backend="triton")
+
+
+def test_auto_on_gpu_prefers_own_triton_for_ssd_and_mamba_ssm_for_mamba1(monkeypatch):
+    from dataclasses import replace
+
+    from hybrid_distill.ops import BACKENDS
+
+    # pretend every backend is installed: the choice is then the per-operator order alone
+    for name, backend in list(BACKENDS.items()):
+        monkeypatch.setitem(BACKENDS, name, replace(backend, is_available=lambda: True))
+    cuda = torch.device("cuda")
+    assert resolve_backend("auto", cuda, op="ssd").name == "triton"
+    assert resolve_backend("auto", cuda, op="selective").name == "mamba_ssm"
+    monkeypatch.setitem(BACKENDS, "triton", replace(BACKENDS["triton"], is_available=lambda: False))
+    assert resolve_backend("auto", cuda, op="ssd").name == "mamba_ssm"

@@ -47,8 +47,13 @@ BACKENDS: dict[str, Backend] = {
     ),
 }
 
-# order in which `auto` tries backends: GPU kernels first, the sequential oracle last
-AUTO_ORDER_GPU: tuple[str, ...] = ("mamba_ssm", "triton", "torch_chunked", "torch_ref")
+# order in which `auto` tries backends, per operator: GPU kernels first, the sequential oracle last. For the SSD
+# scan the own Triton kernels come first: on an H100 they beat mamba-ssm's forward at every benchmarked shape and
+# forward+backward at most (kernels/README.md); for Mamba-1 only mamba-ssm has a GPU kernel.
+AUTO_ORDER_GPU: dict[str, tuple[str, ...]] = {
+    "ssd": ("triton", "mamba_ssm", "torch_chunked", "torch_ref"),
+    "selective": ("mamba_ssm", "torch_chunked", "torch_ref"),
+}
 AUTO_ORDER_CPU: tuple[str, ...] = ("torch_chunked", "torch_ref")
 KNOWN_BACKENDS: tuple[str, ...] = ("auto", "torch_ref", "torch_chunked", "triton", "mamba_ssm")
 
@@ -57,13 +62,14 @@ def available_backends() -> list[str]:
     return [name for name, b in BACKENDS.items() if b.is_available()]
 
 
-def resolve_backend(name: str, device: torch.device | None = None) -> Backend:
-    """Return the Backend for `name`, or raise one clear error naming what to install."""
+def resolve_backend(name: str, device: torch.device | None = None, op: str = "ssd") -> Backend:
+    """Return the Backend for `name` (for `auto`: the best one for operator `op`, "ssd" or "selective"),
+    or raise one clear error naming what to install."""
     if name not in KNOWN_BACKENDS:
         raise ValueError(f"unknown scan_backend '{name}'; choose one of {', '.join(KNOWN_BACKENDS)}")
     on_gpu = device is not None and device.type == "cuda"
     if name == "auto":
-        for candidate in AUTO_ORDER_GPU if on_gpu else AUTO_ORDER_CPU:
+        for candidate in AUTO_ORDER_GPU[op] if on_gpu else AUTO_ORDER_CPU:
             b = BACKENDS.get(candidate)
             if b is not None and b.is_available() and (on_gpu or b.supports_cpu):
                 return b
@@ -93,12 +99,12 @@ def ssd_step(state, x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, bac
 def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
                    initial_state=None, return_final_state=False, backend: str = "auto"):
     """Mamba-1 selective scan; see selective_scan_ref.selective_scan_ref."""
-    fn = resolve_backend(backend, u.device).selective_scan
+    fn = resolve_backend(backend, u.device, op="selective").selective_scan
     return fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, return_final_state)
 
 
 def selective_step(state, u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
                    backend: str = "auto"):
     """Single-token selective-scan update; see selective_scan_ref.selective_step_ref."""
-    fn = resolve_backend(backend, u.device).selective_step
+    fn = resolve_backend(backend, u.device, op="selective").selective_step
     return fn(state, u, delta, A, B, C, D, z, delta_bias, delta_softplus)
