@@ -53,11 +53,12 @@ def cache_dir(tmp_path_factory) -> Path:
     return path
 
 
-def compose_config(tmp_path: Path, overrides: list[str] = (), shrink: bool = True) -> DictConfig:
-    """The real config, composed like `python train.py` would, with outputs under tmp_path
-    (and the tiny preset shrunk by TINY unless shrink=False)."""
+def compose_config(tmp_path: Path, overrides: list[str] = (), shrink: bool = True,
+                   config_name: str = "train") -> DictConfig:
+    """The real config, composed like `python train.py` (or `python eval.py`: config_name="eval") would, with
+    outputs under tmp_path (and the tiny preset shrunk by TINY unless shrink=False)."""
     with initialize_config_dir(config_dir(), version_base="1.3"):
-        cfg = compose("train", overrides=[*(TINY if shrink else []), *overrides], return_hydra_config=True)
+        cfg = compose(config_name, overrides=[*(TINY if shrink else []), *overrides], return_hydra_config=True)
     with open_dict(cfg):
         cfg.hydra.runtime.output_dir = str(tmp_path)
         cfg.hydra.job.override_dirname = ",".join(overrides)

@@ -9,8 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict
 
 from conftest import REPO, compose_config
@@ -31,12 +29,7 @@ SMALL_SUITE = [
 
 def compose_eval(tmp_path: Path, overrides: list[str]):
     """conf/eval.yaml composed like `python eval.py` would, with its own outputs under tmp_path."""
-    with initialize_config_dir(cli.config_dir(), version_base="1.3"):
-        cfg = compose("eval", overrides=overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(tmp_path)
-    HydraConfig().set_config(cfg)
-    return cfg
+    return compose_config(tmp_path, overrides, shrink=False, config_name="eval")
 
 
 def save_run_config(cfg, run_dir: Path) -> None:
