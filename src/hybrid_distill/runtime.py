@@ -19,7 +19,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from omegaconf import DictConfig, OmegaConf
 
 from .errors import UserError
-from .models.checkpoint import _atomic_write
+from .atomic import write_file_atomic
 from .reliability.callbacks import RNGStateCheckpoint
 from .reliability.checkpoints import check_checkpoint, checkpoint_dir, resume_checkpoint
 from .reliability.csv_logger import AppendingCSVLogger
@@ -163,4 +163,4 @@ def resume_path(cfg: DictConfig, run: RunContext, stage: str, module: L.Lightnin
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     """Write JSON through a temp file and a rename, so a crash never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, lambda tmp: tmp.write_text(json.dumps(payload, indent=2, default=float)))
+    write_file_atomic(path, lambda tmp: tmp.write_text(json.dumps(payload, indent=2, default=float)))

@@ -8,14 +8,13 @@ checkpoint's tokenizer (e.g. Llama-3-8B-Instruct's) drops in unchanged.
 
 import hashlib
 import os
-import shutil
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
+from hybrid_distill.atomic import publish_dir
 from hybrid_distill.data.chat_tasks import chat_rows
 from hybrid_distill.data.corpus import shakespeare_documents
 
@@ -105,12 +104,6 @@ def load_or_train_tokenizer(
     texts = default_tokenizer_texts() if texts is None else texts
     cache_dir = Path(cache_dir)
     target = cache_dir / corpus_fingerprint(texts, vocab_size)
-    if not target.is_dir():
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=cache_dir, prefix=".tmp-tokenizer-"))
-        train_tokenizer(texts, vocab_size, staging)
-        try:
-            staging.rename(target)
-        except OSError:  # another process finished first: keep its copy
-            shutil.rmtree(staging)
+    if not target.is_dir():  # (another process may finish first: then its copy is kept)
+        publish_dir(target, lambda staging: train_tokenizer(texts, vocab_size, staging))
     return AutoTokenizer.from_pretrained(target)

@@ -8,6 +8,7 @@ import torch
 from torchmetrics.text import Perplexity
 from transformers import LlamaForCausalLM
 
+from .. import losses
 from .base import StageModule
 from .metrics import next_token_targets
 from .optim import configure_adamw, total_grad_norm
@@ -24,7 +25,7 @@ class TeacherPretrainModule(StageModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits = self.model(input_ids=batch["input_ids"]).logits  # (B, T, V)
         logits, targets, _ = next_token_targets(logits, batch["labels"])
-        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
+        loss = losses.cross_entropy(logits, targets)
         self.log("train/ce", loss, prog_bar=True)
         return loss
 

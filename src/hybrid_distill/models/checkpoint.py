@@ -9,27 +9,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable
 
 import safetensors.torch
 import torch
 
+from ..atomic import write_file_atomic
 from .config import HybridConfig
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 TIED_KEY = "lm_head.weight"  # shares embed_tokens.weight when tie_word_embeddings; stored once
-
-
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _expected_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -43,8 +32,8 @@ def save_checkpoint(model: torch.nn.Module, directory: str | os.PathLike) -> Pat
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in _expected_state(model).items()}
-    _atomic_write(out / WEIGHTS_NAME, lambda p: safetensors.torch.save_file(tensors, str(p), metadata={"format": "pt"}))
-    _atomic_write(out / CONFIG_NAME, lambda p: p.write_text(model.config.to_json()))
+    write_file_atomic(out / WEIGHTS_NAME, lambda p: safetensors.torch.save_file(tensors, str(p), metadata={"format": "pt"}))
+    write_file_atomic(out / CONFIG_NAME, lambda p: p.write_text(model.config.to_json()))
     return out
 
 

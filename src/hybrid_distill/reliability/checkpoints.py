@@ -15,7 +15,7 @@ from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from ..errors import UserError
-from ..models.checkpoint import _atomic_write
+from ..atomic import write_file_atomic
 
 LAST = ModelCheckpoint.CHECKPOINT_NAME_LAST + ModelCheckpoint.FILE_EXTENSION  # "last.ckpt"
 
@@ -39,7 +39,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return super().save_checkpoint(checkpoint, path, storage_options)
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(target, lambda tmp: torch.save(checkpoint, tmp))
+        write_file_atomic(target, lambda tmp: torch.save(checkpoint, tmp))
 
 
 def resume_checkpoint(requested: str | None, stage_dir: Path) -> Path | None:

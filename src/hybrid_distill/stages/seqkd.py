@@ -3,10 +3,6 @@ HF dataset on disk (UltraChat schema) that the next stage trains on (`data.sourc
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from pathlib import Path
-
 import torch
 from datasets import Dataset, load_from_disk
 from omegaconf import DictConfig
@@ -14,6 +10,7 @@ from rich.console import Console
 from rich.progress import track
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from ..atomic import publish_dir
 from ..data.loaders import load_chat_dataset
 from ..data.schemas import prompt_turns, with_responses
 from ..errors import UserError, reported_as_user_error
@@ -41,15 +38,6 @@ def generate_responses(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
     return responses
 
 
-def save_dataset_atomic(dataset: Dataset, target: Path) -> None:
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
-    dataset.save_to_disk(str(staging))
-    if target.exists():
-        shutil.rmtree(staging)
-        raise FileExistsError(f"{target} already exists; not overwriting it")
-    staging.rename(target)
-
-
 def run_seqkd(cfg: DictConfig, run: RunContext) -> dict:
     target = run.output_dir / DATASET_DIRNAME
     if target.is_dir():  # a resumed run that saved its answers before it stopped (the save is atomic: they are whole)
@@ -68,5 +56,7 @@ def run_seqkd(cfg: DictConfig, run: RunContext) -> dict:
                         "(undertrained teacher?); nothing to train on")
     if empty:
         console.print(f"[yellow]seqkd: skipped {empty} of {len(prompts)} prompts with an empty teacher answer[/]")
-    save_dataset_atomic(Dataset.from_list(labelled), target)
+    dataset = Dataset.from_list(labelled)
+    if not publish_dir(target, lambda staging: dataset.save_to_disk(str(staging))):
+        raise FileExistsError(f"{target} already exists; not overwriting it")
     return {"seqkd_rows": len(labelled), "seqkd_empty_skipped": empty, "seqkd_dataset_dir": str(target)}

@@ -6,13 +6,13 @@ import hashlib
 import importlib.util
 import json
 import shutil
-import tempfile
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from transformers import LlamaForCausalLM, PreTrainedTokenizerBase
 
+from ..atomic import publish_dir
 from ..data.tokenizer import load_or_train_tokenizer
 from ..errors import UserError
 from ..lit.teacher_pretrain import TeacherPretrainModule
@@ -48,8 +48,9 @@ def _smollm2_dir() -> str:
     return str(spec.submodule_search_locations[0])
 
 
-def pretrain_teacher(cfg: DictConfig, run: RunContext) -> tuple[LlamaForCausalLM, PreTrainedTokenizerBase, dict]:
-    """Train the tiny teacher on the embedded text and save it, atomically, as a HF checkpoint in the cache."""
+def pretrain_teacher(cfg: DictConfig, run: RunContext) -> dict:
+    """Train the tiny teacher on the embedded text and save it, atomically, as a HF checkpoint in the cache;
+    return its held-out metrics (callers load the saved teacher from the cache)."""
     recipe = cfg.model.recipe.pretrain_teacher
     seed_everything(cfg.seed)
     tokenizer = load_or_train_tokenizer(Path(cfg.paths.cache_dir) / "tokenizers", cfg.model.tokenizer.vocab_size)
@@ -64,16 +65,14 @@ def pretrain_teacher(cfg: DictConfig, run: RunContext) -> tuple[LlamaForCausalLM
     metrics = {k: float(v) for k, v in trainer.validate(module, datamodule=datamodule, verbose=False)[0].items()}
     finish_logger(logger)
     target = teacher_cache_dir(cfg)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-teacher-"))
-    model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    if target.exists():  # another run finished first: keep one copy
-        shutil.rmtree(staging)
-    else:
-        staging.rename(target)
+
+    def save(staging: Path) -> None:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+
+    publish_dir(target, save)  # if another run finished first, its copy is kept
     console.print(f"teacher saved to {target}")
-    return model.eval(), tokenizer, metrics
+    return metrics
 
 
 def obtain_teacher(cfg: DictConfig, run: RunContext) -> tuple[LlamaForCausalLM, PreTrainedTokenizerBase]:
@@ -105,5 +104,5 @@ def run_pretrain_teacher(cfg: DictConfig, run: RunContext) -> dict:
         return {"teacher_dir": str(cached)}
     if cached.is_dir():
         shutil.rmtree(cached)
-    _, _, metrics = pretrain_teacher(cfg, run)
+    metrics = pretrain_teacher(cfg, run)
     return {**metrics, "teacher_dir": str(cached)}

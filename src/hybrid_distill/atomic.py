@@ -1,0 +1,42 @@
+"""Writing files and directories so that a crash never leaves half of one: write beside the target, then rename."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+
+def write_file_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """`write(tmp)` to a temp file beside `path`, fsync it, then replace `path` with it."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def publish_dir(target: Path, write: Callable[[Path], None]) -> bool:
+    """Fill a staging directory beside `target` with `write(staging)`, then rename it to `target`.
+
+    Returns False, keeping the other copy and discarding this one, when another writer published `target` first
+    (a directory is never replaced: readers may be using it). The staging directory never outlives the call.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".tmp-{target.name}-"))
+    try:
+        write(staging)
+        try:
+            staging.rename(target)
+            return True
+        except OSError:
+            if target.is_dir():
+                return False
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
