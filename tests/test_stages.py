@@ -30,6 +30,8 @@ def test_kl_distillation_lowers_heldout_kl(tiny_teacher, tmp_path):
                                             "model.recipe.distill.lr=3e-3"]))
     assert results["kl_before"] > 0
     assert results["kl"] < 0.5 * results["kl_before"], results
+    # 40 steps of 4 packed (unpadded) blocks of the stage's length (conftest's shrunk recipe)
+    assert results["tokens_seen"] == 40 * 4 * results["train_seq_len"]
 
 
 def test_seqkd_dataset_holds_teacher_answers_for_every_prompt(random_teacher_dir, tmp_path):

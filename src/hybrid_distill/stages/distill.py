@@ -10,6 +10,7 @@ from rich.console import Console
 from ..errors import UserError
 from ..losses import DIVERGENCES
 from ..lit.distill import DistillModule
+from ..lit.tokens import tokens_seen
 from ..runtime import RunContext, build_trainer, finish_logger, resume_path
 from .common import build_datamodule, metric, optim_settings, seed_everything, validate_before_fit
 from .student import describe_student, student_from_config
@@ -62,6 +63,7 @@ def run_distill(cfg: DictConfig, run: RunContext) -> dict:
         "top1_agree": float(after["val/top1_agree"]),
         "init_from": cfg.student.init_from,
         "train_seq_len": int(recipe.seq_len),
+        "tokens_seen": tokens_seen(trainer),
         "student_dir": str(student_dir),
         "wandb_dir": wandb_dir,
     }

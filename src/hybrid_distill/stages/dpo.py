@@ -10,6 +10,7 @@ from transformers import AutoTokenizer
 from ..errors import UserError, reported_as_user_error
 from ..losses import DPO_LOSS_TYPES
 from ..lit.dpo import DPOModule
+from ..lit.tokens import tokens_seen
 from ..models import set_trainable
 from ..runtime import RunContext, build_trainer, finish_logger, resume_path
 from .common import build_datamodule, metric, optim_settings, seed_everything, validate_before_fit
@@ -48,6 +49,7 @@ def run_dpo(cfg: DictConfig, run: RunContext) -> dict:
         "logp_margin_before": metric(before, "val/logp_margin"),
         "logp_margin": float(after["val/logp_margin"]),
         "reward_accuracy": float(after["val/reward_accuracy"]),
+        "tokens_seen": tokens_seen(trainer),
         "student_dir": str(student_dir),
         "wandb_dir": finish_logger(logger),
     }
