@@ -30,3 +30,19 @@ def test_rows_mix_every_instruction_with_the_chat_tasks_and_are_reproducible():
         if row["task"] == "who_speaks":  # the named speaker says the quoted words in the passage
             quoted = prompt.split('says "')[1].rsplit('"?', 1)[0]
             assert f"{answer}: {quoted}" in prompt
+
+
+def test_pairs_from_chat_reject_another_prompts_answer():
+    from datasets import Dataset
+
+    from hybrid_distill.data.preferences import pairs_from_chat
+
+    rows = Dataset.from_list(instruction_rows(30, "validation"))
+    pairs = pairs_from_chat(rows, seed=1)
+    answers = {r["messages"][0]["content"]: r["messages"][1]["content"] for r in rows}
+    assert 0 < len(pairs) <= 30
+    for pair in pairs:
+        prompt = pair["chosen"][0]["content"]
+        assert pair["rejected"][0] == pair["chosen"][0] and pair["chosen"][1]["content"] == answers[prompt]
+        assert pair["rejected"][1]["content"] != answers[prompt]
+        assert pair["rejected"][1]["content"] in answers.values()
