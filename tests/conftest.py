@@ -17,7 +17,7 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig, open_dict  # noqa: E402
 
-from hybrid_distill.cli import config_dir  # noqa: E402
+from hybrid_distill.paths import config_dir  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

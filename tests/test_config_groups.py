@@ -11,7 +11,8 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from conftest import compose_config
-from hybrid_distill.cli import config_dir, run
+from hybrid_distill.cli import run
+from hybrid_distill.paths import config_dir
 from hybrid_distill.errors import UserError
 
 CONF = Path(config_dir())

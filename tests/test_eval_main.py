@@ -14,6 +14,7 @@ from omegaconf import OmegaConf, open_dict
 from conftest import REPO, compose_config
 from hybrid_distill import cli
 from hybrid_distill.errors import UserError
+from hybrid_distill.paths import config_dir
 from hybrid_distill.eval.main import evaluate_from_config, run_eval
 from hybrid_distill.eval.results import results_files, write_new_json
 from hybrid_distill.runtime import run_context
@@ -135,7 +136,7 @@ def test_results_json_is_never_overwritten(tmp_path):
 def test_eval_as_a_pipeline_stage(distilled_run, tmp_path):
     """run_eval takes a train config whose `stage` holds the suite (conf/eval/default.yaml) and `stage.ckpt`."""
     cfg = compose_config(tmp_path, ["logger=none"])
-    suite = OmegaConf.load(Path(cli.config_dir()) / "eval" / "default.yaml")
+    suite = OmegaConf.load(Path(config_dir()) / "eval" / "default.yaml")
     small = OmegaConf.from_dotlist([o.removeprefix("suite.") for o in SMALL_SUITE] +
                                    ["recall.enabled=false", "throughput.enabled=false", "speculative.enabled=false"])
     with open_dict(cfg):

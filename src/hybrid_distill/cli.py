@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .errors import Preempted, TrainingDiverged, UserError
+from .paths import config_dir
 from .reliability.rundir import check_resume_dir, register_resolvers
 
 console = Console()
@@ -31,14 +32,6 @@ EXIT_PREEMPTED = 75  # stopped by a signal after saving last.ckpt: rerun with re
 if not OmegaConf.has_resolver("launch_dir"):
     OmegaConf.register_new_resolver("launch_dir", os.getcwd)
 register_resolvers()  # ${unique_dir:...} and ${run_dir:...} of hydra/default.yaml
-
-
-def config_dir() -> str:
-    """conf/ at the repository root (editable install), or HD_CONFIG_DIR."""
-    env = os.environ.get("HD_CONFIG_DIR")
-    if env:
-        return str(Path(env).resolve())
-    return str(Path(__file__).resolve().parents[2] / "conf")
 
 
 def stage_runners() -> dict[str, Callable]:

@@ -15,7 +15,8 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from ..cli import config_dir, exit_on_user_error, print_summary
+from ..cli import exit_on_user_error, print_summary
+from ..paths import config_dir
 from ..models import param_counts
 from ..models.teacher import freeze
 from ..runtime import RunContext, job_config
