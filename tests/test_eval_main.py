@@ -15,7 +15,7 @@ from conftest import REPO, compose_config
 from hybrid_distill import cli
 from hybrid_distill.errors import UserError
 from hybrid_distill.paths import config_dir
-from hybrid_distill.eval.main import evaluate_from_config, run_eval
+from hybrid_distill.stages.eval import evaluate_from_config, run_eval
 from hybrid_distill.eval.results import results_files, write_new_json
 from hybrid_distill.runtime import run_context
 

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 
 from conftest import REPO, compose_config
 from hybrid_distill import cli
-from hybrid_distill.eval.main import evaluate_from_config
+from hybrid_distill.stages.eval import evaluate_from_config
 from hybrid_distill.eval.report import collect, main
 from test_eval_main import compose_eval, save_run_config
 

@@ -12,7 +12,8 @@ from ..losses import DPO_LOSS_TYPES
 from ..lit.dpo import DPOModule
 from ..models import set_trainable
 from ..runtime import RunContext, build_trainer, finish_logger, resume_path
-from .common import build_datamodule, metric, optim_settings, seed_everything, validate_before_fit
+from ..data.build import build_datamodule
+from .common import metric, optim_settings, seed_everything, validate_before_fit
 from .student import load_student
 
 
