@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf, open_dict
 
-from conftest import REPO, compose_config
+from helpers import REPO, compose_config, compose_eval, save_run_config
 from hybrid_distill import cli
 from hybrid_distill.errors import UserError
 from hybrid_distill.paths import config_dir
@@ -26,17 +26,6 @@ SMALL_SUITE = [
     "suite.throughput.prompt_lens=[16]", "suite.throughput.batches=[2]", "suite.throughput.new_tokens=4",
     "suite.speculative.num_prompts=1", "suite.speculative.max_new_tokens=8", "suite.speculative.prompt_len=16",
 ]
-
-
-def compose_eval(tmp_path: Path, overrides: list[str]):
-    """conf/eval.yaml composed like `python eval.py` would, with its own outputs under tmp_path."""
-    return compose_config(tmp_path, overrides, shrink=False, config_name="eval")
-
-
-def save_run_config(cfg, run_dir: Path) -> None:
-    """What Hydra writes into a run directory before the job: the composed config, unresolved, without `hydra`."""
-    (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), run_dir / ".hydra" / "config.yaml")
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import ast
 import re
 from pathlib import Path
 
-from conftest import REPO
+from helpers import REPO
 
 PACKAGE = REPO / "src" / "hybrid_distill"
 

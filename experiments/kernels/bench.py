@@ -346,7 +346,7 @@ def step_times(cfg, H, P, N, device, names, timer, results, log):
         st = make_inputs(batch, 1, H, P, N, 1, 1, torch.bfloat16, device, with_state=True)
         args_ = (st["initial_state"], st["x"][:, 0], st["dt"][:, 0], st["A"], st["B"][:, 0], st["C"][:, 0], st["D"],
                  st["dt_bias"], True)
-        times = {name: timer(lambda name=name: ssd_step(*args_, backend=name)) for name in ("torch_ref", *names[1:])}
+        times = {name: timer(lambda name=name, args_=args_: ssd_step(*args_, backend=name)) for name in ("torch_ref", *names[1:])}
         results["step"].append(dict(batch=batch, **times))
         log(f"  B={batch}: " + ", ".join(f"{k} {v:.4f}" for k, v in times.items()))
 

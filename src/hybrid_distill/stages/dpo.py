@@ -27,7 +27,7 @@ def run_dpo(cfg: DictConfig, run: RunContext) -> dict:
     if cfg.loss.get("loss_type", "sigmoid") not in DPO_LOSS_TYPES:
         raise UserError(f"loss.loss_type={cfg.loss.loss_type!r}; choose one of {', '.join(DPO_LOSS_TYPES)}")
     seed_everything(cfg.seed)
-    policy = load_student("stage.init_from", source, cfg.scan_backend.name)
+    policy = load_student("stage.init_from", source, cfg.scan_backend)
     with reported_as_user_error("stage.trainable"):
         set_trainable(policy, cfg.stage.trainable)
     with reported_as_user_error(f"stage.init_from '{source}'"):
