@@ -16,7 +16,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from hybrid_distill.cli import config_dir
+from hybrid_distill.paths import config_dir
 from hybrid_distill.lit.distill import DistillModule
 from hybrid_distill.models import build_student, set_trainable
 from hybrid_distill.models.teacher import build_random_teacher

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from conftest import compose_config
+from helpers import compose_config
 from hybrid_distill.cli import run
 from hybrid_distill.models import build_student
 from hybrid_distill.runtime import run_context

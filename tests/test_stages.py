@@ -8,7 +8,7 @@ import pytest
 import torch
 from datasets import load_from_disk
 
-from conftest import compose_config
+from helpers import compose_config
 from hybrid_distill.cli import run
 from hybrid_distill.data.schemas import prompt_turns
 from hybrid_distill.lit.distill import DistillModule

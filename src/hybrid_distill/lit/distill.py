@@ -15,7 +15,6 @@ from torchmetrics.text import Perplexity
 from .. import losses
 from ..models.teacher import freeze
 from .base import StageModule
-from .metrics import next_token_targets
 from .optim import configure_adamw, total_grad_norm
 
 class DistillModule(StageModule):
@@ -57,7 +56,7 @@ class DistillModule(StageModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         alpha, beta = float(self.loss_cfg["alpha"]), float(self.loss_cfg["beta"])
         student_logits, teacher_logits = self._logits(batch, with_teacher=alpha > 0)
-        student_logits, targets, mask = next_token_targets(student_logits, batch["labels"])
+        student_logits, targets, mask = losses.next_token_targets(student_logits, batch["labels"])
         loss = student_logits.new_zeros(())
         if alpha > 0:
             div = self._divergence(student_logits, teacher_logits[:, :-1], mask)
@@ -73,7 +72,7 @@ class DistillModule(StageModule):
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         student_logits, teacher_logits = self._logits(batch, with_teacher=True)
-        student_logits, targets, mask = next_token_targets(student_logits, batch["labels"])
+        student_logits, targets, mask = losses.next_token_targets(student_logits, batch["labels"])
         teacher_logits = teacher_logits[:, :-1]
         n = mask.sum()
         self.val_student_ppl.update(student_logits.float(), targets)

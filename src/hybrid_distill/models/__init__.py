@@ -6,7 +6,9 @@ Follows "The Mamba in the Llama" (Wang et al. 2024) and its code (jxiw/MambaInLl
   repeated to the query heads as an activation, the scan reads B per group); MLPs, norms, embeddings and LM head are
   copied from the teacher; kept attention layers are the teacher's, unchanged (ratio 0 reproduces the teacher);
   as in the reference, W_Q is copied unscaled (no 1/sqrt(head_dim)) and RoPE is dropped, so with decay 1, dt 1,
-  identity conv, no gate and D 0 a mixer computes exactly causal linear attention (tests/test_models_init.py);
+  an identity conv whose activation is the identity too (conv_activation="identity"; the default SiLU after the
+  conv makes it non-linear), no gate and D 0 a mixer computes exactly causal linear attention
+  (tests/test_models_init.py);
 - Mamba-2 mixer: one in_proj [z, x, B, C, dt], depthwise conv (kernel 4) over x, B, C at KV width,
   dt_bias with softplus(dt_bias) log-uniform in [1e-3, 0.1], A_log = log U[1, 16], D = 1, gated RMSNorm per head;
 - Mamba-1 mixer: per-channel A with A_log = log(1..N) (S4D-real), low-rank dt from the hidden state, D = 1, y*silu(z);

@@ -5,18 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from omegaconf import DictConfig
-from rich.console import Console
 
+from ..console import console
 from ..errors import UserError
 from ..losses import DIVERGENCES
 from ..lit.distill import DistillModule
 from ..lit.tokens import tokens_seen
 from ..runtime import RunContext, build_trainer, finish_logger, resume_path
-from .common import build_datamodule, metric, optim_settings, seed_everything, validate_before_fit
+from ..data.build import build_datamodule
+from .common import metric, optim_settings, seed_everything, validate_before_fit
 from .student import describe_student, student_from_config
 from .teacher import obtain_teacher
-
-console = Console()
 
 
 def run_distill(cfg: DictConfig, run: RunContext) -> dict:

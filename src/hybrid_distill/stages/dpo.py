@@ -13,7 +13,8 @@ from ..lit.dpo import DPOModule
 from ..lit.tokens import tokens_seen
 from ..models import set_trainable
 from ..runtime import RunContext, build_trainer, finish_logger, resume_path
-from .common import build_datamodule, metric, optim_settings, seed_everything, validate_before_fit
+from ..data.build import build_datamodule
+from .common import metric, optim_settings, seed_everything, validate_before_fit
 from .student import load_student
 
 
@@ -27,7 +28,7 @@ def run_dpo(cfg: DictConfig, run: RunContext) -> dict:
     if cfg.loss.get("loss_type", "sigmoid") not in DPO_LOSS_TYPES:
         raise UserError(f"loss.loss_type={cfg.loss.loss_type!r}; choose one of {', '.join(DPO_LOSS_TYPES)}")
     seed_everything(cfg.seed)
-    policy = load_student("stage.init_from", source, cfg.scan_backend.name)
+    policy = load_student("stage.init_from", source, cfg.scan_backend)
     with reported_as_user_error("stage.trainable"):
         set_trainable(policy, cfg.stage.trainable)
     with reported_as_user_error(f"stage.init_from '{source}'"):

@@ -7,10 +7,10 @@ from __future__ import annotations
 import torch
 from datasets import Dataset, DatasetDict, load_from_disk
 from omegaconf import DictConfig
-from rich.console import Console
 from rich.progress import track
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from ..console import console
 from ..atomic import publish_dir
 from ..data.loaders import load_chat_dataset
 from ..data.schemas import prompt_turns, with_responses
@@ -19,8 +19,6 @@ from ..runtime import RunContext
 from .teacher import obtain_teacher
 
 DATASET_DIRNAME = "seqkd_dataset"
-console = Console()
-
 
 @torch.no_grad()
 def generate_responses(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[list[dict]],

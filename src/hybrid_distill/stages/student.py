@@ -22,13 +22,13 @@ def student_from_config(cfg: DictConfig, teacher: LlamaForCausalLM) -> HybridFor
     # mixer, init, conv_init, options and trainable are checked where they are used; each error names its value
     with reported_as_user_error("student"):
         if s.init_from:
-            student = load_student("student.init_from", Path(str(s.init_from)), cfg.scan_backend.name)
+            student = load_student("student.init_from", Path(str(s.init_from)), cfg.scan_backend)
             check_same_architecture(student, teacher, f"student.init_from '{s.init_from}'")
             student = convert_student(student, mamba_ratio=ratio, pattern=s.pattern)
         else:
             student = build_student(
                 teacher, mamba_ratio=ratio, pattern=s.pattern, mixer=s.mixer, init=s.init,
-                scan_backend=cfg.scan_backend.name, conv_init=s.conv_init,
+                scan_backend=cfg.scan_backend, conv_init=s.conv_init,
                 **OmegaConf.to_container(s.options, resolve=True),
             )
         set_trainable(student, s.trainable)
@@ -66,9 +66,9 @@ def check_student_config(cfg: DictConfig, num_layers: int) -> None:
         raise UserError(f"mamba_ratio / student.pattern: {err}") from err
     device = torch.device("cuda" if cfg.trainer.accelerator in ("gpu", "cuda") else "cpu")
     try:
-        resolve_backend(cfg.scan_backend.name, device)
+        resolve_backend(cfg.scan_backend, device)
     except (RuntimeError, ValueError) as err:
-        raise UserError(f"scan_backend={cfg.scan_backend.name}: {err}") from err
+        raise UserError(f"scan_backend={cfg.scan_backend}: {err}") from err
 
 
 def describe_student(student: HybridForCausalLM) -> dict:

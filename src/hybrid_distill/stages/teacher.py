@@ -9,18 +9,17 @@ import shutil
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
-from rich.console import Console
 from transformers import LlamaForCausalLM, PreTrainedTokenizerBase
 
+from ..console import console
 from ..atomic import publish_dir
 from ..data.tokenizer import load_or_train_tokenizer
 from ..errors import UserError
 from ..lit.teacher_pretrain import TeacherPretrainModule
 from ..models.teacher import build_random_teacher, load_teacher
 from ..runtime import RunContext, build_trainer, finish_logger, resume_path
-from .common import build_datamodule, optim_settings, seed_everything
-
-console = Console()
+from ..data.build import build_datamodule
+from .common import optim_settings, seed_everything
 
 
 def teacher_cache_key(cfg: DictConfig) -> str:

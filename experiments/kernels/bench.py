@@ -1,6 +1,6 @@
 """Benchmark of the SSD scan backends on Mamba-2 shapes of an 8B layer, side by side in one process.
 
-    PYTHONPATH=src:.:.third_party/mamba_ssm_stub python -m kernels.bench --out DIR
+    PYTHONPATH=src:.third_party/mamba_ssm_stub python experiments/kernels/bench.py --out DIR
 
 One run does, in order (writing results under DIR as it goes, so a run cut short keeps what it measured):
   1. the HBM copy peak (a large device-to-device copy, bytes read + written);
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-import kernels.ssd as ssd
+import hybrid_distill.kernels.ssd as ssd
 from hybrid_distill.ops import BACKENDS, ssd_scan, ssd_step
 from hybrid_distill.ops.ssd_chunked import ssd_scan_chunked
 from hybrid_distill.ops.ssd_ref import ssd_scan_ref, ssd_step_ref
@@ -346,7 +346,7 @@ def step_times(cfg, H, P, N, device, names, timer, results, log):
         st = make_inputs(batch, 1, H, P, N, 1, 1, torch.bfloat16, device, with_state=True)
         args_ = (st["initial_state"], st["x"][:, 0], st["dt"][:, 0], st["A"], st["B"][:, 0], st["C"][:, 0], st["D"],
                  st["dt_bias"], True)
-        times = {name: timer(lambda name=name: ssd_step(*args_, backend=name)) for name in ("torch_ref", *names[1:])}
+        times = {name: timer(lambda name=name, args_=args_: ssd_step(*args_, backend=name)) for name in ("torch_ref", *names[1:])}
         results["step"].append(dict(batch=batch, **times))
         log(f"  B={batch}: " + ", ".join(f"{k} {v:.4f}" for k, v in times.items()))
 

@@ -1,5 +1,6 @@
-"""`python eval.py ckpt=<run dir | student dir | .ckpt>` (conf/eval.yaml), and `run_eval`, the same evaluation as
-a pipeline stage (settings under `stage`, the student under `stage.ckpt`)."""
+"""The evaluation suite (conf/eval/default.yaml) on a loaded student (and its teacher): held-out quality, recall,
+throughput and speculative decoding; results to eval[-N].json and a W&B run. `stages/eval.py` loads the models
+from what `ckpt=` names and runs this, for `python eval.py` and for a pipeline's eval step."""
 
 from __future__ import annotations
 
@@ -8,19 +9,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import hydra
 import torch
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
-from rich.console import Console
 from rich.table import Table
 
-from ..cli import config_dir, exit_on_user_error, print_summary
+from ..console import console
+from ..data.build import build_datamodule
 from ..models import param_counts
 from ..models.teacher import freeze
-from ..runtime import RunContext, job_config
-from ..stages.common import build_datamodule
-from .loading import Checkpoint, load_student, load_teacher_for, resolve_checkpoint, train_length
+from ..paths import config_dir
+from ..runtime import RunContext
+from .loading import Checkpoint, load_student, resolve_checkpoint, train_length
 from .quality import heldout_quality
 from .recall import logits_fn, recall_suite
 from .results import log_wandb, summary_metrics, write_new_json
@@ -28,8 +27,6 @@ from .samples import greedy_samples, held_out_prompts
 from .speculative import speculative_benchmark
 from .tasks import haystack_lines
 from .throughput import throughput_grid
-
-console = Console()
 
 
 def resolve_device(name: str) -> torch.device:
@@ -85,27 +82,11 @@ def print_recall(summary: dict) -> None:
     console.print(table)
 
 
-def run_identity(ck: Checkpoint, output_dir: Path) -> RunContext:
-    """The eval's W&B name and group: those of the evaluated training run (as runtime.run_context derived them from
-    its Hydra runtime, saved in .hydra/hydra.yaml), so an evaluation sits beside its training runs."""
-    hydra_yaml = ck.run_dir / ".hydra" / "hydra.yaml" if ck.run_dir else None
-    if hydra_yaml is None or not hydra_yaml.is_file():
-        return RunContext(output_dir, "default", "eval")
-    hc = OmegaConf.load(hydra_yaml).hydra
-    multirun = str(hc.mode) == "RunMode.MULTIRUN"
-    run_cfg = ck.run_cfg
-    group = f"sweep-{Path(str(hc.sweep.dir)).name}" if multirun else f"{run_cfg.task_name}-{run_cfg.stage.name}"
-    return RunContext(output_dir, str(hc.job.override_dirname or "default"),
-                      str(run_cfg.get("experiment_name") or group))
-
-
-def evaluate(ck: Checkpoint, suite: DictConfig, logger_cfg: DictConfig, ctx: RunContext, seed: int,
-             cache_dir: str, config: dict[str, Any] | None = None) -> dict:
-    """Evaluate one student; write eval[-N].json into its run directory (else ctx.output_dir) and a W&B run;
-    return the flat summary plus the JSON's path."""
+def evaluate(ck: Checkpoint, student, teacher, tokenizer, suite: DictConfig, logger_cfg: DictConfig,
+             ctx: RunContext, seed: int, cache_dir: str, config: dict[str, Any] | None = None) -> dict:
+    """Evaluate the student loaded from `ck` (teacher: None or its teacher); write eval[-N].json into its run
+    directory (else ctx.output_dir) and a W&B run; return the flat summary plus the JSON's path."""
     device = resolve_device(suite.device)
-    teacher, teacher_tokenizer = load_teacher_for(ck, suite.teacher, ctx)
-    student, tokenizer = load_student(ck, teacher, teacher_tokenizer, suite.scan_backend)
     student = student.to(device)
     if teacher is not None:
         teacher = freeze(teacher).to(device)
@@ -152,37 +133,3 @@ def evaluate(ck: Checkpoint, suite: DictConfig, logger_cfg: DictConfig, ctx: Run
     path = write_new_json(directory, results)
     console.print(f"results: {path}")
     return {**results["summary"], "eval_json": str(path), "wandb_dir": results["wandb_dir"]}
-
-
-def run_eval(cfg: DictConfig, run: RunContext) -> dict:
-    """Stage `eval` (for stage=pipeline): the suite's settings live under cfg.stage, the student at cfg.stage.ckpt."""
-    return evaluate(resolve_checkpoint(cfg.stage.ckpt), cfg.stage, cfg.logger, run, int(cfg.seed),
-                    str(cfg.paths.cache_dir), job_config(cfg))
-
-
-def evaluate_from_config(cfg: DictConfig) -> dict:
-    """What `python eval.py` does with its composed config (conf/eval.yaml)."""
-    start = time.perf_counter()
-    ck = resolve_checkpoint(cfg.ckpt)
-    output_dir = Path(HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else cfg.paths.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    summary = evaluate(ck, cfg.suite, cfg.logger, run_identity(ck, output_dir), int(cfg.seed),
-                       str(cfg.paths.cache_dir), job_config(cfg))
-    print_summary({k: v for k, v in summary.items() if not k.startswith("recall/")}, output_dir,
-                  time.perf_counter() - start)
-    print_recall(summary)
-    return summary
-
-
-@hydra.main(config_path=config_dir(), config_name="eval", version_base="1.3")
-def _main(cfg: DictConfig) -> None:
-    OmegaConf.resolve(cfg)
-    exit_on_user_error(evaluate_from_config, cfg)
-
-
-def main() -> None:
-    _main()
-
-
-if __name__ == "__main__":
-    main()

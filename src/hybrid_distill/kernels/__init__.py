@@ -1,6 +1,7 @@
 """Own Triton kernels of hybrid_distill: the chunked SSD (Mamba-2) scan, forward and backward, and its decode step.
 
-Optional: hybrid_distill.ops imports this package under try/except and routes `scan_backend=triton` here.
+Optional (needs triton): hybrid_distill.ops imports this package under try/except and routes `scan_backend=triton`
+here.
 On CPU tensors the kernels run only under the Triton interpreter (TRITON_INTERPRET=1 set before importing triton).
 """
 

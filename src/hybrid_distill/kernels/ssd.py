@@ -27,8 +27,8 @@ class LaunchConfig:
     num_stages: int = 2
 
 
-# module defaults, read at each call (kernels/bench.py sweeps alternatives by rebinding them)
-# Chosen by the launch-configuration sweep of kernels/bench.py on an H100 (README.md) at H=128, P=64, N=128.
+# module defaults, read at each call (experiments/kernels/bench.py sweeps alternatives by rebinding them)
+# Chosen by the launch-configuration sweep of experiments/kernels/bench.py on an H100 (its README.md) at H=128, P=64, N=128.
 # The backward's best differs with the number of (batch x head) programs: few (B=1) or many (B=8).
 FWD_CONFIG = LaunchConfig(chunk=32, block_p=64, num_warps=4, num_stages=3)
 BWD_CONFIG = LaunchConfig(chunk=32, num_warps=8, num_stages=2)
