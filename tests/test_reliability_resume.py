@@ -18,6 +18,7 @@ from helpers import compose_config
 from hybrid_distill.cli import run
 from hybrid_distill.errors import Preempted
 from hybrid_distill.lit.optim import configure_adamw
+from hybrid_distill.lit.settings import OptimSettings
 from hybrid_distill.reliability.checkpoints import last_checkpoint, resume_checkpoint
 from hybrid_distill.data.resumable_loader import ResumableDataLoader
 from hybrid_distill.runtime import build_trainer, run_context, stage_output_dir
@@ -46,7 +47,7 @@ class Toy(L.LightningModule):
         self.log("val/loss", torch.nn.functional.mse_loss(self.net(batch[0]), batch[1]))
 
     def configure_optimizers(self):
-        return configure_adamw(self.parameters(), {"lr": 1e-2, "warmup_steps": 3}, TOY_STEPS)
+        return configure_adamw(self.parameters(), OptimSettings(lr=1e-2, warmup_steps=3), TOY_STEPS)
 
 
 class ToyData(L.LightningDataModule):

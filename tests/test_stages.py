@@ -12,6 +12,7 @@ from helpers import compose_config
 from hybrid_distill.cli import run
 from hybrid_distill.data.schemas import prompt_turns
 from hybrid_distill.lit.distill import DistillModule
+from hybrid_distill.lit.settings import DistillLoss, OptimSettings
 from hybrid_distill.models import build_student, set_trainable
 from hybrid_distill.models.teacher import load_teacher
 
@@ -98,8 +99,9 @@ def test_distill_module_trains_the_student_and_never_the_teacher(tiny_teacher):
     teacher, _ = tiny_teacher
     student = build_student(teacher, mamba_ratio=0.5)
     set_trainable(student, "mamba")
-    module = DistillModule(teacher, student, {"divergence": "kl", "alpha": 1.0, "beta": 1.0},
-                           {"lr": 1e-2, "warmup_steps": 0}, max_steps=10)
+    loss = DistillLoss(divergence="kl", divergence_weight=1.0, ce_weight=1.0, temperature=1.0, t2_scaling=False,
+                       jsd_beta=0.5, vocab_chunk=None)
+    module = DistillModule(teacher, student, loss, OptimSettings(lr=1e-2), max_steps=10)
     module.train()
     assert not teacher.training and student.training
     teacher_before = {k: v.clone() for k, v in teacher.state_dict().items()}

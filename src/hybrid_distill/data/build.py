@@ -3,10 +3,8 @@ loaded at once so that bad input fails before any model is built."""
 
 from __future__ import annotations
 
-import inspect
-
 import lightning as L
-from hydra.utils import get_class, instantiate
+from hydra.utils import instantiate
 from omegaconf import DictConfig
 from transformers import PreTrainedTokenizerBase
 
@@ -17,11 +15,9 @@ def build_datamodule(data_cfg: DictConfig, tokenizer: PreTrainedTokenizerBase, b
                      cache_dir: str, seed: int, key: str = "data") -> L.LightningDataModule:
     """Instantiate the `data` group's datamodule (config key `key`) for a tokenizer and a stage's batch geometry, and
     load its data now: a missing file, column or split is one UserError."""
-    # packed text takes a block length (seq_len); conversations a maximum length (max_length)
-    takes_seq_len = "seq_len" in inspect.signature(get_class(data_cfg._target_)).parameters
-    length = {"seq_len" if takes_seq_len else "max_length": seq_len}
-    datamodule = instantiate(data_cfg, tokenizer=tokenizer, batch_size=batch_size, cache_dir=cache_dir, seed=seed,
-                             _recursive_=False, **length)
+    # seq_len: the block length of packed text, the longest kept row of conversations
+    datamodule = instantiate(data_cfg, tokenizer=tokenizer, batch_size=batch_size, seq_len=seq_len,
+                             cache_dir=cache_dir, seed=seed, _recursive_=False)
     with reported_as_user_error(f"{key}.source" if "source" in data_cfg else key):
         datamodule.setup("fit")
     if len(datamodule.train_dataset) == 0:

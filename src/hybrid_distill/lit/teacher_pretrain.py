@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
-
 import torch
 from torchmetrics.text import Perplexity
 from transformers import LlamaForCausalLM
@@ -11,13 +9,14 @@ from transformers import LlamaForCausalLM
 from .. import losses
 from .base import StageModule
 from .optim import configure_adamw, total_grad_norm
+from .settings import OptimSettings
 
 
 class TeacherPretrainModule(StageModule):
-    def __init__(self, model: LlamaForCausalLM, optim: Mapping[str, Any], max_steps: int):
+    def __init__(self, model: LlamaForCausalLM, optim: OptimSettings, max_steps: int):
         super().__init__()
         self.model = model
-        self.optim = dict(optim)
+        self.optim = optim
         self.max_steps = max_steps
         self.val_ppl = Perplexity(ignore_index=-100)
 

@@ -1,23 +1,9 @@
-"""Pieces every stage shares: seeding, the stage's optimiser settings, validation before training."""
+"""Pieces every stage shares: seeding, validation before training, optional metrics."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import lightning as L
 from lightning.pytorch.strategies import FSDPStrategy
-from omegaconf import DictConfig, OmegaConf
-
-
-def optim_settings(recipe: DictConfig | dict) -> dict[str, Any]:
-    """lr, betas, weight decay and warmup of a stage (AdamW betas default to MambaInLlama's (0.9, 0.98))."""
-    r = OmegaConf.to_container(recipe, resolve=True) if isinstance(recipe, DictConfig) else dict(recipe)
-    return {
-        "lr": r["lr"],
-        "betas": tuple(r.get("betas", (0.9, 0.98))),
-        "weight_decay": r.get("weight_decay", 0.0),
-        "warmup_steps": r.get("warmup_steps", 0),
-    }
 
 
 def seed_everything(seed: int) -> None:

@@ -8,12 +8,12 @@ from omegaconf import DictConfig
 
 from ..console import console
 from ..errors import UserError
-from ..losses import DIVERGENCES
 from ..lit.distill import DistillModule
+from ..lit.settings import DistillLoss, OptimSettings, from_config
 from ..lit.tokens import tokens_seen
 from ..runtime import RunContext, build_trainer, finish_logger, resume_path
 from ..data.build import build_datamodule
-from .common import metric, optim_settings, seed_everything, validate_before_fit
+from .common import metric, seed_everything, validate_before_fit
 from .student import describe_student, student_from_config
 from .teacher import obtain_teacher
 
@@ -21,8 +21,7 @@ from .teacher import obtain_teacher
 def run_distill(cfg: DictConfig, run: RunContext) -> dict:
     if "divergence" not in cfg.loss:
         raise UserError(f"loss={cfg.loss.name} is not a distillation loss; use it with stage={cfg.loss.name}")
-    if cfg.loss.divergence not in DIVERGENCES:
-        raise UserError(f"loss.divergence={cfg.loss.divergence!r}; choose one of {', '.join(DIVERGENCES)}")
+    loss = from_config(DistillLoss, cfg.loss, "loss")
     teacher, tokenizer = obtain_teacher(cfg, run)
     seed_everything(cfg.seed)
     student = student_from_config(cfg, teacher)
@@ -33,7 +32,7 @@ def run_distill(cfg: DictConfig, run: RunContext) -> dict:
     datamodule = build_datamodule(cfg.data, tokenizer, recipe.batch_size, recipe.seq_len,
                                   str(Path(cfg.paths.cache_dir) / "datasets"), cfg.seed)
     max_steps = int(cfg.trainer.max_steps)
-    module = DistillModule(teacher, student, cfg.loss, optim_settings(recipe), max_steps)
+    module = DistillModule(teacher, student, loss, from_config(OptimSettings, recipe, "stage"), max_steps)
     trainer, logger = build_trainer(cfg, run, "distill", max_steps, recipe.grad_clip, recipe.val_every)
     for one in logger or []:
         one.log_hyperparams(info)
