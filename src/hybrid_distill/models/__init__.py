@@ -28,6 +28,7 @@ Deviations, and why:
 from .allocation import layer_pattern, resolve_pattern, validate_pattern
 from .attention import Attention
 from .build import build_student, convert_student
+from .calibrate import calibrate_student
 from .cache import AttentionState, HybridCache, MambaState
 from .config import MIXER_OPTIONS, HybridConfig
 from .generation import next_token
@@ -50,6 +51,7 @@ __all__ = [
     "Mamba2Mixer",
     "MambaState",
     "build_student",
+    "calibrate_student",
     "convert_student",
     "init_from_attention",
     "layer_pattern",

@@ -30,59 +30,77 @@ from .mamba_base import MambaMixerBase
 OPEN_GATE_LOGIT = 4.0
 
 
+Batch = torch.Tensor | tuple[torch.Tensor, torch.Tensor]  # ids (B, T), or (ids, attention_mask) with right padding
+
+
+def split_batch(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids (B, T), mask (B, T) bool): the tokens that count (padding does not)."""
+    ids, mask = batch if isinstance(batch, tuple) else (batch, None)
+    return ids, (torch.ones_like(ids, dtype=torch.bool) if mask is None else mask.bool())
+
+
 @torch.no_grad()
 def capture_attention_io(
-    teacher: nn.Module, batches: Iterable[torch.Tensor], layers: list[int]
-) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
-    """Run the teacher (a HF Llama, or a student whose `layers` are attention) on `batches` of token ids (B, T) and
-    return, per layer, the attention's input (N, T, d) and output (N, T, d), batches concatenated."""
-    blocks = teacher.model.layers if hasattr(teacher, "model") else teacher.layers
+    teacher: nn.Module, batches: Iterable[Batch], layers: list[int]
+) -> tuple[dict[int, tuple[torch.Tensor, torch.Tensor]], torch.Tensor]:
+    """Run the teacher (a HF Llama) on `batches` and return, per layer, the attention's input and output
+    (N, T, d) each, on the CPU, batches concatenated (T = the longest batch; shorter ones are zero-padded), and
+    the mask (N, T) of real tokens."""
+    blocks = teacher.model.layers
     seen: dict[int, tuple[list, list]] = {i: ([], []) for i in layers}
     hooks = []
     for i in layers:
-        attention = getattr(blocks[i], "self_attn", None) or blocks[i].mixer
-
         def hook(module, args, kwargs, output, i=i):
             hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
-            seen[i][0].append(hidden.float())
-            seen[i][1].append((output[0] if isinstance(output, tuple) else output).float())
+            seen[i][0].append(hidden.float().cpu())
+            seen[i][1].append((output[0] if isinstance(output, tuple) else output).float().cpu())
 
-        hooks.append(attention.register_forward_hook(hook, with_kwargs=True))
+        hooks.append(blocks[i].self_attn.register_forward_hook(hook, with_kwargs=True))
+    masks = []
     try:
-        for ids in batches:
-            teacher(input_ids=ids)
+        for batch in batches:
+            ids, mask = split_batch(batch)
+            teacher(input_ids=ids.to(teacher.device))
+            masks.append(mask.cpu())
     finally:
         for h in hooks:
             h.remove()
-    return {i: (torch.cat(seen[i][0]), torch.cat(seen[i][1])) for i in layers}
+    if not masks:
+        raise ValueError("calibration needs at least one batch of token ids")
+    T = max(m.shape[1] for m in masks)
+    pad = lambda ts: torch.cat([torch.nn.functional.pad(t, (0, 0, 0, T - t.shape[1])) for t in ts])
+    mask = torch.cat([torch.nn.functional.pad(m, (0, T - m.shape[1])) for m in masks])
+    return {i: (pad(seen[i][0]), pad(seen[i][1])) for i in layers}, mask
 
 
 @torch.no_grad()
-def open_gate(mixer: MambaMixerBase, inputs: torch.Tensor) -> float:
-    """Make every z row the mean input direction, scaled so the median token's gate logit is OPEN_GATE_LOGIT.
-    Returns the fraction of calibration tokens whose gate is open (logit > 0)."""
-    flat = inputs.reshape(-1, inputs.shape[-1])  # (N*T, d)
+def open_gate(mixer: MambaMixerBase, flat: torch.Tensor) -> float:
+    """Make every z row the mean direction of the mixer's inputs `flat` (n, d), scaled so that the median token's
+    gate logit is OPEN_GATE_LOGIT. Returns the fraction of those tokens whose gate is open (logit > 0)."""
     u = flat.mean(0)
     u = u / u.norm().clamp_min(1e-12)
     proj = flat @ u  # (N*T,)
     median = proj.median().clamp_min(1e-6)
     rows = mixer.in_proj_rows("z")
-    mixer.in_proj.weight[rows] = (OPEN_GATE_LOGIT / median * u).to(mixer.in_proj.weight.dtype)
+    w = mixer.in_proj.weight
+    w[rows] = (OPEN_GATE_LOGIT / median * u).to(w.device, w.dtype)
     if mixer.in_proj.bias is not None:
         mixer.in_proj.bias[rows] = 0.0
     return float((proj > 0).float().mean())
 
 
 @torch.no_grad()
-def mixer_features(mixer: MambaMixerBase, inputs: torch.Tensor) -> torch.Tensor:
-    """What out_proj reads when the mixer runs on `inputs` (N, T, d): (N*T, H*P)."""
+def mixer_features(mixer: MambaMixerBase, inputs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """What out_proj reads when the mixer runs on `inputs` (N, T, d), at the real tokens of `mask` (N, T): (n, H*P)."""
     got = []
     hook = mixer.out_proj.register_forward_pre_hook(lambda module, args: got.append(args[0].float()))
+    weight = mixer.out_proj.weight
     try:
-        mixer(inputs.to(mixer.out_proj.weight.dtype))
+        for rows in torch.arange(inputs.shape[0]).split(8):  # a few sequences at a time: bounded memory
+            mixer(inputs[rows].to(weight.device, weight.dtype))
     finally:
         hook.remove()
-    return got[0].reshape(-1, got[0].shape[-1])
+    return torch.cat(got).cpu()[mask]
 
 
 def fit_channel_scales(
@@ -103,29 +121,30 @@ def relative_error(pred: torch.Tensor, target: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def calibrate_mixer(mixer: MambaMixerBase, inputs: torch.Tensor, targets: torch.Tensor,
+def calibrate_mixer(mixer: MambaMixerBase, inputs: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor,
                     ridge: float = 1e-4) -> dict[str, float]:
-    """Open the gate and fit out_proj's column scales so that mixer(inputs) ~ targets (both (N, T, d)), in place."""
+    """Open the gate and fit out_proj's column scales so that mixer(inputs) ~ targets (both (N, T, d)) at the real
+    tokens of `mask` (N, T), in place."""
     out = mixer.out_proj
-    flat_targets = targets.reshape(-1, targets.shape[-1])  # (N*T, d)
+    weight = out.weight.float().cpu()  # (d, H*P)
+    flat_targets = targets[mask]  # (n, d)
     if out.bias is not None:
-        flat_targets = flat_targets - out.bias.float()
-    before = relative_error(mixer_features(mixer, inputs) @ out.weight.float().T, flat_targets)
-    report = {"rel_err_before": before}
+        flat_targets = flat_targets - out.bias.float().cpu()
+    report = {"rel_err_before": relative_error(mixer_features(mixer, inputs, mask) @ weight.T, flat_targets)}
     if mixer.config.gate:
-        report["gate_open_fraction"] = open_gate(mixer, inputs)
-    features = mixer_features(mixer, inputs)  # (N*T, H*P)
-    scales = fit_channel_scales(features, out.weight.float(), flat_targets, ridge)
-    out.weight.mul_(scales.to(out.weight.dtype))
-    report["rel_err_after"] = relative_error(features @ out.weight.float().T, flat_targets)
+        report["gate_open_fraction"] = open_gate(mixer, inputs[mask])
+    features = mixer_features(mixer, inputs, mask)  # (n, H*P)
+    scales = fit_channel_scales(features, weight, flat_targets, ridge)
+    out.weight.mul_(scales.to(out.weight.device, out.weight.dtype))
+    report["rel_err_after"] = relative_error(features @ (weight * scales).T, flat_targets)
     return report
 
 
 @torch.no_grad()
-def calibrate_student(student: nn.Module, teacher: nn.Module, batches: Iterable[torch.Tensor],
+def calibrate_student(student: nn.Module, teacher: nn.Module, batches: Iterable[Batch],
                       layers: list[int] | None = None, ridge: float = 1e-4) -> dict[int, dict[str, float]]:
     """Calibrate the student's Mamba mixers (`layers`, default all) against the teacher's attention at the same
-    depth, on the teacher's hidden states for `batches` of token ids (B, T). Returns a report per layer:
+    depth, on the teacher's hidden states for `batches` (token ids (B, T), or (ids, attention_mask)). Returns a report per layer:
     rel_err_before / rel_err_after (1.0 = a mixer that outputs zero) and gate_open_fraction."""
     layers = student.config.mamba_layers if layers is None else layers
     bad = [i for i in layers if student.layers[i].kind != MAMBA]
@@ -135,7 +154,7 @@ def calibrate_student(student: nn.Module, teacher: nn.Module, batches: Iterable[
         return {}
     was_training = student.training
     student.eval()
-    io = capture_attention_io(teacher, batches, layers)
-    report = {i: calibrate_mixer(student.layers[i].mixer, *io[i], ridge=ridge) for i in layers}
+    io, mask = capture_attention_io(teacher, batches, layers)
+    report = {i: calibrate_mixer(student.layers[i].mixer, *io.pop(i), mask, ridge=ridge) for i in layers}
     student.train(was_training)
     return report

@@ -12,7 +12,7 @@ from ..losses import DIVERGENCES
 from ..lit.distill import DistillModule
 from ..runtime import RunContext, build_trainer, finish_logger, resume_path
 from .common import build_datamodule, metric, optim_settings, seed_everything, validate_before_fit
-from .student import describe_student, student_from_config
+from .student import calibrate_from_config, describe_student, student_from_config
 from .teacher import obtain_teacher
 
 console = Console()
@@ -32,6 +32,7 @@ def run_distill(cfg: DictConfig, run: RunContext) -> dict:
     recipe = cfg.stage
     datamodule = build_datamodule(cfg.data, tokenizer, recipe.batch_size, recipe.seq_len,
                                   str(Path(cfg.paths.cache_dir) / "datasets"), cfg.seed)
+    info.update(calibrate_from_config(cfg, student, teacher, datamodule))
     max_steps = int(cfg.trainer.max_steps)
     module = DistillModule(teacher, student, cfg.loss, optim_settings(recipe), max_steps)
     trainer, logger = build_trainer(cfg, run, "distill", max_steps, recipe.grad_clip, recipe.val_every)
