@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import math
 import platform
 import sys
 import time
@@ -41,18 +42,15 @@ MODERN = (
 )
 
 
-def eval_batches(tokenizer, seq_len: int, n_shakespeare: int) -> torch.Tensor:
-    """(n, seq_len) token ids: windows from the middle of each held-out play, then the modern English text."""
+def eval_batches(tokenizer, seq_len: int, n_shakespeare: int) -> list[torch.Tensor]:
+    """[(n, seq_len) windows from the held-out plays, (1, m) the modern English text]: token ids."""
     plays = shakespeare_documents()["validation"]["text"]
     rows = []
     for k in range(n_shakespeare):
         text = plays[k % len(plays)]
         ids = tokenizer(text[len(text) // 3 + k * 20000:][: seq_len * 8])["input_ids"]
         rows.append(ids[:seq_len])
-    modern = tokenizer(MODERN)["input_ids"]
-    if len(modern) >= seq_len:
-        rows.append(modern[:seq_len])
-    return torch.tensor(rows)
+    return [torch.tensor(rows), torch.tensor([tokenizer(MODERN)["input_ids"][:seq_len]])]
 
 
 def calibration_batches(tokenizer, seq_len: int, n: int, batch: int = 4) -> list[torch.Tensor]:
@@ -66,13 +64,21 @@ def calibration_batches(tokenizer, seq_len: int, n: int, batch: int = 4) -> list
 
 
 @torch.no_grad()
-def score(logits: torch.Tensor, teacher_logp: torch.Tensor, ids: torch.Tensor) -> dict[str, float]:
-    """ppl on next tokens, KL(teacher || student) per token (nats), top-1 agreement with the teacher."""
-    logp = logits[:, :-1].float().log_softmax(-1)
-    nll = -logp.gather(-1, ids[:, 1:, None]).mean()
-    kl = (teacher_logp.exp() * (teacher_logp - logp)).sum(-1).mean()
-    top1 = (logp.argmax(-1) == teacher_logp.argmax(-1)).float().mean()
-    return {"ppl": float(nll.exp()), "kl": float(kl), "top1": float(top1)}
+def score(model, batches: list[torch.Tensor], teacher_logps: list[torch.Tensor]) -> dict[str, float]:
+    """Over all next tokens of `batches`: ppl, KL(teacher || student) per token (nats), top-1 agreement."""
+    nll = kl = agree = n = 0.0
+    for ids, teacher_logp in zip(batches, teacher_logps):
+        logp = model_logits(model, ids)[:, :-1].float().log_softmax(-1)
+        nll += float(-logp.gather(-1, ids[:, 1:, None]).sum())
+        kl += float((teacher_logp.exp() * (teacher_logp - logp)).sum())
+        agree += float((logp.argmax(-1) == teacher_logp.argmax(-1)).sum())
+        n += ids[:, 1:].numel()
+    return {"ppl": math.exp(nll / n), "kl": kl / n, "top1": agree / n}
+
+
+def model_logits(model, ids: torch.Tensor) -> torch.Tensor:
+    out = model(input_ids=ids) if hasattr(model, "model") else model(ids)  # HF teacher or hybrid student
+    return out.logits
 
 
 def zero_new_outputs(student):
@@ -84,18 +90,24 @@ def zero_new_outputs(student):
 # option name -> (build_student kwargs, calibrate?, post-processing)
 OPTIONS = {
     "zeroed (baseline)": ({}, False, zero_new_outputs),
-    "reference (copy W_O, as before)": ({}, False, None),
+    "reference (calibration_batches=0)": ({}, False, None),
     "reference, gate_norm=false": ({"gate_norm": False}, False, None),
-    "reference, mamba1": ({"mixer": "mamba1"}, False, None),
-    "calibrated": ({}, True, None),
-    "calibrated, mamba1": ({"mixer": "mamba1"}, True, None),
+    "calibrated (default)": ({}, True, None),
+    "calibrated, gate_norm=false": ({"gate_norm": False}, True, None),
+    "calibrated, conv_activation=identity": ({"conv_activation": "identity"}, True, None),
+    "calibrated, conv_init=random": ({"conv_init": "random"}, True, None),
+    "mamba1 zeroed (baseline)": ({"mixer": "mamba1"}, False, zero_new_outputs),
+    "mamba1 reference": ({"mixer": "mamba1"}, False, None),
+    "mamba1 calibrated (default)": ({"mixer": "mamba1"}, True, None),
 }
+MAMBA2 = [name for name in OPTIONS if not name.startswith("mamba1")]
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--ratios", type=float, nargs="+", default=[0.25, 0.5, 0.75, 0.875])
-    p.add_argument("--options", nargs="+", default=list(OPTIONS))
+    p.add_argument("--options", nargs="+", default=MAMBA2, choices=list(OPTIONS), metavar="OPTION",
+                   help=f"default: the Mamba-2 options; all: {list(OPTIONS)}")
     p.add_argument("--seq-len", type=int, default=256)
     p.add_argument("--eval-seqs", type=int, default=4, help="Shakespeare windows (plus one modern-English row)")
     p.add_argument("--calib-seqs", type=int, default=8)
@@ -108,9 +120,8 @@ def main(argv=None) -> None:
     ids = eval_batches(tokenizer, args.seq_len, args.eval_seqs)
     calib = calibration_batches(tokenizer, args.seq_len, args.calib_seqs)
     with torch.no_grad():
-        teacher_logits = teacher(input_ids=ids).logits
-    teacher_logp = teacher_logits[:, :-1].float().log_softmax(-1)
-    rows = [("teacher", "-", score(teacher_logits, teacher_logp, ids))]
+        teacher_logps = [model_logits(teacher, b)[:, :-1].float().log_softmax(-1) for b in ids]
+    rows = [("teacher", "-", score(teacher, ids, teacher_logps))]
     print(f"teacher: {rows[0][2]}", flush=True)
     for ratio in args.ratios:
         for name in args.options:
@@ -121,8 +132,7 @@ def main(argv=None) -> None:
                 calibrate_student(student, teacher, calib)
             if post is not None:
                 post(student)
-            with torch.no_grad():
-                result = score(student(ids).logits, teacher_logp, ids)
+            result = score(student, ids, teacher_logps)
             rows.append((name, ratio, result))
             print(f"{ratio} {name}: {result}  ({time.time() - start:.0f} s)", flush=True)
     table = ["| option | mamba_ratio | ppl | KL (nats/token) | top-1 agree |", "|---|---|---|---|---|"]
@@ -130,8 +140,8 @@ def main(argv=None) -> None:
     header = (f"Command: `OMP_NUM_THREADS=1 PYTHONPATH=src python {' '.join(['experiments/smollm2/init_study.py'] + sys.argv[1:])}`  \n"
               f"Date: {datetime.date.today()}; machine: {platform.machine()} CPU, {platform.node()}, torch "
               f"{torch.__version__}, 1 thread; {time.time() - start:.0f} s.  \n"
-              f"Eval: {ids.shape[0]} x {ids.shape[1]} tokens ({args.eval_seqs} held-out Shakespeare windows + modern "
-              f"English); calibration: {args.calib_seqs} x {args.seq_len} tokens of the training plays.\n")
+              f"Eval: {' + '.join(f'{b.shape[0]} x {b.shape[1]}' for b in ids)} tokens ({args.eval_seqs} held-out "
+              f"Shakespeare windows, then modern English sentences); calibration: {args.calib_seqs} x {args.seq_len} tokens of the training plays.\n")
     text = header + "\n" + "\n".join(table) + "\n"
     print(text)
     Path(args.out).write_text(text)

@@ -17,6 +17,9 @@ Follows "The Mamba in the Llama" (Wang et al. 2024) and its code (jxiw/MambaInLl
 Deviations, and why:
 - the conv has an `identity` init option (last tap 1) - the default - so an attention-initialised layer starts as
   gated linear attention rather than a randomly blurred one; `conv_init=random` gives the reference behaviour.
+- calibrate.calibrate_student (the distill stage runs it on student.calibration_batches training batches): the new
+  mixers' gates are opened and their out_proj columns rescaled by least squares to match the teacher attention's
+  output; without it the copied W_O makes the untrained student far worse than dropping the replaced layers.
 - Mamba-1: B and C also pass through the conv (as in Mamba-2; MambaInLlama's Mamba-1 convolves x only), so both
   mixers share one code path; with the identity conv init this changes nothing at initialisation.
 - generation has a real cache (KV for attention, conv + SSM state for Mamba) with prefill-then-decode, unlike the
