@@ -14,7 +14,7 @@ from ..lit.tokens import tokens_seen
 from ..runtime import RunContext, build_trainer, finish_logger, resume_path
 from ..data.build import build_datamodule
 from .common import metric, seed_everything, validate_before_fit
-from .student import describe_student, student_from_config
+from .student import calibrate_from_config, describe_student, student_from_config
 from .teacher import obtain_teacher
 
 
@@ -31,6 +31,7 @@ def run_distill(cfg: DictConfig, run: RunContext) -> dict:
     recipe = cfg.stage
     datamodule = build_datamodule(cfg.data, tokenizer, recipe.batch_size, recipe.seq_len,
                                   str(Path(cfg.paths.cache_dir) / "datasets"), cfg.seed)
+    info.update(calibrate_from_config(cfg, student, teacher, datamodule))
     max_steps = int(cfg.trainer.max_steps)
     module = DistillModule(teacher, student, loss, from_config(OptimSettings, recipe, "stage"), max_steps)
     trainer, logger = build_trainer(cfg, run, "distill", max_steps, recipe.grad_clip, recipe.val_every)
