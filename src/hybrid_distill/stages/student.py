@@ -111,7 +111,15 @@ def calibrate_from_config(cfg: DictConfig, student: HybridForCausalLM, teacher: 
         if batch is None:
             break
         batches.append((batch["input_ids"], batch["attention_mask"]))
-    report = calibrate_student(student, teacher, batches, layers=layers)
+    # on the GPU when the run trains on one: the teacher's forward over the calibration batches is the cost
+    device = torch.device("cuda") if cfg.trainer.accelerator == "gpu" and torch.cuda.is_available() else None
+    homes = (next(teacher.parameters()).device, next(student.parameters()).device)
+    if device is not None:
+        teacher.to(device), student.to(device)
+    try:
+        report = calibrate_student(student, teacher, batches, layers=layers)
+    finally:
+        teacher.to(homes[0]), student.to(homes[1])
     mean = lambda key: sum(r[key] for r in report.values()) / len(report)
     summary = {"calibration/batches": len(batches), "calibration/layers": len(layers),
                "calibration/rel_err_before": mean("rel_err_before"), "calibration/rel_err_after": mean("rel_err_after")}
