@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import Iterable, Iterator, TypeVar
 
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import track
 from rich.table import Table
 
 console = Console()
+T = TypeVar("T")
+
+
+def progress(items: Iterable[T], description: str, total: int | None = None, every_s: float = 30.0) -> Iterator[T]:
+    """Iterate `items` with progress: Rich's live bar on a terminal; when stdout is a file (nohup, Slurm) a live
+    bar prints nothing until the loop ends, so one line `<description>: i/total, ETA` at most every `every_s`."""
+    total = total if total is not None else len(items)  # type: ignore[arg-type]
+    if console.is_terminal:
+        yield from track(items, description=description, total=total, console=console)
+        return
+    start = last = time.perf_counter()
+    for done, item in enumerate(items):
+        yield item
+        now = time.perf_counter()
+        if done + 1 == total or now - last >= every_s or done == 0:
+            eta = (now - start) / (done + 1) * (total - done - 1)
+            console.print(f"{description}: {done + 1}/{total}, ETA {eta:.0f} s", highlight=False, soft_wrap=True)
+            last = now
 
 
 def say(label: str, message: str) -> None:

@@ -7,10 +7,9 @@ from __future__ import annotations
 import torch
 from datasets import Dataset, DatasetDict, load_from_disk
 from omegaconf import DictConfig
-from rich.progress import track
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from ..console import console
+from ..console import console, progress
 from ..atomic import publish_dir
 from ..data.loaders import load_chat_dataset
 from ..data.schemas import prompt_turns, with_responses
@@ -27,7 +26,7 @@ def generate_responses(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
     model.eval()
     tokenizer.padding_side = "left"
     responses: list[str] = []
-    for start in track(range(0, len(prompts), batch_size), description="teacher generating"):
+    for start in progress(range(0, len(prompts), batch_size), description="teacher generating"):
         enc = tokenizer.apply_chat_template(prompts[start:start + batch_size], add_generation_prompt=True,
                                             padding=True, return_tensors="pt", return_dict=True)
         out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
