@@ -81,7 +81,7 @@ def test_full_pipeline_runs_each_stage_as_its_own_wandb_run(random_teacher_dir, 
     assert results["seqkd/seqkd_rows"] == 8
     # dpo started from the distilled student; distill and dpo each logged their own W&B run
     assert results["dpo/student_dir"].endswith("dpo/dpo_student")
-    assert len(list(tmp_path.rglob("offline-run-*"))) == 3  # distill, dpo and eval (the teacher was loaded)
+    assert len(list(tmp_path.rglob("offline-run-*"))) == 4  # seqkd, distill, dpo and eval (the teacher was loaded)
 
 
 def test_stepwise_chain_converts_more_layers_of_the_previous_student(tiny_teacher, tmp_path):

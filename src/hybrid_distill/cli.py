@@ -26,13 +26,13 @@ register_resolvers()  # ${unique_dir:...} and ${run_dir:...} of hydra/default.ya
 
 def run(cfg: DictConfig) -> dict:
     """Run the configured stage; write metrics.json into the run directory; return the metrics."""
-    from .runtime import run_context, write_json_atomic
+    from .runtime import is_multirun, run_context, write_json_atomic
     from .stages.registry import stage_runners
 
     start = time.perf_counter()
     ctx = run_context(cfg)
     if cfg.get("resume"):
-        if HydraConfig.initialized() and str(HydraConfig.get().mode) == "RunMode.MULTIRUN":
+        if HydraConfig.initialized() and is_multirun(HydraConfig.get().mode):
             raise UserError("resume= continues one run; to continue a sweep pass hydra.sweep.dir=<its sweep dir> "
                             "with the same sweep overrides")
         check_resume_dir(ctx.output_dir)
@@ -46,6 +46,24 @@ def run(cfg: DictConfig) -> dict:
     return results
 
 
+def optimized_value(results: dict, key: str | None) -> float | None:
+    """The run's value of `optimized_metric` (a key of its metrics.json), returned to Hydra for a sweeper (Optuna)
+    to minimise or maximise; None when no metric is configured."""
+    if key is None:
+        return None
+    value = results.get(key)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        numeric = sorted(k for k, v in results.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
+        raise UserError(f"optimized_metric={key!r} is not a number in this run's results "
+                        f"({'got ' + repr(value) if key in results else 'no such key'}); choose one of {numeric}")
+    return float(value)
+
+
+def run_and_score(cfg: DictConfig) -> float | None:
+    """What `python train.py` does: run, then return the configured metric (for hydra sweepers)."""
+    return optimized_value(run(cfg), cfg.get("optimized_metric"))
+
+
 def evaluate(cfg: DictConfig) -> dict:
     """What `python eval.py` does with its composed config: evaluate the checkpoint `ckpt` names."""
     from .stages.eval import evaluate_from_config
@@ -54,9 +72,9 @@ def evaluate(cfg: DictConfig) -> dict:
 
 
 @hydra.main(config_path=config_dir(), config_name="train", version_base="1.3")
-def _train(cfg: DictConfig) -> None:
+def _train(cfg: DictConfig) -> float | None:
     OmegaConf.resolve(cfg)
-    exit_on_user_error(run, cfg)
+    return exit_on_user_error(run_and_score, cfg)
 
 
 @hydra.main(config_path=config_dir(), config_name="eval", version_base="1.3")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Callable
+from typing import Callable, TypeVar
 
 from omegaconf import DictConfig
 
@@ -12,12 +12,14 @@ from .console import say
 from .errors import Preempted, TrainingDiverged, UserError
 
 # exit statuses besides 0 (finished) and Hydra's 1 (config composition error), for scripts and schedulers
+T = TypeVar("T")
+
 EXIT_BAD_INPUT = 2  # a config value, file or data row is wrong: fix it and rerun
 EXIT_DIVERGED = 3  # a non-finite loss or gradient stopped training: its last good checkpoint is kept
 EXIT_PREEMPTED = 75  # stopped by a signal after saving last.ckpt: rerun with resume=<run dir> (EX_TEMPFAIL)
 
 
-def exit_on_user_error(fn: Callable[[DictConfig], object], cfg: DictConfig) -> None:
+def exit_on_user_error(fn: Callable[[DictConfig], T], cfg: DictConfig) -> T:
     """Bad input (config value, file, data row), divergence and preemption end the run with one clear line and an
     exit status, not a traceback (HYDRA_FULL_ERROR=1 shows the traceback, as for Hydra's own errors)."""
     from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -25,7 +27,7 @@ def exit_on_user_error(fn: Callable[[DictConfig], object], cfg: DictConfig) -> N
     from .data.schemas import DataRowError
 
     try:
-        fn(cfg)
+        return fn(cfg)
     except (UserError, DataRowError, TrainingDiverged) as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise

@@ -32,14 +32,18 @@ class RunContext:
     group: str  # one W&B group per sweep (or per stage for single runs)
 
 
+def is_multirun(mode: Any) -> bool:
+    """Hydra's run mode as the running app holds it (RunMode.MULTIRUN) or as .hydra/hydra.yaml saves it ("MULTIRUN")."""
+    return str(mode).rsplit(".", 1)[-1] == "MULTIRUN"
+
+
 def run_context(cfg: DictConfig) -> RunContext:
     """Identity of the current run from Hydra's runtime (or cfg.paths.output_dir outside Hydra)."""
     if HydraConfig.initialized():
         hc = HydraConfig.get()
         output_dir = Path(hc.runtime.output_dir)
         name = hc.job.override_dirname or "default"
-        multirun = str(hc.mode) == "RunMode.MULTIRUN"
-        group = f"sweep-{Path(hc.sweep.dir).name}" if multirun else f"{cfg.task_name}-{cfg.stage.name}"
+        group = f"sweep-{Path(hc.sweep.dir).name}" if is_multirun(hc.mode) else f"{cfg.task_name}-{cfg.stage.name}"
     else:
         output_dir = Path(cfg.paths.output_dir)
         name, group = "default", f"{cfg.task_name}-{cfg.stage.name}"
@@ -63,6 +67,25 @@ def wandb_mode(requested: str) -> str:
     return "online" if os.environ.get("WANDB_API_KEY") else "offline"
 
 
+def run_tags(logger_cfg: DictConfig, stage: str, model: str | None, experiment: str | None) -> list[str]:
+    """W&B tags: the configured ones, plus the stage, the teacher preset and the experiment (for dashboard filters)."""
+    tags = [*logger_cfg.get("tags", []), f"stage:{stage}", *([f"model:{model}"] if model else []),
+            *([f"experiment:{experiment}"] if experiment else [])]
+    return list(dict.fromkeys(str(t) for t in tags))
+
+
+def swept_settings(overrides: list[str]) -> dict[str, str]:
+    """Command-line overrides `key=value` as a dict (a sweep member's swept settings, for W&B grouping)."""
+    pairs = (o.lstrip("+~").split("=", 1) for o in overrides if "=" in o)
+    return {key: value for key, value in pairs}
+
+
+def save_code(experiment, logger_cfg: DictConfig) -> None:
+    """logger.save_code: the package's source as a W&B code artifact of the run (what exactly ran)."""
+    if logger_cfg.get("save_code", False):
+        experiment.log_code(str(Path(__file__).resolve().parent))
+
+
 def build_logger(cfg: DictConfig, run: RunContext, stage: str) -> list[Logger] | bool:
     """W&B (or only CSV) loggers for one stage. A local CSV of every logged metric
     (<run dir>/<stage>/metrics.csv) is always written beside W&B, for the report and offline plots."""
@@ -82,12 +105,14 @@ def build_logger(cfg: DictConfig, run: RunContext, stage: str) -> list[Logger] |
             name=f"{run.name}/{stage}",
             group=run.group,
             job_type=stage,
-            tags=list(cfg.logger.tags),
+            tags=run_tags(cfg.logger, stage, cfg.model.name if "model" in cfg else None, cfg.get("experiment_name")),
             save_dir=str(run.output_dir),
             offline=mode == "offline",
             mode=mode,
         )
-        wandb_logger.experiment.config.update(job_config(cfg), allow_val_change=True)
+        swept = swept_settings(list(HydraConfig.get().overrides.task)) if HydraConfig.initialized() else {}
+        wandb_logger.experiment.config.update({**job_config(cfg), "swept": swept}, allow_val_change=True)
+        save_code(wandb_logger.experiment, cfg.logger)
         loggers.insert(0, wandb_logger)
     return loggers
 

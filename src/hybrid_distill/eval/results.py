@@ -11,7 +11,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from ..runtime import wandb_mode
+from ..runtime import save_code, wandb_mode
 
 RESULTS_STEM = "eval"
 TABLES = ("recall", "throughput", "samples")  # list-of-rows sections of the results, logged as W&B tables
@@ -70,7 +70,7 @@ def summary_metrics(results: dict[str, Any]) -> dict[str, float]:
 
 
 def log_wandb(logger_cfg: DictConfig, results: dict[str, Any], directory: Path, name: str, group: str,
-              config: dict[str, Any]) -> str | None:
+              config: dict[str, Any], tags: list[str]) -> str | None:
     """One W&B run (job_type eval) under `directory`/wandb: every list section as a table, scalars as summary.
     Returns the run's local directory, or None when logger.name is not wandb."""
     if logger_cfg.name != "wandb":
@@ -80,7 +80,8 @@ def log_wandb(logger_cfg: DictConfig, results: dict[str, Any], directory: Path, 
     mode = wandb_mode(logger_cfg.mode)
     os.environ.setdefault("WANDB_SILENT", "true")
     run = wandb.init(project=logger_cfg.project, entity=logger_cfg.entity, group=group, name=name, job_type="eval",
-                     tags=list(logger_cfg.tags), dir=str(directory), mode=mode, config=config)
+                     tags=tags, dir=str(directory), mode=mode, config=config)
+    save_code(run, logger_cfg)
     for section in TABLES:
         rows = results.get(section) or []
         if rows:

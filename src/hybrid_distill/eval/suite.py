@@ -18,7 +18,7 @@ from ..data.build import build_datamodule
 from ..models import param_counts
 from ..models.teacher import freeze
 from ..paths import config_dir
-from ..runtime import RunContext
+from ..runtime import RunContext, run_tags
 from .loading import Checkpoint, load_student, resolve_checkpoint, train_length
 from .quality import heldout_quality
 from .recall import logits_fn, recall_suite
@@ -127,9 +127,13 @@ def evaluate(ck: Checkpoint, student, teacher, tokenizer, suite: DictConfig, log
             console.print(f"{name}: done in {results['seconds'][name]:.1f} s")
     results["summary"] = summary_metrics(results)
     directory = ck.run_dir or ctx.output_dir
+    run_cfg = ck.run_cfg if ck.run_cfg is not None else OmegaConf.create()
+    tags = run_tags(logger_cfg, "eval", OmegaConf.select(run_cfg, "model.name", default=None),
+                    OmegaConf.select(run_cfg, "experiment_name", default=None))
     results["wandb_dir"] = log_wandb(logger_cfg, results, directory, name=f"{ctx.name}/eval", group=ctx.group,
                                      config={**(config or {}), "evaluated": {k: results[k] for k in
-                                                                             ("ckpt", "pattern", "train_length")}})
+                                                                             ("ckpt", "pattern", "train_length")}},
+                                     tags=tags)
     path = write_new_json(directory, results)
     console.print(f"results: {path}")
     return {**results["summary"], "eval_json": str(path), "wandb_dir": results["wandb_dir"]}

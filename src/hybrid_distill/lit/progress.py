@@ -43,6 +43,7 @@ class LineProgress(ProgressBar):
         self._start_step = 0
         self._tokens = 0  # since the last printed line
         self._val_start = 0.0
+        self._last_validation: tuple[int, dict] | None = None
 
     def disable(self) -> None:
         self._enabled = False
@@ -86,6 +87,7 @@ class LineProgress(ProgressBar):
         if trainer.sanity_checking:
             return
         values = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-        if values:
+        if values and (trainer.global_step, values) != self._last_validation:  # fit's own, then the stage's again
+            self._last_validation = (trainer.global_step, values)
             self._say(f"{self._stage(trainer)} validation at step {trainer.global_step} | "
                       + " | ".join(f"{k} {v:.4g}" for k, v in sorted(values.items())))

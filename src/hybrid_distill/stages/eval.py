@@ -14,7 +14,7 @@ from ..console import print_summary
 from ..eval.loading import Checkpoint, load_student, resolve_checkpoint
 from ..eval.suite import evaluate, print_recall
 from ..models.teacher import load_teacher
-from ..runtime import RunContext, job_config
+from ..runtime import RunContext, is_multirun, job_config, swept_settings
 from .student import student_from_config
 from .teacher import obtain_teacher
 
@@ -39,9 +39,11 @@ def evaluate_checkpoint(ck: Checkpoint, suite: DictConfig, logger_cfg: DictConfi
 
 
 def run_eval(cfg: DictConfig, run: RunContext) -> dict:
-    """Stage `eval` (for stage=pipeline): the suite's settings live under cfg.stage, the student at cfg.stage.ckpt."""
+    """Stage `eval` (for stage=pipeline): the suite's settings live under cfg.stage, the student at cfg.stage.ckpt.
+    Its W&B config is the step's own config (the pipeline's settings) plus the run's command-line overrides."""
+    swept = swept_settings(list(HydraConfig.get().overrides.task)) if HydraConfig.initialized() else {}
     return evaluate_checkpoint(resolve_checkpoint(cfg.stage.ckpt), cfg.stage, cfg.logger, run, int(cfg.seed),
-                               str(cfg.paths.cache_dir), job_config(cfg))
+                               str(cfg.paths.cache_dir), {**job_config(cfg), "swept": swept})
 
 
 def run_identity(ck: Checkpoint, output_dir: Path) -> RunContext:
@@ -51,21 +53,37 @@ def run_identity(ck: Checkpoint, output_dir: Path) -> RunContext:
     if hydra_yaml is None or not hydra_yaml.is_file():
         return RunContext(output_dir, "default", "eval")
     hc = OmegaConf.load(hydra_yaml).hydra
-    multirun = str(hc.mode) == "RunMode.MULTIRUN"
     run_cfg = ck.run_cfg
-    group = f"sweep-{Path(str(hc.sweep.dir)).name}" if multirun else f"{run_cfg.task_name}-{run_cfg.stage.name}"
+    group = f"sweep-{Path(str(hc.sweep.dir)).name}" if is_multirun(hc.mode) else \
+        f"{run_cfg.task_name}-{run_cfg.stage.name}"
     return RunContext(output_dir, str(hc.job.override_dirname or "default"),
                       str(run_cfg.get("experiment_name") or group))
 
 
+def training_settings(ck: Checkpoint) -> dict[str, Any]:
+    """The evaluated training run's config (under the same keys as its own W&B runs, so that a dashboard groups
+    evaluations by mamba_ratio, loss, ...) and its command-line overrides under `swept`; {} for a bare student."""
+    if ck.run_dir is None or ck.run_cfg is None:
+        return {}
+    try:
+        settings = OmegaConf.to_container(ck.run_cfg, resolve=True)
+    except Exception:  # an interpolation of the training machine that does not resolve here: keep it as written
+        settings = OmegaConf.to_container(ck.run_cfg, resolve=False)
+    overrides = ck.run_dir / ".hydra" / "overrides.yaml"
+    swept = swept_settings([str(o) for o in OmegaConf.load(overrides)]) if overrides.is_file() else {}
+    return {**settings, "swept": swept}
+
+
 def evaluate_from_config(cfg: DictConfig) -> dict:
-    """What `python eval.py` does with its composed config (conf/eval.yaml)."""
+    """What `python eval.py` does with its composed config (conf/eval.yaml). The W&B run's config holds the
+    training run's settings at the top and this evaluation's config under `eval`."""
     start = time.perf_counter()
     ck = resolve_checkpoint(cfg.ckpt)
     output_dir = Path(HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    config = {**training_settings(ck), "eval": job_config(cfg)}
     summary = evaluate_checkpoint(ck, cfg.suite, cfg.logger, run_identity(ck, output_dir), int(cfg.seed),
-                                  str(cfg.paths.cache_dir), job_config(cfg))
+                                  str(cfg.paths.cache_dir), config)
     print_summary({k: v for k, v in summary.items() if not k.startswith("recall/")}, output_dir,
                   time.perf_counter() - start)
     print_recall(summary)

@@ -14,7 +14,9 @@ from ..atomic import publish_dir
 from ..data.loaders import load_chat_dataset
 from ..data.schemas import prompt_turns, with_responses
 from ..errors import UserError, reported_as_user_error
-from ..runtime import RunContext
+from lightning.pytorch.loggers import WandbLogger
+
+from ..runtime import RunContext, build_logger, finish_logger
 from .teacher import obtain_teacher
 
 DATASET_DIRNAME = "seqkd_dataset"
@@ -63,9 +65,23 @@ def run_seqkd(cfg: DictConfig, run: RunContext) -> dict:
         console.print(f"seqkd: reusing the teacher answers already saved in {target}")
         return _summary(load_from_disk(str(target)), None, target)
     teacher, tokenizer = obtain_teacher(cfg, run)
+    loggers = build_logger(cfg, run, "seqkd")  # after the teacher: a teacher pretrained on the way has its own run
     train, empty_train = answer_split(teacher, tokenizer, cfg, cfg.stage.split, cfg.stage.max_prompts)
     val, empty_val = answer_split(teacher, tokenizer, cfg, cfg.stage.val_split, cfg.stage.max_val_prompts)
     dataset = DatasetDict(train=train, validation=val)
     if not publish_dir(target, lambda staging: dataset.save_to_disk(str(staging))):
         raise FileExistsError(f"{target} already exists; not overwriting it")
-    return _summary(dataset, empty_train + empty_val, target)
+    summary = _summary(dataset, empty_train + empty_val, target)
+    log_answers(loggers, summary, train)
+    return {**summary, "wandb_dir": finish_logger(loggers)}
+
+
+def log_answers(loggers, summary: dict, train: Dataset, rows: int = 16) -> None:
+    """The stage's counts as metrics, and the first `rows` prompt/answer pairs as a W&B table to read."""
+    for logger in loggers or []:
+        logger.log_metrics({f"seqkd/{k.removeprefix('seqkd_')}": v for k, v in summary.items()
+                            if isinstance(v, int)}, step=0)
+        if isinstance(logger, WandbLogger):
+            pairs = [[m[-2]["content"], m[-1]["content"]] for m in train.select(range(min(rows, len(train))))["messages"]]
+            logger.log_table("seqkd/answers", columns=["prompt", "answer"], data=pairs)
+        logger.save()

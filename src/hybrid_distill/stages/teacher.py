@@ -8,7 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from transformers import LlamaForCausalLM, PreTrainedTokenizerBase
 
 from ..console import console
@@ -48,6 +48,19 @@ def _smollm2_dir() -> str:
     return str(spec.submodule_search_locations[0])
 
 
+def pretraining_config(cfg: DictConfig) -> DictConfig:
+    """The config of the teacher's pretraining as its own stage (what its W&B run records), also when a distill or
+    seqkd run pretrains the teacher on the way: stage = the pretraining recipe, data = model.pretrain_data, no
+    student or distillation loss."""
+    recipe = OmegaConf.to_container(cfg.model.recipe.pretrain_teacher, resolve=True)
+    own = OmegaConf.masked_copy(cfg, [k for k in cfg if k not in ("student", "loss", "mamba_ratio", "stage", "data")])
+    with open_dict(own):
+        own.stage = {"name": "pretrain_teacher", **recipe}
+        own.data = cfg.model.pretrain_data
+        own.trainer.max_steps = recipe["max_steps"]
+    return own
+
+
 def pretrain_teacher(cfg: DictConfig, run: RunContext) -> dict:
     """Train the tiny teacher on the embedded text and save it, atomically, as a HF checkpoint in the cache;
     return its held-out metrics (callers load the saved teacher from the cache)."""
@@ -59,7 +72,7 @@ def pretrain_teacher(cfg: DictConfig, run: RunContext) -> dict:
                                   str(Path(cfg.paths.cache_dir) / "datasets"), cfg.seed, key="model.pretrain_data")
     module = TeacherPretrainModule(model, from_config(OptimSettings, recipe, "model.recipe.pretrain_teacher"),
                                    recipe.max_steps)
-    trainer, logger = build_trainer(cfg, run, "pretrain_teacher", recipe.max_steps, recipe.grad_clip,
+    trainer, logger = build_trainer(pretraining_config(cfg), run, "pretrain_teacher", recipe.max_steps, recipe.grad_clip,
                                     val_every=max(recipe.max_steps // 4, 1))
     console.print(f"[bold]pretrain_teacher[/]: training the {cfg.model.name} teacher for {recipe.max_steps} steps")
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(cfg, run, "pretrain_teacher", module))
