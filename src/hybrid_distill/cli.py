@@ -1,5 +1,6 @@
 """The two command-line apps: `python train.py` (`hd-train`) and `python eval.py` (`hd-eval`). Hydra composes the
-config (conf/train.yaml, conf/eval.yaml); a stage of `stages/` runs it."""
+config (conf/train.yaml, conf/eval.yaml); a stage of `stages/` runs it. Only Hydra is imported at the top: `--help`,
+`--cfg` and tab completion never load torch or Lightning."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import time
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from .console import print_summary
@@ -26,6 +26,8 @@ register_resolvers()  # ${unique_dir:...} and ${run_dir:...} of hydra/default.ya
 
 def run(cfg: DictConfig) -> dict:
     """Run the configured stage; write metrics.json into the run directory; return the metrics."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
     from .runtime import is_multirun, run_context, write_json_atomic
     from .stages.registry import stage_runners
 

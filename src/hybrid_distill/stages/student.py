@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from transformers import LlamaForCausalLM
 
+from ..console import say
 from ..errors import UserError, reported_as_user_error
 from ..models import (HybridConfig, HybridForCausalLM, build_student, convert_student, param_counts, resolve_pattern,
                       set_trainable)
@@ -68,14 +69,26 @@ def check_same_architecture(student: HybridForCausalLM, teacher: LlamaForCausalL
 def check_student_config(cfg: DictConfig, num_layers: int) -> None:
     """Ratio, pattern and scan backend are checked before anything is built: one clear error each."""
     try:
-        resolve_pattern(num_layers, None if cfg.student.pattern else float(cfg.mamba_ratio), cfg.student.pattern)
+        pattern = resolve_pattern(num_layers, None if cfg.student.pattern else float(cfg.mamba_ratio),
+                                  cfg.student.pattern)
     except ValueError as err:
         raise UserError(f"mamba_ratio / student.pattern: {err}") from err
+    if not cfg.student.pattern:
+        warn_if_rounded(float(cfg.mamba_ratio), pattern)
     device = torch.device("cuda" if cfg.trainer.accelerator in ("gpu", "cuda") else "cpu")
     try:
         resolve_backend(cfg.scan_backend, device)
     except (RuntimeError, ValueError) as err:
         raise UserError(f"scan_backend={cfg.scan_backend}: {err}") from err
+
+
+def warn_if_rounded(ratio: float, pattern: str) -> None:
+    """A ratio that the model's depth cannot hold is rounded (models/allocation.py); say so, since e.g. 0.875 of 4
+    layers silently becomes a pure Mamba model."""
+    mamba = pattern.count(MAMBA)
+    if abs(mamba / len(pattern) - ratio) > 1e-9:
+        say("[yellow]warning:[/]", f"mamba_ratio={ratio:g} of {len(pattern)} layers rounds to {mamba} Mamba layers "
+            f"(ratio {mamba / len(pattern):g}): pattern {pattern}; student.pattern=... sets it exactly")
 
 
 def describe_student(student: HybridForCausalLM) -> dict:
