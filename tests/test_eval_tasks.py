@@ -114,3 +114,26 @@ def test_recall_suite_rows_and_skips(tokenizer):
                                                          ("phonebook", 128)]
     assert rows[2]["accuracy"] is None and "cannot hold" in rows[2]["skipped"]
     assert rows[3]["accuracy"] == 0.0 and rows[3]["queries"] == 2
+
+
+def test_the_recall_suite_stops_where_the_teacher_is_at_chance_and_says_so(tokenizer):
+    calls = []
+
+    def blind(ids):  # predicts token 0 everywhere: accuracy 0 on every task (at chance)
+        calls.append(ids.shape[1])
+        return torch.zeros(*ids.shape, len(tokenizer))
+
+    said = []
+    rows = recall_suite({"student": blind, "teacher": blind}, tokenizer, len(tokenizer), ["mqar"], train_length=64,
+                        multiples=[2, 1, 4], num_examples=2, seed=0, min_teacher_accuracy=0.0, say=said.append)
+    assert [(r["multiple"], r["model"], r["accuracy"]) for r in rows] == [
+        (1, "teacher", 0.0), (1, "student", None), (2, "teacher", None), (2, "student", None),
+        (4, "teacher", None), (4, "student", None)]
+    assert calls == [64]  # only the teacher at 1x ran
+    assert all(r["skipped"].startswith("teacher at chance from 1x") for r in rows[1:])
+    assert said == ["recall mqar 1x (64 tokens): teacher 0.00; teacher at chance from 1x (accuracy 0.00 <= "
+                    "recall.min_teacher_accuracy=0): skipped here and at longer lengths"]
+    calls.clear()
+    full = recall_suite({"student": blind, "teacher": blind}, tokenizer, len(tokenizer), ["mqar"], train_length=64,
+                        multiples=[1, 2], num_examples=2, seed=0, min_teacher_accuracy=None, say=said.append)
+    assert all(r["accuracy"] == 0.0 for r in full) and len(calls) == 4

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightning as L
 import torch
 from hydra.utils import instantiate
@@ -45,3 +47,13 @@ def test_loops_outside_lightning_print_progress_lines_in_a_log_file(capsys):
     assert list(progress(range(3), "teacher generating", every_s=3600)) == [0, 1, 2]
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("teacher generating: 1/3, ETA") and out[-1] == "teacher generating: 3/3, ETA 0 s"
+
+
+def test_the_summary_table_keeps_long_metric_names_whole_in_a_log_file(capsys):
+    from hybrid_distill.console import print_summary
+
+    keys = [f"throughput/decode_speedup_vs_teacher/L128/B{b}" for b in (1, 4)]
+    print_summary({keys[0]: 1.5, keys[1]: 2.5, "quality/data": "chat from /a/long/path/seqkd_dataset, validation split"},
+                  Path("/run"), 1.0)
+    out = capsys.readouterr().out
+    assert all(key in out for key in keys) and "chat from /a/long/path/seqkd_dataset, validation split" in out

@@ -72,13 +72,15 @@ def test_dpo_without_a_student_is_a_clear_error(tiny_teacher, tmp_path):
 def test_full_pipeline_runs_each_stage_as_its_own_wandb_run(random_teacher_dir, tmp_path):
     # a teacher from model.path (untrained, so that its seqkd answers are never empty)
     results = run(compose_config(tmp_path, ["stage=pipeline", "trainer.max_steps=2", f"model.path={random_teacher_dir}",
-                                            "stage.steps.1.overrides=['stage.max_prompts=8','stage.max_val_prompts=4']",
+                                            "stage.max_prompts=8", "stage.steps.1.overrides=['stage.max_val_prompts=4']",
                                             "stage.steps.4.overrides=['stage.throughput.enabled=false',"
                                             "'stage.speculative.enabled=false','stage.recall.multiples=[1]',"
                                             "'stage.recall.num_examples=2']"]))
     state = json.loads((tmp_path / "pipeline_state.json").read_text())
     assert list(state["done"]) == ["pretrain_teacher", "seqkd", "distill", "dpo", "eval"]
     assert results["seqkd/seqkd_rows"] == 8
+    # the student is evaluated on held-out answers of the kind it was distilled on (the seqkd validation split)
+    assert results["eval/quality/data"] == f"chat from {results['seqkd/seqkd_dataset_dir']}, validation split"
     # dpo started from the distilled student; distill and dpo each logged their own W&B run
     assert results["dpo/student_dir"].endswith("dpo/dpo_student")
     assert len(list(tmp_path.rglob("offline-run-*"))) == 4  # seqkd, distill, dpo and eval (the teacher was loaded)
@@ -117,3 +119,13 @@ def test_distill_module_trains_the_student_and_never_the_teacher(tiny_teacher):
     checkpoint = {"state_dict": module.state_dict()}
     module.on_save_checkpoint(checkpoint)
     assert checkpoint["state_dict"] and not any(k.startswith("teacher.") for k in checkpoint["state_dict"])
+
+
+def test_pipeline_wiring_evaluates_on_the_distilled_data_and_shortens_seqkd(tmp_path):
+    from hybrid_distill.stages.pipeline import knobs, wiring
+
+    done = {"distill": {"_stage": "distill", "student_dir": "/r/distill/student", "train_seq_len": 64,
+                        "data_source": "/r/seqkd/seqkd_dataset"}}
+    assert "stage.quality.source='/r/seqkd/seqkd_dataset'" in wiring("eval", done)
+    cfg = compose_config(tmp_path, ["stage=pipeline", "stage.max_prompts=64"])
+    assert knobs("seqkd", cfg.stage) == ["stage.max_prompts=64"] and knobs("distill", cfg.stage) == []

@@ -39,14 +39,17 @@ def say(label: str, message: str) -> None:
 
 def print_summary(results: dict, run_dir: Path, seconds: float) -> None:
     """The run's metrics as a table, then its directory and every `*_dir` it produced."""
+    rows = [(key, f"{value:.4g}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int) else str(value))
+             for key, value in results.items() if not key.endswith("_dir") and value is not None]
     table = Table(title=f"hybrid_distill summary ({seconds:.0f} s)")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key, value in results.items():
-        if key.endswith("_dir") or value is None:
-            continue
-        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int) else str(value))
-    console.print(table)
+    # names are never cut: folded onto a second line on a narrow terminal, in full in a log file
+    table.add_column("metric", overflow="fold")
+    table.add_column("value", justify="right", overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    needed = max((len(k) for k, _ in rows), default=0) + max((len(v) for _, v in rows), default=0) + 7  # + borders
+    wide = console if console.is_terminal else Console(width=max(console.width, needed))  # a log file has no edge
+    wide.print(table)
     console.print(f"run directory: {run_dir}")
     for key, value in results.items():
         if key.endswith("_dir") and value:

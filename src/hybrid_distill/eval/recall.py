@@ -60,21 +60,41 @@ def score(fn: LogitsFn, batch: TaskBatch, vocab_size: int) -> dict[str, float]:
 
 def recall_suite(models: dict[str, LogitsFn], tokenizer: PreTrainedTokenizerBase, vocab_size: int,
                  tasks: Sequence[str], train_length: int, multiples: Iterable[float], num_examples: int, seed: int,
-                 text_format: str = "auto", mqar_pairs_per_token: float = 1 / 16) -> list[dict]:
+                 text_format: str = "auto", mqar_pairs_per_token: float = 1 / 16,
+                 min_teacher_accuracy: float | None = None, say: Callable[[str], None] = print) -> list[dict]:
     """One row per (task, length, model): accuracy, token accuracy and counts; a task too long for a length gets
-    rows with accuracy None and the reason under `skipped`."""
+    rows with accuracy None and the reason under `skipped`. Lengths run shortest first, the teacher (if any) before
+    the student; once the teacher scores at most `min_teacher_accuracy` (at chance: the task is beyond the model),
+    the student is not scored at that length nor anything at longer ones (rows say why). `say` gets one line per
+    (task, length): progress."""
     rows = []
+    order = sorted(models, key=lambda name: name != "teacher")
     for task in tasks:
-        for multiple in multiples:
+        beyond: str | None = None  # why the teacher's failure skips the rest of this task
+        for multiple in sorted(multiples):
             length = int(round(train_length * multiple))
+            where = {"task": task, "multiple": multiple, "length": length}
+            if beyond is not None:
+                rows += [{**where, "model": name, "accuracy": None, "skipped": beyond} for name in order]
+                continue
             try:
                 batch = build_task(task, tokenizer, vocab_size, length, num_examples, seed, text_format,
                                    mqar_pairs_per_token)
             except TaskDoesNotFit as reason:
-                rows += [{"task": task, "multiple": multiple, "length": length, "model": name, "accuracy": None,
-                          "skipped": str(reason)} for name in models]
+                rows += [{**where, "model": name, "accuracy": None, "skipped": str(reason)} for name in order]
+                say(f"recall {task} {multiple:g}x ({length} tokens): skipped, {reason}")
                 continue
-            for name, fn in models.items():
-                rows.append({"task": task, "multiple": multiple, "length": length, "model": name,
-                             **score(fn, batch, vocab_size)})
+            scored = []
+            for name in order:
+                if beyond is not None:
+                    rows.append({**where, "model": name, "accuracy": None, "skipped": beyond})
+                    continue
+                result = score(models[name], batch, vocab_size)
+                scored.append(f"{name} {result['accuracy']:.2f}")
+                rows.append({**where, "model": name, **result})
+                if name == "teacher" and min_teacher_accuracy is not None and result["accuracy"] <= min_teacher_accuracy:
+                    beyond = (f"teacher at chance from {multiple:g}x (accuracy {result['accuracy']:.2f} <= "
+                              f"recall.min_teacher_accuracy={min_teacher_accuracy:g})")
+            say(f"recall {task} {multiple:g}x ({length} tokens): {', '.join(scored)}"
+                + (f"; {beyond}: skipped here and at longer lengths" if beyond else ""))
     return rows

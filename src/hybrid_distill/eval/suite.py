@@ -35,14 +35,26 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def quality_data(ck: Checkpoint, source: str | None) -> tuple[DictConfig, str]:
+    """The data config whose validation split quality is measured on, and a description of it: chat data from
+    `source` when given, else the run's own data config (a bare student dir: the default text data)."""
+    if source:
+        data_cfg = OmegaConf.merge(OmegaConf.load(Path(config_dir()) / "data" / "chat.yaml"), {"source": str(source)})
+    else:
+        data_cfg = ck.run_cfg.data if ck.run_cfg is not None else OmegaConf.load(Path(config_dir()) / "data" / "text.yaml")
+    kind = str(data_cfg._target_).rsplit(".", 1)[-1].removesuffix("DataModule").lower()
+    return data_cfg, f"{kind}" + (f" from {data_cfg.source}" if data_cfg.get("source") else "") + ", validation split"
+
+
 def quality_section(ck: Checkpoint, suite: DictConfig, student, teacher, tokenizer, length: int,
                     cache_dir: str, seed: int) -> dict:
-    # the run's own data config (its validation split is held out); a bare student dir gets the default text data
-    data_cfg = ck.run_cfg.data if ck.run_cfg is not None else OmegaConf.load(Path(config_dir()) / "data" / "text.yaml")
+    data_cfg, described = quality_data(ck, suite.quality.get("source"))
+    console.print(f"quality: held-out {described}")
     datamodule = build_datamodule(data_cfg, tokenizer, int(suite.quality.batch_size), length,
-                                  str(Path(cache_dir) / "datasets"), seed)
+                                  str(Path(cache_dir) / "datasets"), seed, key="suite.quality.source")
     datamodule.setup("validate")
-    return heldout_quality(student, teacher, datamodule.val_dataloader(), suite.quality.max_batches)
+    return {**heldout_quality(student, teacher, datamodule.val_dataloader(), suite.quality.max_batches),
+            "data": described}
 
 
 def speculative_section(suite: DictConfig, student, teacher, tokenizer, device: torch.device) -> dict | None:
@@ -108,7 +120,8 @@ def evaluate(ck: Checkpoint, student, teacher, tokenizer, suite: DictConfig, log
         "recall": lambda: recall_suite({name: logits_fn(m) for name, m in models.items()}, tokenizer, vocab,
                                        list(suite.recall.tasks), length, list(suite.recall.multiples),
                                        int(suite.recall.num_examples), seed, suite.recall.text_format,
-                                       float(suite.recall.mqar_pairs_per_token)),
+                                       float(suite.recall.mqar_pairs_per_token),
+                                       suite.recall.get("min_teacher_accuracy"), say=console.print),
         # the teacher first, so the student's rows carry decode_speedup_vs_teacher
         "throughput": lambda: throughput_grid(dict(reversed(list(models.items()))), list(suite.throughput.prompt_lens),
                                               list(suite.throughput.batches), int(suite.throughput.new_tokens),

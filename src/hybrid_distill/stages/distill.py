@@ -62,6 +62,7 @@ def run_distill(cfg: DictConfig, run: RunContext) -> dict:
         "top1_agree": float(after["val/top1_agree"]),
         "init_from": cfg.student.init_from,
         "train_seq_len": int(recipe.seq_len),
+        "data_source": str(cfg.data.source) if "source" in cfg.data else None,
         "tokens_seen": tokens_seen(trainer),
         "student_dir": str(student_dir),
         "wandb_dir": wandb_dir,

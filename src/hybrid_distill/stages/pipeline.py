@@ -64,8 +64,18 @@ def wiring(stage: str, done: dict[str, dict]) -> list[str]:
         last = _latest(done, "dpo") or distill
         if distill is None:
             raise UserError("pipeline: an eval step needs a distill or dpo step before it in stage.steps")
-        # the recall suite measures at multiples of the length the student was distilled at
-        return [f"stage.ckpt='{last['student_dir']}'", f"stage.train_length={distill['train_seq_len']}"]
+        # the recall suite measures at multiples of the length the student was distilled at; quality on held-out
+        # data of the kind it was distilled on (the seqkd answers' validation split), not the pipeline's text data
+        source = distill.get("data_source")
+        return [f"stage.ckpt='{last['student_dir']}'", f"stage.train_length={distill['train_seq_len']}",
+                *([f"stage.quality.source='{source}'"] if source else [])]
+    return []
+
+
+def knobs(stage: str, pipeline: DictConfig) -> list[str]:
+    """The pipeline's own shortcuts for its steps: stage.max_prompts shortens every seqkd step."""
+    if stage == "seqkd" and pipeline.get("max_prompts") is not None:
+        return [f"stage.max_prompts={int(pipeline.max_prompts)}"]
     return []
 
 
@@ -86,7 +96,8 @@ def run_pipeline(cfg: DictConfig, run: RunContext, runners: dict[str, Callable])
         if step["id"] in done:
             continue
         stage = step["stage"]
-        step_cfg = _compose([*base, f"stage={stage}", *step.get("overrides", []), *wiring(stage, done)])
+        step_cfg = _compose([*base, f"stage={stage}", *knobs(stage, cfg.stage), *step.get("overrides", []),
+                             *wiring(stage, done)])
         step_run = replace(run, output_dir=run.output_dir / step["id"], name=f"{run.name}/{step['id']}", group=group)
         step_run.output_dir.mkdir(parents=True, exist_ok=True)
         done[step["id"]] = {**runners[stage](step_cfg, step_run), "_stage": stage}
