@@ -83,3 +83,20 @@ def test_results_notebook_executes_on_the_sweep(sweep, monkeypatch):
     assert len(images) == 4
     assert "| mamba_ratio=0.5 |" in markdown and "| mamba_ratio=0.75 |" in markdown and "| mqar |" in markdown
     assert (sweep / "report" / "recall_vs_length.png").is_file()
+
+
+def test_legends_name_settings_and_each_loss_objective_gets_its_own_axis(tmp_path):
+    import pandas as pd
+
+    from hybrid_distill.eval.report import group_label, loss_curves, loss_panels
+
+    assert group_label(["loss"], ("kl",)) == "loss=kl"  # pandas' key for a one-column groupby is a 1-tuple
+    assert group_label(["loss", "backend"], ("kl", "triton")) == "loss=kl, backend=triton"
+    assert group_label([], ()) == "all runs"
+    dirs = []
+    for name in ("a", "b", "c"):
+        (tmp_path / name / "distill").mkdir(parents=True)
+        pd.DataFrame({"step": [1, 2], "train/loss": [2.0, 1.0]}).to_csv(tmp_path / name / "distill" / "metrics.csv")
+        dirs.append(str(tmp_path / name))
+    runs = pd.DataFrame({"run": ["a", "b", "c"], "dir": dirs, "loss": ["kl", "kl_sft", "kl"]})
+    assert loss_panels(loss_curves(runs)) == [("distill", "train/loss (kl)"), ("distill", "train/loss (kl_sft)")]

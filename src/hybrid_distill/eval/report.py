@@ -128,6 +128,12 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
 # ---------------------------------------------------------------- plots (each returns its file, or None)
 
 
+def group_label(columns: list[str], key) -> str:
+    """A legend entry for a pandas groupby key: `loss=kl, backend=triton` (pandas gives tuples, even for one column)."""
+    values = key if isinstance(key, tuple) else (key,)
+    return ", ".join(f"{c}={v}" for c, v in zip(columns, values)) or "all runs"
+
+
 def plot_quality_vs_ratio(runs: pd.DataFrame, out: Path) -> Path | None:
     metrics = [m for m in ("student_ppl", "kl", "top1_agree") if m in runs]
     if "mamba_ratio" not in runs or not metrics or runs["mamba_ratio"].isna().all():
@@ -135,9 +141,9 @@ def plot_quality_vs_ratio(runs: pd.DataFrame, out: Path) -> Path | None:
     groups = [c for c in ("loss", "backend", "mixer") if c in runs and runs[c].nunique() > 1]
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.5), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
-        for key, group in runs.groupby(groups) if groups else [("all runs", runs)]:
+        for key, group in runs.groupby(groups) if groups else [((), runs)]:
             group = group.sort_values("mamba_ratio")
-            ax.plot(group["mamba_ratio"], group[metric], marker="o", label=str(key))
+            ax.plot(group["mamba_ratio"], group[metric], marker="o", label=group_label(groups, key))
         if metric == "student_ppl" and "teacher_ppl" in runs:
             ax.axhline(runs["teacher_ppl"].mean(), color="gray", ls="--", label="teacher")
         ax.set(xlabel="mamba_ratio", ylabel=metric, title=f"{metric} vs mamba_ratio")
@@ -178,29 +184,38 @@ def plot_throughput(throughput: pd.DataFrame, out: Path) -> Path | None:
 
 
 def loss_curves(runs: pd.DataFrame) -> pd.DataFrame:
-    """Every run's logged training loss per step: columns run, stage, step, metric, value."""
+    """Every run's logged training loss per step: columns run, stage, step, metric, objective, value. `objective`
+    names what the value measures: train/loss is a different mix for every `loss` config, so it carries the loss."""
     frames = []
-    for label, directory in zip(runs["run"], runs["dir"]):
+    losses = runs["loss"] if "loss" in runs else [None] * len(runs)
+    for label, directory, loss in zip(runs["run"], runs["dir"], losses):
         for csv in sorted(Path(directory).glob("*/metrics.csv")):
             frame = pd.read_csv(csv)
             metric = next((c for c in ("train/loss", "train/ce", "train/divergence") if c in frame), None)
             if metric is None or frame[metric].isna().all():
                 continue
             rows = frame[["step", metric]].dropna()
+            objective = f"{metric} ({loss})" if metric == "train/loss" and loss else metric
             frames.append(pd.DataFrame({"run": label, "stage": csv.parent.name, "step": rows["step"],
-                                        "metric": metric, "value": rows[metric]}))
+                                        "metric": metric, "objective": objective, "value": rows[metric]}))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def loss_panels(curves: pd.DataFrame) -> list[tuple[str, str]]:
+    """(stage, objective) of each loss-curve panel: one objective per axis, never two losses on one scale."""
+    return list(dict.fromkeys(zip(curves["stage"], curves["objective"])))
 
 
 def plot_loss_curves(curves: pd.DataFrame, out: Path) -> Path | None:
     if curves.empty:
         return None
-    stages = list(dict.fromkeys(curves["stage"]))
-    fig, axes = plt.subplots(1, len(stages), figsize=(5 * len(stages), 3.5), squeeze=False)
-    for ax, stage in zip(axes[0], stages):
-        for run, group in curves[curves["stage"] == stage].groupby("run", sort=False):
+    panels = loss_panels(curves)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.5), squeeze=False)
+    for ax, (stage, objective) in zip(axes[0], panels):
+        rows = curves[(curves["stage"] == stage) & (curves["objective"] == objective)]
+        for run, group in rows.groupby("run", sort=False):
             ax.plot(group["step"], group["value"], label=run)
-        ax.set(xlabel="step", ylabel=curves[curves["stage"] == stage]["metric"].iloc[0], title=f"{stage} loss")
+        ax.set(xlabel="step", ylabel=objective, title=f"{stage}: {objective}")
         ax.legend(fontsize=6)
     return _save(fig, out / "loss_curves.png")
 

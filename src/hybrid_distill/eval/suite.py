@@ -125,7 +125,8 @@ def evaluate(ck: Checkpoint, student, teacher, tokenizer, suite: DictConfig, log
         # the teacher first, so the student's rows carry decode_speedup_vs_teacher
         "throughput": lambda: throughput_grid(dict(reversed(list(models.items()))), list(suite.throughput.prompt_lens),
                                               list(suite.throughput.batches), int(suite.throughput.new_tokens),
-                                              vocab, int(suite.throughput.warmup), suite.throughput.prefill_chunk),
+                                              vocab, int(suite.throughput.warmup), suite.throughput.prefill_chunk,
+                                              int(suite.throughput.get("repeats", 3))),
         "speculative": lambda: speculative_section(suite, student, teacher, tokenizer, device),
         "samples": lambda: greedy_samples(models, tokenizer,
                                           held_out_prompts(suite.samples.source, int(suite.samples.num_prompts)),
