@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from .console import print_summary
 from .errors import UserError
 from .exits import exit_on_user_error
+from .launcher import register_launch_resolvers
 from .paths import config_dir
 from .reliability.rundir import check_resume_dir, register_resolvers
 
@@ -22,6 +23,7 @@ from .reliability.rundir import check_resume_dir, register_resolvers
 if not OmegaConf.has_resolver("launch_dir"):
     OmegaConf.register_new_resolver("launch_dir", os.getcwd)
 register_resolvers()  # ${unique_dir:...} and ${run_dir:...} of hydra/default.yaml
+register_launch_resolvers()  # ${job_gpus:...} and ${job_tasks:...} of hydra/launcher/submitit_*.yaml
 
 
 def run(cfg: DictConfig) -> dict:
