@@ -57,3 +57,28 @@ def test_the_summary_table_keeps_long_metric_names_whole_in_a_log_file(capsys):
                   Path("/run"), 1.0)
     out = capsys.readouterr().out
     assert all(key in out for key in keys) and "chat from /a/long/path/seqkd_dataset, validation split" in out
+
+
+def test_known_harmless_noise_is_silenced_and_real_warnings_still_show(caplog):
+    import logging
+    import warnings
+
+    from hybrid_distill.lit.progress import StepsRichProgressBar
+    from hybrid_distill.noise import quiet_known_noise
+
+    with warnings.catch_warnings(record=True) as seen:
+        quiet_known_noise()
+        warnings.warn("Found 58 module(s) in eval mode at the start of training. This may lead to ...", UserWarning, stacklevel=1)
+        warnings.warn("When using the `ThroughputMonitor`, you need to define a `flops_per_batch` attribute", UserWarning, stacklevel=1)
+        warnings.warn("something real", UserWarning, stacklevel=1)
+    assert [str(w.message) for w in seen] == ["something real"]
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("lightning.pytorch.utilities.rank_zero").info("GPU available: False, used: False")
+        logging.getLogger("lightning.pytorch.utilities.rank_zero").info("resuming from last.ckpt")
+    assert [r.getMessage() for r in caplog.records] == ["resuming from last.ckpt"]
+
+    bar = StepsRichProgressBar()
+    trainer = L.Trainer(max_steps=7, default_root_dir="/runs/x/distill", logger=False, enable_checkpointing=False,
+                        callbacks=[bar])
+    bar.setup(trainer, None, "fit")
+    assert bar._get_train_description(0) == "distill epoch 0 (max 7 steps)"  # not Lightning's "Epoch 0/-2"

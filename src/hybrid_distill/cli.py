@@ -30,9 +30,11 @@ def run(cfg: DictConfig) -> dict:
     """Run the configured stage; write metrics.json into the run directory; return the metrics."""
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
+    from .noise import quiet_known_noise
     from .runtime import is_multirun, run_context, write_json_atomic
     from .stages.registry import stage_runners
 
+    quiet_known_noise()
     start = time.perf_counter()
     ctx = run_context(cfg)
     if cfg.get("resume"):
@@ -70,8 +72,10 @@ def run_and_score(cfg: DictConfig) -> float | None:
 
 def evaluate(cfg: DictConfig) -> dict:
     """What `python eval.py` does with its composed config: evaluate the checkpoint `ckpt` names."""
+    from .noise import quiet_known_noise
     from .stages.eval import evaluate_from_config
 
+    quiet_known_noise()
     return evaluate_from_config(cfg)
 
 

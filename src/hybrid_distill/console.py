@@ -50,7 +50,7 @@ def print_summary(results: dict, run_dir: Path, seconds: float) -> None:
     needed = max((len(k) for k, _ in rows), default=0) + max((len(v) for _, v in rows), default=0) + 7  # + borders
     wide = console if console.is_terminal else Console(width=max(console.width, needed))  # a log file has no edge
     wide.print(table)
-    console.print(f"run directory: {run_dir}")
+    console.print(f"run directory: {run_dir}", soft_wrap=True)  # paths whole, for copy and paste
     for key, value in results.items():
         if key.endswith("_dir") and value:
-            console.print(f"{key.replace('_', ' ')}: {value}")
+            console.print(f"{key.replace('_', ' ')}: {value}", soft_wrap=True)

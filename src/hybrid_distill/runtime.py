@@ -110,6 +110,8 @@ def build_logger(cfg: DictConfig, run: RunContext, stage: str) -> list[Logger] |
             offline=mode == "offline",
             mode=mode,
         )
+        # Lightning always passes anonymous=None, which current wandb warns about ("has no effect"); leave it unset
+        wandb_logger._wandb_init.pop("anonymous", None)
         swept = swept_settings(list(HydraConfig.get().overrides.task)) if HydraConfig.initialized() else {}
         wandb_logger.experiment.config.update({**job_config(cfg), "swept": swept}, allow_val_change=True)
         save_code(wandb_logger.experiment, cfg.logger)

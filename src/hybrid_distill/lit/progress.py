@@ -22,8 +22,17 @@ def progress_bar(style: str = "auto", every_s: float = 30.0) -> ProgressBar:
     if style not in ("auto", "rich", "lines"):
         raise ValueError(f"callbacks.progress_bar.style={style!r}; choose auto, rich or lines")
     if style == "rich" or (style == "auto" and sys.stdout.isatty()):
-        return RichProgressBar()
+        return StepsRichProgressBar()
     return LineProgress(every_s)
+
+
+class StepsRichProgressBar(RichProgressBar):
+    """Rich's bar, described by stage and step budget: our stages stop at max_steps with max_epochs=-1, for which
+    Lightning's description reads "Epoch 0/-2"."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        trainer = self.trainer
+        return f"{Path(trainer.default_root_dir).name} epoch {current_epoch} (max {trainer.max_steps} steps)"
 
 
 def _fmt_eta(seconds: float) -> str:

@@ -7,10 +7,9 @@ from pathlib import Path
 import torch
 
 from omegaconf import DictConfig, OmegaConf
-from rich.console import Console
 from transformers import LlamaForCausalLM
 
-from ..console import say
+from ..console import console, say
 from ..errors import UserError, reported_as_user_error
 from ..models import (HybridConfig, HybridForCausalLM, build_student, convert_student, param_counts, resolve_pattern,
                       set_trainable)
@@ -18,8 +17,6 @@ from ..models.allocation import MAMBA
 from ..models.calibrate import calibrate_student
 from ..models.checkpoint import CONFIG_NAME
 from ..ops import resolve_backend
-
-console = Console()
 
 
 def student_from_config(cfg: DictConfig, teacher: LlamaForCausalLM) -> HybridForCausalLM:
@@ -138,5 +135,5 @@ def calibrate_from_config(cfg: DictConfig, student: HybridForCausalLM, teacher: 
                "calibration/rel_err_before": mean("rel_err_before"), "calibration/rel_err_after": mean("rel_err_after")}
     console.print(f"calibration: {len(layers)} new Mamba layers on {len(batches)} training batches; output error "
                   f"vs the teacher's attention (1 = zero output) {summary['calibration/rel_err_before']:.3g} -> "
-                  f"{summary['calibration/rel_err_after']:.3f}")
+                  f"{summary['calibration/rel_err_after']:.3f}", soft_wrap=True)
     return summary
