@@ -11,6 +11,8 @@
 #   STUDIES="ratio init loss mixer backend stepwise"   which studies to run
 #   LAUNCH="hydra/launcher=submitit_local ..."         how a sweep's members run ("" = one after another)
 #   TIMED_EVAL="ratio"                                 studies whose runs get the throughput/speculative evaluation
+#   PHASE=all | train | eval                           train = steps 1-3, eval = steps 4-5 (two calls on a time-limited box)
+#   SWEEP_ARGS=""                                      extra overrides for the sweeps only (e.g. fewer members)
 #   EVAL_ARGS="suite.recall.multiples=[1,2,4] ..."     eval.py overrides for every evaluation
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -33,6 +35,9 @@ declare -A ONLY=(
   [mixer]="hydra.sweeper.params.student=mamba1"
 )
 
+PHASE=${PHASE:-all}
+failed=0
+if [ "$PHASE" != eval ]; then
 stamp "seqkd"
 $PY train.py experiment=smollm2/seqkd "$@" > "$LOG/seqkd.log" 2>&1
 stamp "studies: $STUDIES"
@@ -41,10 +46,9 @@ for study in $STUDIES; do
     $PY train.py experiment=smollm2/stepwise "$@" > "$LOG/$study.log" 2>&1 &
   else
     # shellcheck disable=SC2086
-    $PY train.py -m experiment=smollm2/$study ${ONLY[$study]:-} $LAUNCH "$@" > "$LOG/$study.log" 2>&1 &
+    $PY train.py -m experiment=smollm2/$study ${ONLY[$study]:-} $LAUNCH ${SWEEP_ARGS:-} "$@" > "$LOG/$study.log" 2>&1 &
   fi
 done
-failed=0
 for job in $(jobs -p); do wait "$job" || failed=1; done
 stamp "studies finished (failed=$failed)"
 
@@ -54,6 +58,8 @@ if [ -n "$ratio05" ]; then
   stamp "dpo from $ratio05"
   $PY train.py experiment=smollm2/dpo "stage.init_from=${ratio05}student" "$@" > "$LOG/dpo.log" 2>&1 || failed=1
 fi
+fi
+[ "$PHASE" = train ] && { stamp "done (failed=$failed)"; exit $failed; }
 
 # every finished run (a student directory): quality, recall and samples in parallel
 runs=$(find "$LOG" -name student -o -name dpo_student | grep -v wandb | xargs -r -n1 dirname | sort -u)
