@@ -73,7 +73,7 @@ def test_gpu_trainer_presets_compose_and_need_a_gpu(tmp_path, trainer):
 
 
 def test_slurm_launcher_defaults(tmp_path):
-    cfg = compose_config(tmp_path, ["hydra/launcher=submitit_slurm"])
+    cfg = compose_config(tmp_path, ["hydra/launcher=submitit_slurm", "trainer=ddp"])  # GPUs follow the trainer
     launcher = cfg.hydra.launcher
     assert launcher.gpus_per_node == 8 and launcher.nodes == 1 and launcher.signal_delay_s > 0
     assert "SlurmLauncher" in launcher._target_
