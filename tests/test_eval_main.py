@@ -24,6 +24,7 @@ from hybrid_distill.runtime import run_context
 SMALL_SUITE = [
     "suite.quality.batch_size=4", "suite.quality.max_batches=2",  # the distill stage's validation batches (TINY)
     "suite.recall.multiples=[1,2]", "suite.recall.num_examples=4",
+    "suite.recall.min_teacher_accuracy=null",  # score every length (the 4-step tiny models are at chance)
     "suite.throughput.prompt_lens=[16]", "suite.throughput.batches=[2]", "suite.throughput.new_tokens=4",
     "suite.speculative.num_prompts=1", "suite.speculative.max_new_tokens=8", "suite.speculative.prompt_len=16",
     "suite.samples.num_prompts=2", "suite.samples.max_new_tokens=6",
