@@ -25,11 +25,14 @@ def generate_responses(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
                        max_new_tokens: int, batch_size: int) -> list[str]:
     """Greedy answers of `model` to chat prompts, batched with left padding."""
     model.eval()
+    device = next(model.parameters()).device
     tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:  # Llama-3 and SmolLM2's GGUF tokenizer have none; padding is masked anyway
+        tokenizer.pad_token = tokenizer.eos_token
     responses: list[str] = []
     for start in track(range(0, len(prompts), batch_size), description="teacher generating"):
         enc = tokenizer.apply_chat_template(prompts[start:start + batch_size], add_generation_prompt=True,
-                                            padding=True, return_tensors="pt", return_dict=True)
+                                            padding=True, return_tensors="pt", return_dict=True).to(device)
         out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
                              pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
         new_tokens = out[:, enc["input_ids"].shape[1]:]  # (B, <= max_new_tokens)
@@ -64,6 +67,8 @@ def run_seqkd(cfg: DictConfig, run: RunContext) -> dict:
         console.print(f"seqkd: reusing the teacher answers already saved in {target}")
         return _summary(load_from_disk(str(target)), None, target)
     teacher, tokenizer = obtain_teacher(cfg, run)
+    if cfg.trainer.accelerator == "gpu" and torch.cuda.is_available():  # generation is the whole cost of this stage
+        teacher = teacher.cuda()
     train, empty_train = answer_split(teacher, tokenizer, cfg, cfg.stage.split, cfg.stage.max_prompts)
     val, empty_val = answer_split(teacher, tokenizer, cfg, cfg.stage.val_split, cfg.stage.max_val_prompts)
     dataset = DatasetDict(train=train, validation=val)
