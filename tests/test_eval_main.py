@@ -17,6 +17,7 @@ from hybrid_distill.errors import UserError
 from hybrid_distill.paths import config_dir
 from hybrid_distill.stages.eval import evaluate_from_config, run_eval
 from hybrid_distill.eval.results import results_files, write_new_json
+from hybrid_distill.eval.samples import held_out_prompts
 from hybrid_distill.runtime import run_context
 
 # a small suite: every section runs, in seconds
@@ -25,6 +26,7 @@ SMALL_SUITE = [
     "suite.recall.multiples=[1,2]", "suite.recall.num_examples=4",
     "suite.throughput.prompt_lens=[16]", "suite.throughput.batches=[2]", "suite.throughput.new_tokens=4",
     "suite.speculative.num_prompts=1", "suite.speculative.max_new_tokens=8", "suite.speculative.prompt_len=16",
+    "suite.samples.num_prompts=2", "suite.samples.max_new_tokens=6",
 ]
 
 
@@ -61,6 +63,10 @@ def test_eval_of_a_run_dir(distilled_run, tmp_path):
     assert results["speculative"]["exact_match"] is True
     assert results["speculative"]["committed"] == 8
     assert summary["quality/kl"] == q["kl"] and "recall/mqar/1x/student" in summary
+    # greedy answers side by side for held-out (test split) prompts
+    samples = results["samples"]
+    assert [row["prompt"] for row in samples] == held_out_prompts("builtin", 2)
+    assert all(set(row) == {"prompt", "student", "teacher"} for row in samples)
 
     # W&B: an offline run beside the training run, with the recall table's rows
     wandb_dir = Path(results["wandb_dir"])

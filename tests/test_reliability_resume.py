@@ -162,7 +162,7 @@ def test_a_preempted_pipeline_skips_its_finished_steps_and_resumes_the_interrupt
 
 
 def test_a_resumed_seqkd_reuses_the_answers_it_saved(random_teacher_dir, tmp_path, monkeypatch):
-    overrides = ["logger=none", "stage=seqkd", "stage.max_prompts=4", f"model.path={random_teacher_dir}"]
+    overrides = ["logger=none", "stage=seqkd", "stage.max_prompts=4", "stage.max_val_prompts=2", f"model.path={random_teacher_dir}"]
     first = run(compose_config(tmp_path, overrides))
 
     def generate_again(*args, **kwargs):

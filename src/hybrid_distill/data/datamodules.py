@@ -18,6 +18,7 @@ from transformers import PreTrainedTokenizerBase
 from hybrid_distill.data.collate import RightPadCollator, pad_token_id
 from hybrid_distill.data.resumable_loader import ResumableDataLoader
 from hybrid_distill.data.corpus import shakespeare_documents
+from hybrid_distill.data.preferences import pairs_from_chat
 from hybrid_distill.data.loaders import BUILTIN, Source, load_chat_dataset, load_preference_dataset, load_train_val
 from hybrid_distill.data.tokenize import pack_text, tokenize_chat, tokenize_preference, tokenize_prompts
 
@@ -163,8 +164,18 @@ class ChatDataModule(_ConversationDataModule):
 
 
 class PreferenceDataModule(_ConversationDataModule):
-    """Preference pairs for DPO: `chosen_*` and `rejected_*` input_ids / labels / attention_mask."""
+    """Preference pairs for DPO: `chosen_*` and `rejected_*` input_ids / labels / attention_mask. With
+    `pairs_from_chat`, `source` is chat data (e.g. the teacher's seqkd answers) and each pair is built from a row:
+    chosen = its answer, rejected = the answer to another prompt (preferences.pairs_from_chat)."""
+
+    def __init__(self, *args, pairs_from_chat: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pairs_from_chat = pairs_from_chat
 
     def _build(self) -> tuple[Dataset, Dataset]:
-        rows = load_train_val(load_preference_dataset, self.source, **self.split_args)
+        if self.pairs_from_chat:
+            chat = load_train_val(load_chat_dataset, self.source, **self.split_args)
+            rows = tuple(pairs_from_chat(split, seed=0) for split in chat)
+        else:
+            rows = load_train_val(load_preference_dataset, self.source, **self.split_args)
         return tuple(tokenize_preference(r, self.tokenizer, self.seq_len, self.cache_dir) for r in rows)

@@ -23,6 +23,7 @@ from .loading import Checkpoint, load_student, resolve_checkpoint, train_length
 from .quality import heldout_quality
 from .recall import logits_fn, recall_suite
 from .results import log_wandb, summary_metrics, write_new_json
+from .samples import greedy_samples, held_out_prompts
 from .speculative import speculative_benchmark
 from .tasks import haystack_lines
 from .throughput import throughput_grid
@@ -113,6 +114,9 @@ def evaluate(ck: Checkpoint, student, teacher, tokenizer, suite: DictConfig, log
                                               list(suite.throughput.batches), int(suite.throughput.new_tokens),
                                               vocab, int(suite.throughput.warmup), suite.throughput.prefill_chunk),
         "speculative": lambda: speculative_section(suite, student, teacher, tokenizer, device),
+        "samples": lambda: greedy_samples(models, tokenizer,
+                                          held_out_prompts(suite.samples.source, int(suite.samples.num_prompts)),
+                                          int(suite.samples.max_new_tokens), device),
     }
     results["seconds"] = {}
     for name, run in sections.items():

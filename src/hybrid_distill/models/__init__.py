@@ -19,6 +19,9 @@ Follows "The Mamba in the Llama" (Wang et al. 2024) and its code (jxiw/MambaInLl
 Deviations, and why:
 - the conv has an `identity` init option (last tap 1) - the default - so an attention-initialised layer starts as
   gated linear attention rather than a randomly blurred one; `conv_init=random` gives the reference behaviour.
+- calibrate.calibrate_student (the distill stage runs it on student.calibration_batches training batches): the new
+  mixers' gates are opened and their out_proj columns rescaled by least squares to match the teacher attention's
+  output; without it the copied W_O makes the untrained student far worse than dropping the replaced layers.
 - Mamba-1: B and C also pass through the conv (as in Mamba-2; MambaInLlama's Mamba-1 convolves x only), so both
   mixers share one code path; with the identity conv init this changes nothing at initialisation.
 - generation has a real cache (KV for attention, conv + SSM state for Mamba) with prefill-then-decode, unlike the
@@ -30,6 +33,7 @@ Deviations, and why:
 from .allocation import layer_pattern, resolve_pattern, validate_pattern
 from .attention import Attention
 from .build import build_student, convert_student
+from .calibrate import calibrate_student
 from .cache import AttentionState, HybridCache, MambaState
 from .config import MIXER_OPTIONS, HybridConfig
 from .generation import next_token
@@ -52,6 +56,7 @@ __all__ = [
     "Mamba2Mixer",
     "MambaState",
     "build_student",
+    "calibrate_student",
     "convert_student",
     "init_from_attention",
     "layer_pattern",

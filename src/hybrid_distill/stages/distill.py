@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-
 from omegaconf import DictConfig
 
 from ..console import console
 from ..errors import UserError
 from ..lit.distill import DistillModule
 from ..lit.settings import DistillLoss, OptimSettings, from_config
+from ..lit.tokens import tokens_seen
 from ..runtime import RunContext, build_trainer, finish_logger
 from .common import fit_and_validate, metric, save_trained, seed_everything, stage_datamodule
-from .student import describe_student, student_from_config
+from .student import calibrate_from_config, describe_student, student_from_config
 from .teacher import obtain_teacher
 
 
@@ -27,6 +27,7 @@ def run_distill(cfg: DictConfig, run: RunContext) -> dict:
                   f"({info['params/trainable']:,} of {info['params/total']:,} parameters train)")
     recipe = cfg.stage
     datamodule = stage_datamodule(cfg, tokenizer)
+    info.update(calibrate_from_config(cfg, student, teacher, datamodule))
     max_steps = int(cfg.trainer.max_steps)
     module = DistillModule(teacher, student, loss, from_config(OptimSettings, recipe, "stage"), max_steps)
     trainer, logger = build_trainer(cfg, run, "distill", max_steps, recipe.grad_clip, recipe.val_every)
@@ -51,6 +52,7 @@ def run_distill(cfg: DictConfig, run: RunContext) -> dict:
         "top1_agree": float(after["val/top1_agree"]),
         "init_from": cfg.student.init_from,
         "train_seq_len": int(recipe.seq_len),
+        "tokens_seen": tokens_seen(trainer),
         "student_dir": str(student_dir),
         "wandb_dir": wandb_dir,
     }

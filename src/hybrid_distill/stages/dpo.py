@@ -10,6 +10,7 @@ from transformers import AutoTokenizer
 from ..errors import UserError, reported_as_user_error
 from ..lit.dpo import DPOModule
 from ..lit.settings import DPOLoss, OptimSettings, from_config
+from ..lit.tokens import tokens_seen
 from ..models import set_trainable
 from ..runtime import RunContext, build_trainer, finish_logger
 from .common import fit_and_validate, metric, save_trained, seed_everything, stage_datamodule
@@ -41,6 +42,7 @@ def run_dpo(cfg: DictConfig, run: RunContext) -> dict:
         "logp_margin_before": metric(before, "val/logp_margin"),
         "logp_margin": float(after["val/logp_margin"]),
         "reward_accuracy": float(after["val/reward_accuracy"]),
+        "tokens_seen": tokens_seen(trainer),
         "student_dir": str(student_dir),
         "wandb_dir": finish_logger(logger),
     }

@@ -81,7 +81,7 @@ def run_pipeline(cfg: DictConfig, run: RunContext, runners: dict[str, Callable])
         raise UserError(f"stage.steps: unknown stages {bad} or repeated ids {ids}; stages: {sorted(runners)}")
     state_path = run.output_dir / STATE_FILE
     done: dict[str, dict] = json.loads(state_path.read_text())["done"] if state_path.exists() else {}
-    group = f"pipeline-{run.output_dir.name}"
+    group = str(cfg.get("experiment_name") or f"pipeline-{run.output_dir.name}")
     base = run_overrides()
     for step in steps:
         if step["id"] in done:

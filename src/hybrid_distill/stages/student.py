@@ -7,11 +7,18 @@ from pathlib import Path
 import torch
 
 from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
 from transformers import LlamaForCausalLM
 
 from ..errors import UserError, reported_as_user_error
-from ..models import HybridForCausalLM, build_student, convert_student, param_counts, resolve_pattern, set_trainable
+from ..models import (HybridConfig, HybridForCausalLM, build_student, convert_student, param_counts, resolve_pattern,
+                      set_trainable)
+from ..models.allocation import MAMBA
+from ..models.calibrate import calibrate_student
+from ..models.checkpoint import CONFIG_NAME
 from ..ops import resolve_backend
+
+console = Console()
 
 
 def student_from_config(cfg: DictConfig, teacher: LlamaForCausalLM) -> HybridForCausalLM:
@@ -74,3 +81,52 @@ def check_student_config(cfg: DictConfig, num_layers: int) -> None:
 def describe_student(student: HybridForCausalLM) -> dict:
     """Pattern and parameter counts, logged to W&B and printed in the summary."""
     return {"pattern": student.config.pattern, **{f"params/{k}": v for k, v in param_counts(student).items()}}
+
+
+def new_mamba_layers(cfg: DictConfig, student: HybridForCausalLM) -> list[int]:
+    """The Mamba layers this run created: all of them, or (student.init_from) those that were attention before."""
+    if not cfg.student.init_from:
+        return student.config.mamba_layers
+    saved = Path(str(cfg.student.init_from)) / CONFIG_NAME
+    before = HybridConfig.from_json(saved.read_text(), source=str(saved)).pattern
+    return [i for i in student.config.mamba_layers if before[i] != MAMBA]
+
+
+def calibrate_from_config(cfg: DictConfig, student: HybridForCausalLM, teacher: LlamaForCausalLM,
+                          datamodule) -> dict:
+    """student.calibration_batches > 0: fit the new Mamba layers' output scales (and open their gates) to the
+    teacher's attention on that many training batches, once, before the first step (models/calibrate.py).
+    Returns the summary that is logged: mean relative error of the new layers' outputs before and after."""
+    n = cfg.student.get("calibration_batches", 0)
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        raise UserError(f"student.calibration_batches must be an integer >= 0 (0 = no calibration), got {n!r}")
+    layers = new_mamba_layers(cfg, student)
+    if n == 0 or not layers:
+        return {}
+    datamodule.setup("fit")
+    loader = iter(datamodule.train_dataloader())
+    batches = []
+    for _ in range(n):
+        batch = next(loader, None)
+        if batch is None:
+            break
+        batches.append((batch["input_ids"], batch["attention_mask"]))
+    # on the GPU when the run trains on one: the teacher's forward over the calibration batches is the cost
+    device = torch.device("cuda") if cfg.trainer.accelerator == "gpu" and torch.cuda.is_available() else None
+    homes = (next(teacher.parameters()).device, next(student.parameters()).device)
+    if device is not None:
+        teacher.to(device), student.to(device)
+    try:
+        report = calibrate_student(student, teacher, batches, layers=layers)
+    finally:
+        teacher.to(homes[0]), student.to(homes[1])
+
+    def mean(key):
+        return sum(r[key] for r in report.values()) / len(report)
+
+    summary = {"calibration/batches": len(batches), "calibration/layers": len(layers),
+               "calibration/rel_err_before": mean("rel_err_before"), "calibration/rel_err_after": mean("rel_err_after")}
+    console.print(f"calibration: {len(layers)} new Mamba layers on {len(batches)} training batches; output error "
+                  f"vs the teacher's attention (1 = zero output) {summary['calibration/rel_err_before']:.3g} -> "
+                  f"{summary['calibration/rel_err_after']:.3f}")
+    return summary
