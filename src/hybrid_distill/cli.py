@@ -26,7 +26,8 @@ register_resolvers()  # ${unique_dir:...} and ${run_dir:...} of hydra/default.ya
 
 def run(cfg: DictConfig) -> dict:
     """Run the configured stage; write metrics.json into the run directory; return the metrics."""
-    from .runtime import run_context, write_json_atomic
+    from .atomic import write_json_atomic
+    from .runtime import run_context
     from .stages.registry import stage_runners
 
     start = time.perf_counter()

@@ -8,10 +8,9 @@ mode, never receives gradients and is left out of checkpoints: it is reloaded fr
 from __future__ import annotations
 
 import torch
-from torchmetrics import MeanMetric
-from torchmetrics.text import Perplexity
 
 from .. import losses
+from ..eval.quality import HeldoutMetrics
 from ..models.teacher import freeze
 from .base import StageModule
 from .optim import configure_adamw, total_grad_norm
@@ -30,10 +29,7 @@ class DistillModule(StageModule):
         self.optim = optim
         self.max_steps = max_steps
         self.strict_loading = False  # checkpoints hold no teacher weights
-        self.val_student_ppl = Perplexity(ignore_index=-100)
-        self.val_teacher_ppl = Perplexity(ignore_index=-100)
-        self.val_kl = MeanMetric()
-        self.val_agree = MeanMetric()
+        self.val_metrics = HeldoutMetrics()  # the same metrics as python eval.py's quality section
 
     # --- steps
     def _logits(self, batch: dict[str, torch.Tensor], with_teacher: bool):
@@ -69,17 +65,8 @@ class DistillModule(StageModule):
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         student_logits, teacher_logits = self._logits(batch, with_teacher=True)
-        student_logits, targets, mask = losses.next_token_targets(student_logits, batch["labels"])
-        teacher_logits = teacher_logits[:, :-1]
-        n = mask.sum()
-        self.val_student_ppl.update(student_logits.float(), targets)
-        self.val_teacher_ppl.update(teacher_logits.float(), targets)
-        self.val_kl.update(losses.forward_kl(student_logits, teacher_logits, mask), weight=n)
-        self.val_agree.update(losses.top1_agreement(student_logits, teacher_logits, mask), weight=n)
-        self.log_dict({
-            "val/student_ppl": self.val_student_ppl, "val/teacher_ppl": self.val_teacher_ppl,
-            "val/kl": self.val_kl, "val/top1_agree": self.val_agree,
-        }, prog_bar=True)
+        self.val_metrics.update(student_logits, teacher_logits, batch["labels"])
+        self.log_dict({f"val/{name}": metric for name, metric in self.val_metrics.metrics().items()}, prog_bar=True)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         self.log("train/grad_norm", total_grad_norm(self.student.parameters()))

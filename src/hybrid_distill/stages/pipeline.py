@@ -24,7 +24,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..errors import UserError
 from ..paths import config_dir
-from ..runtime import RunContext, write_json_atomic
+from ..atomic import write_json_atomic
+from ..runtime import RunContext
 
 STATE_FILE = "pipeline_state.json"
 

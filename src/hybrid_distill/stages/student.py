@@ -120,7 +120,10 @@ def calibrate_from_config(cfg: DictConfig, student: HybridForCausalLM, teacher: 
         report = calibrate_student(student, teacher, batches, layers=layers)
     finally:
         teacher.to(homes[0]), student.to(homes[1])
-    mean = lambda key: sum(r[key] for r in report.values()) / len(report)
+
+    def mean(key):
+        return sum(r[key] for r in report.values()) / len(report)
+
     summary = {"calibration/batches": len(batches), "calibration/layers": len(layers),
                "calibration/rel_err_before": mean("rel_err_before"), "calibration/rel_err_after": mean("rel_err_after")}
     console.print(f"calibration: {len(layers)} new Mamba layers on {len(batches)} training batches; output error "
