@@ -52,14 +52,18 @@ def student_dir(cache_dir, tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def task_dir(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("lm_eval_tasks")
+def write_tasks(path: Path) -> Path:
+    """The local YAML tasks (TASKS on the fixture data) in `path`, for TaskManager(include_path=path)."""
     for name, body in TASKS.items():
         data = FIXTURES / DATA[name]
         (path / f"{name}.yaml").write_text(f"task: {name}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n"
                                            f"    test: {data}\ntest_split: test\n{body}\n")
     return path
+
+
+@pytest.fixture(scope="module")
+def task_dir(tmp_path_factory) -> Path:
+    return write_tasks(tmp_path_factory.mktemp("lm_eval_tasks"))
 
 
 def reference_logprob(lm: HybridLM, context: list[int], continuation: list[int]) -> tuple[float, bool]:

@@ -1,0 +1,174 @@
+"""Export a student as a stock transformers model directory, verify it, and import such a directory back."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import safetensors.torch
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GenerationConfig,
+    PretrainedConfig,
+    PreTrainedTokenizerBase,
+)
+
+from ..atomic import publish_dir
+from ..errors import UserError, reported_as_user_error
+from ..models import HybridForCausalLM
+from . import bamba
+
+WEIGHTS_NAME = "model.safetensors"
+VERIFY_TOKENS = 48  # length of the fixed input on which exported and student logits are compared
+TOLERANCE = 1e-4  # max abs logit difference accepted at export (float32)
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    name: str
+    model_type: str  # config.json's model_type of an exported directory
+    check: Callable[[HybridForCausalLM], None]  # raises UserError naming what cannot be exported
+    config: Callable[[object], PretrainedConfig]  # HybridConfig -> the stock class's config
+    state: Callable[[HybridForCausalLM], dict[str, torch.Tensor]]  # tensors under the stock class's names
+    load: Callable[[Path, str], HybridForCausalLM]  # (exported dir, scan_backend) -> student
+
+
+FORMATS = {
+    "bamba": ExportFormat("bamba", bamba.MODEL_TYPE, bamba.check_exportable, bamba.to_bamba_config,
+                          bamba.to_bamba_state, bamba.from_bamba),
+}
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    out_dir: Path
+    format: str
+    pattern: str
+    student_params: int  # unique parameters (tied weights once)
+    exported_params: int  # the exported model's, counted the same way
+    max_abs_logit_diff: float | None  # exported vs student on VERIFY_TOKENS tokens in float32; None: not verified
+
+    @property
+    def added_params(self) -> int:
+        """What repeating x and B from the KV width to the query width costs."""
+        return self.exported_params - self.student_params
+
+    def summary(self) -> str:
+        diff = "not verified" if self.max_abs_logit_diff is None else f"{self.max_abs_logit_diff:.3g}"
+        return (f"exported {self.pattern} as {self.format} to {self.out_dir}\n"
+                f"parameters: student {self.student_params:,}, exported {self.exported_params:,} "
+                f"(+{self.added_params:,}, +{100 * self.added_params / self.student_params:.2f} %)\n"
+                f"max abs logit difference (float32, {VERIFY_TOKENS} tokens): {diff}")
+
+
+def export_student(
+    student: HybridForCausalLM | str | os.PathLike,
+    out_dir: str | os.PathLike,
+    format: str = "bamba",
+    tokenizer: PreTrainedTokenizerBase | str | os.PathLike | None = None,
+    verify: bool = True,
+) -> ExportReport:
+    """Write `student` (a model or a saved student directory) as a `format` model directory that
+    `transformers.AutoModelForCausalLM.from_pretrained(out_dir)` loads without custom code, with the tokenizer (by
+    default the student directory's) and its chat template. With `verify`, the written directory is loaded back
+    with transformers and its logits are compared with the student's before it is published. The directory appears
+    whole or not at all (written beside it, then renamed); an existing `out_dir` is refused."""
+    fmt = FORMATS.get(format)
+    if fmt is None:
+        raise UserError(f"format={format!r}; choose one of {', '.join(FORMATS)}")
+    out = Path(out_dir)
+    if out.exists():
+        raise UserError(f"{out} already exists; choose a new output directory")
+    if not isinstance(student, torch.nn.Module):
+        student_dir = Path(student)
+        student = load_student_dir(student_dir)
+        tokenizer = student_dir if tokenizer is None else tokenizer
+    if tokenizer is None:
+        raise UserError("no tokenizer: pass tokenizer= (a tokenizer or a directory holding one)")
+    if not isinstance(tokenizer, PreTrainedTokenizerBase):
+        with reported_as_user_error(f"tokenizer '{tokenizer}'"):
+            tokenizer = AutoTokenizer.from_pretrained(str(tokenizer))
+    fmt.check(student)
+    hf_config = fmt.config(student.config)
+    tensors = fmt.state(student)
+    diff = None
+
+    def write(staging: Path) -> None:
+        nonlocal diff
+        safetensors.torch.save_file(tensors, str(staging / WEIGHTS_NAME), metadata={"format": "pt"})
+        hf_config.save_pretrained(staging)
+        GenerationConfig.from_model_config(hf_config).save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        if verify:
+            diff = max_logit_difference(student, staging)
+            if not diff <= TOLERANCE:
+                raise RuntimeError(f"export check failed: the {format} model's logits differ from the student's by "
+                                   f"up to {diff:.3g} (> {TOLERANCE}); nothing was written to {out}")
+
+    if not publish_dir(out, write):
+        raise UserError(f"{out} appeared while exporting; the export was discarded")
+    exported = sum(t.numel() for t in tensors.values())
+    return ExportReport(out, format, student.config.pattern, unique_param_count(student), exported, diff)
+
+
+def unique_param_count(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())  # parameters() yields a tied weight once
+
+
+def load_student_dir(directory: Path, scan_backend: str | None = None) -> HybridForCausalLM:
+    if not (directory / "config.json").is_file():
+        raise UserError(f"{directory} is not a saved student (no config.json): pass a distill run's <run dir>/student")
+    with reported_as_user_error(str(directory)):
+        return HybridForCausalLM.from_pretrained(str(directory), scan_backend=scan_backend)
+
+
+def _float32_cpu(model: torch.nn.Module) -> torch.nn.Module:
+    params = list(model.parameters())
+    if all(p.dtype == torch.float32 and p.device.type == "cpu" for p in params):
+        return model
+    return copy.deepcopy(model).float().cpu()
+
+
+@torch.no_grad()
+def max_logit_difference(student: HybridForCausalLM, exported_dir: Path, length: int = VERIFY_TOKENS) -> float:
+    """Max abs difference of the logits of `student` and of the model transformers loads from `exported_dir`, both
+    in float32 on CPU, on a fixed pseudo-random token sequence."""
+    reference = _float32_cpu(student)
+    was_training = reference.training
+    hf_model = AutoModelForCausalLM.from_pretrained(str(exported_dir), dtype=torch.float32).eval()
+    ids = torch.randint(student.config.vocab_size, (1, length), generator=torch.Generator().manual_seed(0))
+    try:
+        ours = reference.eval()(ids).logits
+    finally:
+        reference.train(was_training)
+    return float((hf_model(ids).logits.float() - ours).abs().max())
+
+
+def exported_format(directory: Path) -> ExportFormat | None:
+    """The format of an exported directory (by its config.json's model_type), None for anything else."""
+    config = directory / "config.json"
+    if not config.is_file():
+        return None
+    try:
+        model_type = json.loads(config.read_text()).get("model_type")
+    except (json.JSONDecodeError, AttributeError):
+        return None
+    return next((fmt for fmt in FORMATS.values() if fmt.model_type == model_type), None)
+
+
+def import_student(directory: str | os.PathLike, scan_backend: str = "auto") -> HybridForCausalLM:
+    """A student from an exported directory; the x and B rows must still be equal across the query heads of each KV
+    head (true for an export; a model trained further in its exported form is refused, naming the tensor)."""
+    source = Path(directory)
+    fmt = exported_format(source)
+    if fmt is None:
+        raise UserError(f"{source} is not an exported student (config.json model_type must be one of "
+                        f"{', '.join(f.model_type for f in FORMATS.values())})")
+    with reported_as_user_error(str(source)):
+        return fmt.load(source, scan_backend)
