@@ -82,7 +82,7 @@ def test_loglikelihood_is_exact_across_batches(student_dir):
     requests = [Instance("loglikelihood", {}, pair, i) for i, pair in enumerate(pairs)]
     results = lm.loglikelihood(requests)
     for (context, continuation), (logprob, greedy) in zip(pairs, results):
-        ctx, cont = ((lm.prefix_token_id,), lm.tok_encode(continuation)) if not context else \
+        ctx, cont = ((lm.prefix_token_id,), lm.tok_encode(continuation, add_special_tokens=False)) if not context else \
             lm._encode_pair(context, continuation)
         expected, expected_greedy = reference_logprob(lm, list(ctx), list(cont))
         assert logprob == pytest.approx(expected, abs=1e-4) and logprob < 0 and greedy == expected_greedy

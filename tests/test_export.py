@@ -285,20 +285,38 @@ def test_an_export_distils_further_as_student_init_from(tiny_teacher, tmp_path):
 # --- lm-eval -------------------------------------------------------------------------------------------------------
 def test_lm_eval_hf_model_on_the_export_equals_the_adapter_on_the_student(exported, tmp_path):
     import lm_eval
+    import lm_eval.models  # noqa: F401  (registers hf: lm_eval fills its registry lazily only while it is empty)
     from lm_eval.tasks import TaskManager
 
     import hybrid_distill.eval.lm_eval_adapter  # noqa: F401  (registers hybrid_distill)
 
     student_dir, out = exported.student_dir, exported.out
     tasks = TaskManager(include_path=str(write_tasks(tmp_path)))
-    common = {"tasks": list(TASKS), "task_manager": tasks, "device": "cpu", "batch_size": 2}
+    common = {"tasks": list(TASKS), "task_manager": tasks, "device": "cpu", "batch_size": 2, "log_samples": True}
     ours = lm_eval.simple_evaluate(model="hybrid_distill", model_args=f"pretrained={student_dir},max_length=48",
-                                   **common)["results"]
-    theirs = lm_eval.simple_evaluate(model="hf", model_args=f"pretrained={out},max_length=48", **common)["results"]
+                                   **common)
+    theirs = lm_eval.simple_evaluate(model="hf", model_args=f"pretrained={out},max_length=48", **common)
     for task in TASKS:
-        numbers = {k: v for k, v in ours[task].items() if isinstance(v, float) and "stderr" not in k}
-        print(f"\n{task}: hybrid_distill {numbers}; hf {({k: theirs[task][k] for k in numbers})}")
-        assert numbers and all(theirs[task][k] == pytest.approx(v, rel=1e-4) for k, v in numbers.items())
+        numbers = {k: v for k, v in ours["results"][task].items() if isinstance(v, float) and "stderr" not in k}
+        print(f"\n{task}: hybrid_distill {numbers}; hf {({k: theirs['results'][task][k] for k in numbers})}")
+        assert numbers and all(theirs["results"][task][k] == pytest.approx(v, rel=1e-4) for k, v in numbers.items())
+        # per document: every log-likelihood (and greedy flag) and every generated text
+        mine = {s["doc_id"]: s["filtered_resps"] for s in ours["samples"][task]}
+        other = {s["doc_id"]: s["filtered_resps"] for s in theirs["samples"][task]}
+        assert mine.keys() == other.keys() and mine
+        for doc, resps in mine.items():
+            texts, values = split(resps)
+            assert split(other[doc])[0] == texts and split(other[doc])[1] == pytest.approx(values, rel=1e-4), (task, doc)
+        print(f"{task} responses of document 0: {mine[0]}")
+
+
+def split(resps) -> tuple[list[str], list[float]]:
+    """lm-eval's per-document responses ([ll, greedy] pairs, floats, generated strings): (texts, numbers)."""
+    texts, values = [], []
+    for r in resps:
+        more = split(r) if isinstance(r, (list, tuple)) else ([r], []) if isinstance(r, str) else ([], [float(r)])
+        texts, values = texts + more[0], values + more[1]
+    return texts, values
 
 
 # --- the real SmolLM2-135M teacher (slow) --------------------------------------------------------------------------
