@@ -21,6 +21,7 @@ from conftest import REPO, compose_config
 from hybrid_distill.cli import run
 from hybrid_distill.errors import UserError
 from hybrid_distill.export import ExportReport, export_student, import_student
+from hybrid_distill.export.api import LAYER_TOLERANCE
 from hybrid_distill.export import bamba as bamba_format
 from hybrid_distill.export.__main__ import main as export_main
 from hybrid_distill.models import HybridForCausalLM, build_student
@@ -46,7 +47,7 @@ def prompts(vocab_size: int, batch: int = 2, length: int = 20) -> torch.Tensor:
 
 
 @torch.no_grad()
-def compare(student: HybridForCausalLM, export_dir: Path, label: str) -> float:
+def compare(student: HybridForCausalLM, export_dir: Path, label: str, tolerance: float = TOLERANCE) -> float:
     """Logits and greedy generation of the stock model transformers loads from `export_dir` vs the student's;
     returns (and prints) the max abs logit difference."""
     model = AutoModelForCausalLM.from_pretrained(export_dir)  # no trust_remote_code
@@ -60,7 +61,7 @@ def compare(student: HybridForCausalLM, export_dir: Path, label: str) -> float:
                             eos_token_id=eos, pad_token_id=eos if pad is None else pad)
     print(f"\n{label}: pattern {student.config.pattern}, max abs logit diff {diff:.3g}, "
           f"{ours.shape[1] - ids.shape[1]} greedy tokens identical: {torch.equal(ours, theirs)}")
-    assert diff < TOLERANCE
+    assert diff < tolerance
     assert torch.equal(ours, theirs)
     return diff
 
@@ -115,10 +116,9 @@ def exported(request, tiny_teacher, tmp_path_factory) -> Exported:
 def test_exported_model_computes_the_student(exported):
     student, _, out, report, effect = exported
     assert effect > 1e-2  # the mixers are off their init (identity conv, unit norm weight, ...), as after training
-    diff = compare(student, out, "tiny")
-    assert report.max_abs_logit_diff is not None and report.max_abs_logit_diff < TOLERANCE
+    compare(student, out, "tiny")
     print_cost(report, "tiny")
-    assert diff < TOLERANCE
+    assert report.differences.logits < TOLERANCE and max(report.differences.layers) < LAYER_TOLERANCE
 
 
 def test_exported_directory_has_the_tokenizer_and_chat_template(exported, tiny_teacher):
@@ -218,6 +218,7 @@ def test_existing_output_directory_is_refused(exported, tmp_path):
 
 
 # --- command line --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("exported", ["ratio0.5"], indirect=True)  # once: a subprocess imports everything anew
 def test_command_line_exports_and_reports(exported, tmp_path):
     student_dir = exported.student_dir
     proc = subprocess.run([sys.executable, "-m", "hybrid_distill.export", str(student_dir), str(tmp_path / "out")],
@@ -283,6 +284,7 @@ def test_an_export_distils_further_as_student_init_from(tiny_teacher, tmp_path):
 
 
 # --- lm-eval -------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("exported", ["ratio0.875"], indirect=True)  # its generations are not empty
 def test_lm_eval_hf_model_on_the_export_equals_the_adapter_on_the_student(exported, tmp_path):
     import lm_eval
     import lm_eval.models  # noqa: F401  (registers hf: lm_eval fills its registry lazily only while it is empty)
@@ -305,8 +307,8 @@ def test_lm_eval_hf_model_on_the_export_equals_the_adapter_on_the_student(export
         other = {s["doc_id"]: s["filtered_resps"] for s in theirs["samples"][task]}
         assert mine.keys() == other.keys() and mine
         for doc, resps in mine.items():
-            texts, values = split(resps)
-            assert split(other[doc])[0] == texts and split(other[doc])[1] == pytest.approx(values, rel=1e-4), (task, doc)
+            (texts, values), (their_texts, their_values) = split(resps), split(other[doc])
+            assert their_texts == texts and their_values == pytest.approx(values, rel=1e-4), (task, doc)
         print(f"{task} responses of document 0: {mine[0]}")
 
 
@@ -323,9 +325,19 @@ def split(resps) -> tuple[list[str], list[float]]:
 @pytest.mark.slow
 @pytest.mark.parametrize("ratio", [0.5, 0.875])
 def test_smollm2_students_export_exactly(smollm2, ratio, tmp_path):
+    """30 layers in float32: rounding compounds over depth, so the logits are held to the student's own rounding noise
+    (its chunked scan vs its sequential reference scan, the same math) and each layer to LAYER_TOLERANCE."""
     teacher, tokenizer = smollm2
     student = perturbed(build_student(teacher, mamba_ratio=ratio))
     report = export_student(student, tmp_path / "bamba", tokenizer=tokenizer)
-    compare(student, tmp_path / "bamba", f"SmolLM2-135M {ratio}")
+    ids = prompts(student.config.vocab_size)
+    with torch.no_grad():
+        chunked = student(ids).logits
+        student.config.scan_backend = "torch_ref"
+        noise = float((student(ids).logits - chunked).abs().max())
+        student.config.scan_backend = "auto"
+    print(f"\nSmolLM2-135M {ratio}: the student's own scan backends differ by {noise:.3g} (max abs logit)")
+    compare(student, tmp_path / "bamba", f"SmolLM2-135M {ratio}", tolerance=max(TOLERANCE, 2 * noise))
     print_cost(report, f"SmolLM2-135M {ratio}")
+    assert max(report.differences.layers) < LAYER_TOLERANCE
     assert report.added_params == bamba_format.added_parameters(student.config)

@@ -131,7 +131,7 @@ def check_exportable(student: HybridForCausalLM) -> None:
         if dict(mixer.sizes) != expected:
             raise UserError(f"layer {i}: Mamba in_proj parts {dict(mixer.sizes)} differ from {expected}, the "
                             "layout the Bamba export maps")
-        if mixer.norm.eps != config.rms_norm_eps:
+        if not math.isclose(mixer.norm.eps, config.rms_norm_eps, rel_tol=1e-6):  # GGUF stores 1e-5 as float32
             raise UserError(f"layer {i}: the gated RMSNorm eps {mixer.norm.eps} differs from rms_norm_eps "
                             f"{config.rms_norm_eps}; Bamba uses rms_norm_eps for both")
 
