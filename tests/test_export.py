@@ -179,6 +179,17 @@ def test_exported_variants_compute_the_student(label, tiny_teacher, tmp_path):
     assert import_student(tmp_path / "bamba").config.to_dict() == student.config.to_dict()
 
 
+def test_a_bfloat16_student_exports_in_bfloat16(tiny_teacher, tmp_path):
+    student = perturbed(build_student(random_teacher().to(torch.bfloat16), mamba_ratio=0.5))
+    report = export_student(student, tmp_path / "bamba", tokenizer=tiny_teacher[1])
+    # verified in float32 against the student rebuilt in float32 (RoPE frequencies computed, not upcast)
+    assert report.differences.logits < TOLERANCE and max(report.differences.layers) < LAYER_TOLERANCE
+    assert AutoModelForCausalLM.from_pretrained(tmp_path / "bamba").dtype == torch.bfloat16
+    back = import_student(tmp_path / "bamba")
+    assert back.config.torch_dtype == "bfloat16"
+    assert all(torch.equal(a, b) for a, b in zip(student.state_dict().values(), back.state_dict().values()))
+
+
 # --- what is refused -----------------------------------------------------------------------------------------------
 REFUSED = {  # what the error names: (teacher overrides, mamba_ratio, student options)
     "mixer='mamba1'": ({}, 0.5, {"mixer": "mamba1"}),

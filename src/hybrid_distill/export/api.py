@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from transformers import (
 
 from ..atomic import publish_dir
 from ..errors import UserError, reported_as_user_error
-from ..models import HybridForCausalLM
+from ..models import HybridConfig, HybridForCausalLM
 from . import bamba
 
 WEIGHTS_NAME = "model.safetensors"
@@ -132,11 +131,15 @@ def load_student_dir(directory: Path, scan_backend: str | None = None) -> Hybrid
         return HybridForCausalLM.from_pretrained(str(directory), scan_backend=scan_backend)
 
 
-def _float32_cpu(model: torch.nn.Module) -> torch.nn.Module:
-    params = list(model.parameters())
-    if all(p.dtype == torch.float32 and p.device.type == "cpu" for p in params):
-        return model
-    return copy.deepcopy(model).float().cpu()
+def _float32_cpu(student: HybridForCausalLM) -> HybridForCausalLM:
+    """The student in float32 on CPU, rebuilt from its config so that its buffers (RoPE frequencies) are computed
+    in float32 as transformers computes them, not upcast from a half-precision copy."""
+    if student.config.torch_dtype == "float32" and all(p.device.type == "cpu" for p in student.parameters()):
+        return student
+    config = HybridConfig.from_dict({**student.config.to_dict(), "torch_dtype": "float32"})
+    reference = HybridForCausalLM(config)
+    reference.load_state_dict({k: v.detach().float().cpu() for k, v in student.state_dict().items()})
+    return reference
 
 
 @dataclass(frozen=True)
