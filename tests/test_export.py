@@ -259,6 +259,16 @@ def test_import_gives_back_the_student(exported, tmp_path):
     assert import_student(tmp_path / "resaved").config.to_dict() == student.config.to_dict()
 
 
+def test_eval_loads_an_export_as_the_student(exported):
+    from hybrid_distill.eval.loading import load_student, resolve_checkpoint
+
+    student, tokenizer = load_student(resolve_checkpoint(str(exported.out)), None, None, None)
+    assert student.config.to_dict() == exported.student.config.to_dict()
+    assert all(torch.equal(a, b) for a, b in zip(student.state_dict().values(),
+                                                 exported.student.state_dict().values()))
+    assert tokenizer.chat_template is not None
+
+
 def test_import_refuses_a_model_trained_apart_after_export(exported, tmp_path):
     student, _, out, _, _ = exported
     model = AutoModelForCausalLM.from_pretrained(out)

@@ -14,6 +14,8 @@ from .api import (
     export_student,
     exported_format,
     import_student,
+    load_saved_student,
 )
 
-__all__ = ["FORMATS", "ExportFormat", "ExportReport", "export_student", "exported_format", "import_student"]
+__all__ = ["FORMATS", "ExportFormat", "ExportReport", "export_student", "exported_format", "import_student",
+           "load_saved_student"]

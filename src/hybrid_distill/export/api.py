@@ -88,7 +88,7 @@ def export_student(
         raise UserError(f"{out} already exists; choose a new output directory")
     if not isinstance(student, torch.nn.Module):
         student_dir = Path(student)
-        student = load_student_dir(student_dir)
+        student = load_saved_student(student_dir)
         tokenizer = student_dir if tokenizer is None else tokenizer
     if tokenizer is None:
         raise UserError("no tokenizer: pass tokenizer= (a tokenizer or a directory holding one)")
@@ -124,10 +124,20 @@ def unique_param_count(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())  # parameters() yields a tied weight once
 
 
-def load_student_dir(directory: Path, scan_backend: str | None = None) -> HybridForCausalLM:
+def load_saved_student(directory: str | os.PathLike, scan_backend: str | None = None,
+                       what: str | None = None) -> HybridForCausalLM:
+    """A saved student directory (<run dir>/student), or an export of one; a missing, truncated or mismatched file is
+    a UserError starting with `what` (default: the directory). scan_backend None: the saved one (an export: auto)."""
+    directory = Path(directory)
+    what = what or str(directory)
     if not (directory / "config.json").is_file():
-        raise UserError(f"{directory} is not a saved student (no config.json): pass a distill run's <run dir>/student")
-    with reported_as_user_error(str(directory)):
+        raise UserError(f"{what} is not a saved student (no config.json): pass a distill run's <run dir>/student")
+    if exported_format(directory) is not None:
+        try:
+            return import_student(directory, scan_backend or "auto")
+        except UserError as err:
+            raise UserError(f"{what}: {err}") from err
+    with reported_as_user_error(what):
         return HybridForCausalLM.from_pretrained(str(directory), scan_backend=scan_backend)
 
 

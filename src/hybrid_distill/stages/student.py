@@ -10,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import LlamaForCausalLM
 
 from ..errors import UserError, reported_as_user_error
-from ..export import exported_format, import_student
+from ..export import load_saved_student
 from ..models import HybridForCausalLM, build_student, convert_student, param_counts, resolve_pattern, set_trainable
 from ..ops import resolve_backend
 
@@ -37,18 +37,9 @@ def student_from_config(cfg: DictConfig, teacher: LlamaForCausalLM) -> HybridFor
 
 
 def load_student(key: str, source: Path, scan_backend: str) -> HybridForCausalLM:
-    """A saved student directory named by config key `key` (or a student exported by hybrid_distill.export); a
-    missing, truncated or mismatched file is a UserError."""
-    if not (source / "config.json").is_file():
-        raise UserError(f"{key} '{source}' is not a saved student (no config.json): pass a distill run's "
-                        "<run dir>/student")
-    if exported_format(source) is not None:
-        try:
-            return import_student(source, scan_backend)
-        except UserError as err:
-            raise UserError(f"{key}: {err}") from err
-    with reported_as_user_error(f"{key} '{source}'"):
-        return HybridForCausalLM.from_pretrained(str(source), scan_backend=scan_backend)
+    """A saved student directory (or an export of one, see hybrid_distill.export) named by config key `key`; a
+    missing, truncated or mismatched file is a UserError naming the key."""
+    return load_saved_student(source, scan_backend, what=f"{key} '{source}'")
 
 
 # the student's shapes that must equal its teacher's, as HybridConfig fields
