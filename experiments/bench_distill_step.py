@@ -16,8 +16,9 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from hybrid_distill.cli import config_dir
+from hybrid_distill.paths import config_dir
 from hybrid_distill.lit.distill import DistillModule
+from hybrid_distill.lit.settings import DistillLoss, OptimSettings, from_config
 from hybrid_distill.models import build_student, set_trainable
 from hybrid_distill.models.teacher import build_random_teacher
 
@@ -27,11 +28,10 @@ def tiny_config():
         return compose("train")
 
 
-def tokens_per_second(backend: str, architecture, recipe, steps: int) -> float:
+def tokens_per_second(backend: str, architecture, recipe, loss: DistillLoss, steps: int) -> float:
     teacher = build_random_teacher(architecture, seed=0)
     student = set_trainable(build_student(teacher, mamba_ratio=0.5, scan_backend=backend), "mamba")
-    module = DistillModule(teacher, student, {"divergence": "kl", "alpha": 0.1, "beta": 1.0},
-                           {"lr": 1e-3}, max_steps=steps + 2)
+    module = DistillModule(teacher, student, loss, OptimSettings(lr=1e-3), max_steps=steps + 2)
     optimizer = module.configure_optimizers()["optimizer"]
     ids = torch.randint(0, architecture["vocab_size"], (recipe["batch_size"], recipe["seq_len"]))
     batch = {"input_ids": ids, "labels": ids}
@@ -53,9 +53,10 @@ def main() -> None:
     cfg = tiny_config()
     architecture = OmegaConf.to_container(cfg.model.architecture)
     recipe = OmegaConf.to_container(cfg.model.recipe.distill)
+    loss = from_config(DistillLoss, cfg.loss, "loss")  # the default mix, kl_sft
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
           f"({torch.get_num_threads()} threads); tiny preset, ratio 0.5, batch {recipe['batch_size']} x {recipe['seq_len']}")
-    rates = {b: tokens_per_second(b, architecture, recipe, args.steps) for b in args.backends.split(",")}
+    rates = {b: tokens_per_second(b, architecture, recipe, loss, args.steps) for b in args.backends.split(",")}
     base = next(iter(rates.values()))
     for backend, rate in rates.items():
         print(f"{backend:>14}: {rate:8.0f} tokens/s  ({rate / base:.2f}x of {next(iter(rates))})")

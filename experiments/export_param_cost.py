@@ -12,7 +12,7 @@ import torch
 from omegaconf import OmegaConf
 from transformers import LlamaConfig
 
-from hybrid_distill.cli import config_dir
+from hybrid_distill.paths import config_dir
 from hybrid_distill.export.bamba import added_parameters
 from hybrid_distill.models import HybridConfig, HybridForCausalLM, resolve_pattern
 

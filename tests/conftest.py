@@ -1,4 +1,5 @@
-"""Shared test setup: offline everything, a shrunk tiny preset, one pretrained tiny teacher per session."""
+"""Shared test setup: offline everything, and session fixtures (one pretrained tiny teacher per session). Helpers that
+tests import live in helpers.py."""
 
 from __future__ import annotations
 
@@ -13,36 +14,7 @@ os.environ["WANDB_SILENT"] = "true"
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from hydra import compose, initialize_config_dir  # noqa: E402
-from hydra.core.hydra_config import HydraConfig  # noqa: E402
-from omegaconf import DictConfig, open_dict  # noqa: E402
-
-from hybrid_distill.cli import config_dir  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-
-# the tiny preset shrunk for tests; every test that needs the cached teacher uses these overrides
-TINY = [
-    "model.architecture.hidden_size=64",
-    "model.architecture.intermediate_size=128",
-    "model.architecture.num_attention_heads=4",
-    "model.architecture.num_key_value_heads=2",
-    "model.architecture.head_dim=16",
-    "model.recipe.pretrain_teacher.max_steps=60",
-    "model.recipe.pretrain_teacher.batch_size=8",
-    "model.recipe.pretrain_teacher.seq_len=64",
-    "model.recipe.distill.max_steps=4",
-    "model.recipe.distill.batch_size=4",
-    "model.recipe.distill.seq_len=64",
-    "model.recipe.dpo.max_steps=4",
-    "model.recipe.dpo.batch_size=4",
-    "model.recipe.dpo.seq_len=96",
-    "model.recipe.seqkd.max_new_tokens=8",
-    "++stage.val_every=2",
-    "trainer.limit_val_batches=2",
-    "trainer.log_every_n_steps=1",
-    "callbacks.progress_bar=null",
-]
+from helpers import compose_config  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -51,19 +23,6 @@ def cache_dir(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("hd_cache")
     os.environ["HD_CACHE_DIR"] = str(path)
     return path
-
-
-def compose_config(tmp_path: Path, overrides: list[str] = (), shrink: bool = True,
-                   config_name: str = "train") -> DictConfig:
-    """The real config, composed like `python train.py` (or `python eval.py`: config_name="eval") would, with
-    outputs under tmp_path (and the tiny preset shrunk by TINY unless shrink=False)."""
-    with initialize_config_dir(config_dir(), version_base="1.3"):
-        cfg = compose(config_name, overrides=[*(TINY if shrink else []), *overrides], return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(tmp_path)
-        cfg.hydra.job.override_dirname = ",".join(overrides)
-    HydraConfig().set_config(cfg)
-    return cfg
 
 
 @pytest.fixture(scope="session")

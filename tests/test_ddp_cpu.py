@@ -5,11 +5,11 @@ from __future__ import annotations
 import csv
 import json
 
-from test_train_e2e import _train_cli
+from helpers import train_cli
 
 
 def test_ddp_with_two_cpu_processes(tiny_teacher, cache_dir, tmp_path):
-    proc = _train_cli(["trainer.strategy=ddp", "trainer.devices=2", "trainer.max_steps=3", "logger=csv"],
+    proc = train_cli(["trainer.strategy=ddp", "trainer.devices=2", "trainer.max_steps=3", "logger=csv"],
                       tmp_path, cache_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "MEMBER: 2/2" in proc.stdout + proc.stderr  # Lightning's rank-1 start-up line: two processes ran

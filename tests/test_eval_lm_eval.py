@@ -13,7 +13,7 @@ import torch
 from lm_eval.api.instance import Instance
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from conftest import REPO
+from helpers import REPO
 from hybrid_distill.data.tokenizer import load_or_train_tokenizer
 from hybrid_distill.eval.lm_eval_adapter import HybridLM
 from hybrid_distill.models import build_student

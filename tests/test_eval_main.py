@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf, open_dict
 
-from conftest import REPO, compose_config
+from helpers import REPO, compose_config, compose_eval, save_run_config
 from hybrid_distill import cli
 from hybrid_distill.errors import UserError
-from hybrid_distill.eval.main import evaluate_from_config, run_eval
+from hybrid_distill.paths import config_dir
+from hybrid_distill.stages.eval import evaluate_from_config, run_eval
 from hybrid_distill.eval.results import results_files, write_new_json
+from hybrid_distill.eval.samples import held_out_prompts
 from hybrid_distill.runtime import run_context
 
 # a small suite: every section runs, in seconds
@@ -24,18 +26,8 @@ SMALL_SUITE = [
     "suite.recall.multiples=[1,2]", "suite.recall.num_examples=4",
     "suite.throughput.prompt_lens=[16]", "suite.throughput.batches=[2]", "suite.throughput.new_tokens=4",
     "suite.speculative.num_prompts=1", "suite.speculative.max_new_tokens=8", "suite.speculative.prompt_len=16",
+    "suite.samples.num_prompts=2", "suite.samples.max_new_tokens=6",
 ]
-
-
-def compose_eval(tmp_path: Path, overrides: list[str]):
-    """conf/eval.yaml composed like `python eval.py` would, with its own outputs under tmp_path."""
-    return compose_config(tmp_path, overrides, shrink=False, config_name="eval")
-
-
-def save_run_config(cfg, run_dir: Path) -> None:
-    """What Hydra writes into a run directory before the job: the composed config, unresolved, without `hydra`."""
-    (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), run_dir / ".hydra" / "config.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +63,10 @@ def test_eval_of_a_run_dir(distilled_run, tmp_path):
     assert results["speculative"]["exact_match"] is True
     assert results["speculative"]["committed"] == 8
     assert summary["quality/kl"] == q["kl"] and "recall/mqar/1x/student" in summary
+    # greedy answers side by side for held-out (test split) prompts
+    samples = results["samples"]
+    assert [row["prompt"] for row in samples] == held_out_prompts("builtin", 2)
+    assert all(set(row) == {"prompt", "student", "teacher"} for row in samples)
 
     # W&B: an offline run beside the training run, with the recall table's rows
     wandb_dir = Path(results["wandb_dir"])
@@ -135,7 +131,7 @@ def test_results_json_is_never_overwritten(tmp_path):
 def test_eval_as_a_pipeline_stage(distilled_run, tmp_path):
     """run_eval takes a train config whose `stage` holds the suite (conf/eval/default.yaml) and `stage.ckpt`."""
     cfg = compose_config(tmp_path, ["logger=none"])
-    suite = OmegaConf.load(Path(cli.config_dir()) / "eval" / "default.yaml")
+    suite = OmegaConf.load(Path(config_dir()) / "eval" / "default.yaml")
     small = OmegaConf.from_dotlist([o.removeprefix("suite.") for o in SMALL_SUITE] +
                                    ["recall.enabled=false", "throughput.enabled=false", "speculative.enabled=false"])
     with open_dict(cfg):

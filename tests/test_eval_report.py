@@ -13,11 +13,11 @@ import pytest
 from nbclient import NotebookClient
 from omegaconf import OmegaConf
 
-from conftest import REPO, compose_config
+from helpers import REPO, compose_config
 from hybrid_distill import cli
-from hybrid_distill.eval.main import evaluate_from_config
+from hybrid_distill.stages.eval import evaluate_from_config
 from hybrid_distill.eval.report import collect, main
-from test_eval_main import compose_eval, save_run_config
+from helpers import compose_eval, save_run_config
 
 RATIOS = (0.5, 0.75)
 EVAL = ["logger=none", "suite.quality.batch_size=4", "suite.quality.max_batches=2", "suite.recall.multiples=[1,2]",

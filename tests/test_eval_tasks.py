@@ -75,7 +75,7 @@ def test_text_task_too_short_is_reported(tokenizer):
         build_task("phonebook", tokenizer, len(tokenizer), 10, 1, 0)
 
 
-def oracle(batch, vocab: int, wrong: dict[tuple[int, int], int] = {}):
+def oracle(batch, vocab: int, wrong: dict[tuple[int, int], int] | None = None):
     """Logits that predict every label, except at the (row, label position) keys of `wrong`: that token instead."""
     def fn(ids):
         assert torch.equal(ids, batch.input_ids)  # one pass: the logits budget holds every row
@@ -83,7 +83,7 @@ def oracle(batch, vocab: int, wrong: dict[tuple[int, int], int] = {}):
         targets = batch.labels[:, 1:]  # the logits at t - 1 predict labels[t]
         rows, pos = (targets != IGNORE_INDEX).nonzero(as_tuple=True)
         logits[rows, pos, targets[rows, pos]] = 1.0
-        for (row, t), token in wrong.items():
+        for (row, t), token in (wrong or {}).items():
             logits[row, t - 1] = 0.0
             logits[row, t - 1, token] = 1.0
         return logits

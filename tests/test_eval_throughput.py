@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from conftest import REPO
+from helpers import REPO
 from hybrid_distill.eval.decoders import make_decoder, prefill
 from hybrid_distill.eval.throughput import measure_generation, throughput_grid
 from hybrid_distill.models import build_student

@@ -17,7 +17,7 @@ import torch
 from transformers import (AutoModelForCausalLM, AutoTokenizer, BambaConfig, BambaForCausalLM, LlamaConfig,
                           LlamaForCausalLM)
 
-from conftest import REPO, compose_config
+from helpers import REPO, compose_config
 from hybrid_distill.cli import run
 from hybrid_distill.errors import UserError
 from hybrid_distill.export import ExportReport, export_student, import_student
@@ -244,7 +244,7 @@ def test_command_line_names_a_refused_option(tiny_teacher, tmp_path, capsys):
     student.save_pretrained(tmp_path / "student")
     tiny_teacher[1].save_pretrained(tmp_path / "student")
     assert export_main([str(tmp_path / "student"), str(tmp_path / "out")]) == 2
-    assert "error: student option mixer='mamba1' cannot be exported to Bamba" in capsys.readouterr().err
+    assert "error: student option mixer='mamba1' cannot be exported to Bamba" in capsys.readouterr().out
 
 
 # --- import back ---------------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Own Triton kernels (top-level kernels/): parity with torch_ref, run under the Triton CPU interpreter.
+"""Own Triton kernels (hybrid_distill.kernels): parity with torch_ref, run under the Triton CPU interpreter.
 
 Triton picks interpreter or compiler when the kernels are defined (at import, from TRITON_INTERPRET), so on a
 CPU machine this module runs the kernel tests in a child pytest with TRITON_INTERPRET=1: the triton-backend
@@ -70,7 +70,7 @@ def test_triton_scan_reads_strided_projection_slices(dtype, device):
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_triton_step_updates_in_place_when_asked(device):
-    import kernels
+    from hybrid_distill import kernels
 
     inputs, softplus = make_ssd_inputs((2, 1, 4, 24, 20, 2, 1), SSD_OPTIONS[0], torch.float32, device)
     step = (inputs["x"][:, 0], inputs["dt"][:, 0], inputs["A"], inputs["B"][:, 0], inputs["C"][:, 0], inputs["D"],

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import compose_config
+from helpers import compose_config
 from hybrid_distill.cli import run
 from hybrid_distill.errors import UserError
 from hybrid_distill.models import build_student
 from hybrid_distill.models.teacher import build_random_teacher
 from hybrid_distill.reliability.checkpoints import last_checkpoint
-from test_train_e2e import _train_cli
+from helpers import train_cli
 
 QUIET = ["logger=none", "trainer.max_steps=2"]
 
@@ -46,7 +46,7 @@ def one_error_line(proc) -> str:
 
 def test_hydra_composition_errors_are_short_and_name_the_option(tmp_path):
     for override, named in (("model=foo", "Could not find 'model/foo'"), ("foo=1", "Could not override 'foo'")):
-        proc = _train_cli([override], tmp_path, tmp_path)
+        proc = train_cli([override], tmp_path, tmp_path)
         output = proc.stdout + proc.stderr
         assert proc.returncode == 1 and named in output and "Traceback" not in output
         assert len(output.strip().splitlines()) < 20
@@ -55,7 +55,7 @@ def test_hydra_composition_errors_are_short_and_name_the_option(tmp_path):
 @pytest.mark.parametrize("override,match", [
     ("student.pattern=MAM", "mamba_ratio / student.pattern: pattern 'MAM' has 3 letters but the model has 4 layers"),
     ("mamba_ratio=half", "mamba_ratio / student.pattern: could not convert string to float: 'half'"),
-    ("scan_backend.name=cuda_magic", "scan_backend=cuda_magic: unknown scan_backend 'cuda_magic'"),
+    ("scan_backend=cuda_magic", "scan_backend=cuda_magic: unknown scan_backend 'cuda_magic'"),
     ("student.mixer=mamba3", "student: mixer must be one of mamba2, mamba1"),
     ("student.trainable=everything", "student: .*must be one of mamba, mamba_mlp, all; got 'everything'"),
     ("loss.divergence=wasserstein", "loss.divergence='wasserstein'; choose one of kl"),
@@ -72,7 +72,7 @@ def test_pipeline_is_resumed_with_resume_not_ckpt_path(tmp_path):
 
 
 def test_missing_teacher_path_on_the_command_line(tmp_path):
-    line = one_error_line(_train_cli(["model.path=/nonexistent/llama", "logger=none"], tmp_path, tmp_path))
+    line = one_error_line(train_cli(["model.path=/nonexistent/llama", "logger=none"], tmp_path, tmp_path))
     assert "model.path '/nonexistent/llama' does not exist" in line
 
 
@@ -151,7 +151,7 @@ def test_bad_data_row_on_the_command_line(tiny_teacher, cache_dir, tmp_path):
             {"messages": [{"role": "user", "content": "3+3?"}, {"role": "assistant", "content": ""}]}]
     source = tmp_path / "chat.jsonl"
     source.write_text("\n".join(json.dumps(r) for r in rows))
-    line = one_error_line(_train_cli(["data=chat", f"data.source={source}", "logger=none"], tmp_path, cache_dir))
+    line = one_error_line(train_cli(["data=chat", f"data.source={source}", "logger=none"], tmp_path, cache_dir))
     assert f"row 1 of {source}" in line and "(assistant) is empty" in line
 
 

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from conftest import compose_config
+from helpers import compose_config
 from hybrid_distill.cli import run
 from hybrid_distill.errors import TrainingDiverged
 from hybrid_distill.lit.distill import DistillModule

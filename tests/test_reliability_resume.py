@@ -14,15 +14,16 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from conftest import compose_config
+from helpers import compose_config
 from hybrid_distill.cli import run
 from hybrid_distill.errors import Preempted
 from hybrid_distill.lit.optim import configure_adamw
+from hybrid_distill.lit.settings import OptimSettings
 from hybrid_distill.reliability.checkpoints import last_checkpoint, resume_checkpoint
 from hybrid_distill.data.resumable_loader import ResumableDataLoader
 from hybrid_distill.runtime import build_trainer, run_context, stage_output_dir
 from hybrid_distill.stages import seqkd
-from test_train_e2e import _train_cli
+from helpers import train_cli
 
 TOY_STEPS = 12  # 10 rows in batches of 2: 5 batches an epoch, so the runs cross epoch boundaries
 
@@ -46,7 +47,7 @@ class Toy(L.LightningModule):
         self.log("val/loss", torch.nn.functional.mse_loss(self.net(batch[0]), batch[1]))
 
     def configure_optimizers(self):
-        return configure_adamw(self.parameters(), {"lr": 1e-2, "warmup_steps": 3}, TOY_STEPS)
+        return configure_adamw(self.parameters(), OptimSettings(lr=1e-2, warmup_steps=3), TOY_STEPS)
 
 
 class ToyData(L.LightningDataModule):
@@ -125,7 +126,7 @@ def test_cli_signalled_distill_exits_75_and_resume_gives_the_uninterrupted_losse
     expected = _losses(tmp_path / "full" / "distill" / "metrics.csv")
     assert sorted(expected) == list(range(8))
 
-    stopped = _train_cli([*common, *drill(3, "SIGUSR1")], tmp_path, cache_dir)
+    stopped = train_cli([*common, *drill(3, "SIGUSR1")], tmp_path, cache_dir)
     [run_dir] = (tmp_path / "train" / "runs").iterdir()
     assert stopped.returncode == 75, stopped.stderr[-3000:]
     assert (f"preempted: SIGUSR1 at step 4: saved {run_dir}/distill/checkpoints/last.ckpt; continue with "
@@ -134,7 +135,7 @@ def test_cli_signalled_distill_exits_75_and_resume_gives_the_uninterrupted_losse
     assert not (run_dir / "metrics.json").exists()  # the stage did not pretend to finish
 
     # the same command plus resume=<run dir> (a requeued job reruns in its own directory and resumes the same way)
-    resumed = _train_cli([*common, f"resume={run_dir}"], tmp_path, cache_dir)
+    resumed = train_cli([*common, f"resume={run_dir}"], tmp_path, cache_dir)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"distill: resuming from {run_dir}/distill/checkpoints/last.ckpt" in resumed.stdout + resumed.stderr
     assert [d.name for d in (tmp_path / "train" / "runs").iterdir()] == [run_dir.name]
@@ -161,7 +162,7 @@ def test_a_preempted_pipeline_skips_its_finished_steps_and_resumes_the_interrupt
 
 
 def test_a_resumed_seqkd_reuses_the_answers_it_saved(random_teacher_dir, tmp_path, monkeypatch):
-    overrides = ["logger=none", "stage=seqkd", "stage.max_prompts=4", f"model.path={random_teacher_dir}"]
+    overrides = ["logger=none", "stage=seqkd", "stage.max_prompts=4", "stage.max_val_prompts=2", f"model.path={random_teacher_dir}"]
     first = run(compose_config(tmp_path, overrides))
 
     def generate_again(*args, **kwargs):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import compose_config
+from helpers import compose_config
 from hybrid_distill.errors import UserError
 from hybrid_distill.reliability.rundir import check_resume_dir, claim_unique_dir
 

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from conftest import compose_config
+from helpers import compose_config
 from hybrid_distill.cli import run
 from hybrid_distill.models import build_student
 
@@ -39,3 +39,31 @@ def test_distilling_the_real_teacher_runs(smollm2, tmp_path):
                                  shrink=False))
     assert results["pattern"].count("M") == 15
     assert math.isfinite(results["student_ppl"]) and results["teacher_ppl"] < results["student_ppl_before"] * 10
+
+
+def test_default_calibrated_start_at_half_is_no_worse_than_the_zeroed_baseline(smollm2):
+    from hybrid_distill.data.corpus import shakespeare_documents
+    from hybrid_distill.models import calibrate_student
+
+    teacher, tokenizer = smollm2
+    docs = shakespeare_documents()
+
+    def window(text, start, n=128):
+        return tokenizer(text[start:start + n * 8])["input_ids"][:n]
+
+    calib = torch.tensor([window(t, len(t) // 2) for t in docs["train"]["text"][:4]])
+    held_out = torch.tensor([window(t, len(t) // 3) for t in docs["validation"]["text"]])
+
+    @torch.no_grad()
+    def kl(student):
+        t = teacher(input_ids=held_out).logits.log_softmax(-1)
+        s = student(held_out).logits.log_softmax(-1)
+        return float((t.exp() * (t - s)).sum(-1).mean())
+
+    torch.manual_seed(0)
+    calibrated = build_student(teacher, mamba_ratio=0.5).eval()
+    calibrate_student(calibrated, teacher, [calib])
+    zeroed = build_student(teacher, mamba_ratio=0.5).eval()
+    for i in zeroed.config.mamba_layers:
+        zeroed.layers[i].mixer.out_proj.weight.data.zero_()
+    assert kl(calibrated) <= kl(zeroed), (kl(calibrated), kl(zeroed))

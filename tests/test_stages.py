@@ -8,10 +8,11 @@ import pytest
 import torch
 from datasets import load_from_disk
 
-from conftest import compose_config
+from helpers import compose_config
 from hybrid_distill.cli import run
 from hybrid_distill.data.schemas import prompt_turns
 from hybrid_distill.lit.distill import DistillModule
+from hybrid_distill.lit.settings import DistillLoss, OptimSettings
 from hybrid_distill.models import build_student, set_trainable
 from hybrid_distill.models.teacher import load_teacher
 
@@ -30,14 +31,20 @@ def test_kl_distillation_lowers_heldout_kl(tiny_teacher, tmp_path):
                                             "model.recipe.distill.lr=3e-3"]))
     assert results["kl_before"] > 0
     assert results["kl"] < 0.5 * results["kl_before"], results
+    # 40 steps of 4 packed (unpadded) blocks of the stage's length (conftest's shrunk recipe)
+    assert results["tokens_seen"] == 40 * 4 * results["train_seq_len"]
 
 
 def test_seqkd_dataset_holds_teacher_answers_for_every_prompt(random_teacher_dir, tmp_path):
     teacher, tokenizer = load_teacher(str(random_teacher_dir))
-    results = run(compose_config(tmp_path, [*QUIET, "stage=seqkd", "stage.max_prompts=12",
+    results = run(compose_config(tmp_path, [*QUIET, "stage=seqkd", "stage.max_prompts=12", "stage.max_val_prompts=3",
                                             f"model.path={random_teacher_dir}"]))
-    rows = load_from_disk(results["seqkd_dataset_dir"])
-    assert len(rows) == 12 and results["seqkd_empty_skipped"] == 0
+    saved = load_from_disk(results["seqkd_dataset_dir"])
+    assert saved.num_rows == {"train": 12, "validation": 3} and results["seqkd_empty_skipped"] == 0
+    # validation answers are to the source's own held-out prompts, not to training prompts
+    train_prompts = {m[0]["content"] for m in saved["train"]["messages"]}
+    assert not train_prompts & {m[0]["content"] for m in saved["validation"]["messages"]}
+    rows = saved["train"]
     # the stored answer is the teacher's own greedy continuation of that prompt
     messages = rows[0]["messages"]
     ids = tokenizer.apply_chat_template(prompt_turns(messages), add_generation_prompt=True, return_tensors="pt",
@@ -65,7 +72,7 @@ def test_dpo_without_a_student_is_a_clear_error(tiny_teacher, tmp_path):
 def test_full_pipeline_runs_each_stage_as_its_own_wandb_run(random_teacher_dir, tmp_path):
     # a teacher from model.path (untrained, so that its seqkd answers are never empty)
     results = run(compose_config(tmp_path, ["stage=pipeline", "trainer.max_steps=2", f"model.path={random_teacher_dir}",
-                                            "stage.steps.1.overrides=['stage.max_prompts=8']",
+                                            "stage.steps.1.overrides=['stage.max_prompts=8','stage.max_val_prompts=4']",
                                             "stage.steps.4.overrides=['stage.throughput.enabled=false',"
                                             "'stage.speculative.enabled=false','stage.recall.multiples=[1]',"
                                             "'stage.recall.num_examples=2']"]))
@@ -92,8 +99,9 @@ def test_distill_module_trains_the_student_and_never_the_teacher(tiny_teacher):
     teacher, _ = tiny_teacher
     student = build_student(teacher, mamba_ratio=0.5)
     set_trainable(student, "mamba")
-    module = DistillModule(teacher, student, {"divergence": "kl", "alpha": 1.0, "beta": 1.0},
-                           {"lr": 1e-2, "warmup_steps": 0}, max_steps=10)
+    loss = DistillLoss(divergence="kl", divergence_weight=1.0, ce_weight=1.0, temperature=1.0, t2_scaling=False,
+                       jsd_beta=0.5, vocab_chunk=None)
+    module = DistillModule(teacher, student, loss, OptimSettings(lr=1e-2), max_steps=10)
     module.train()
     assert not teacher.training and student.training
     teacher_before = {k: v.clone() for k, v in teacher.state_dict().items()}

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-from conftest import REPO, TINY, compose_config
+from helpers import compose_config, train_cli
 from hybrid_distill.cli import run
 
 
@@ -35,15 +32,8 @@ def test_default_pipeline_distils_and_logs_to_wandb_offline(tiny_teacher, tmp_pa
         assert key in payload, key
 
 
-def _train_cli(args: list[str], tmp_path: Path, cache_dir: Path, multirun: bool = False) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HD_CACHE_DIR": str(cache_dir), "HD_LOG_DIR": str(tmp_path), "WANDB_MODE": "offline"}
-    flags = ["-m"] if multirun else []
-    return subprocess.run([sys.executable, str(REPO / "train.py"), *flags, *TINY, *args], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=600)
-
-
 def test_multirun_sweep_leaves_two_wandb_runs(tiny_teacher, cache_dir, tmp_path):
-    proc = _train_cli(["mamba_ratio=0,0.5", "trainer.max_steps=5"], tmp_path, cache_dir, multirun=True)
+    proc = train_cli(["mamba_ratio=0,0.5", "trainer.max_steps=5"], tmp_path, cache_dir, multirun=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     sweep_dirs = list((tmp_path / "train" / "multiruns").iterdir())
     assert len(sweep_dirs) == 1
@@ -55,14 +45,14 @@ def test_multirun_sweep_leaves_two_wandb_runs(tiny_teacher, cache_dir, tmp_path)
 
 
 def test_bad_override_is_one_clear_line(tiny_teacher, cache_dir, tmp_path):
-    proc = _train_cli(["mamba_ratio=1.5", "logger=none"], tmp_path, cache_dir)
+    proc = train_cli(["mamba_ratio=1.5", "logger=none"], tmp_path, cache_dir)
     assert proc.returncode != 0
     assert "mamba_ratio" in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
 
 
 def test_submitit_local_launcher_runs_two_jobs(tiny_teacher, cache_dir, tmp_path):
-    proc = _train_cli(["hydra/launcher=submitit_local", "mamba_ratio=0,0.5", "trainer.max_steps=2", "logger=csv"],
+    proc = train_cli(["hydra/launcher=submitit_local", "mamba_ratio=0,0.5", "trainer.max_steps=2", "logger=csv"],
                       tmp_path, cache_dir, multirun=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     sweep_dir = next((tmp_path / "train" / "multiruns").iterdir())

@@ -31,12 +31,11 @@ from hybrid_distill.eval.throughput import measure_generation
 from hybrid_distill.models import build_student
 from hybrid_distill.models.teacher import llama_config
 from hybrid_distill.ops import resolve_backend
-
-REPO = Path(__file__).resolve().parents[2]
+from hybrid_distill.paths import config_dir
 
 
 def random_teacher(preset: str, device: torch.device, dtype: torch.dtype) -> LlamaForCausalLM:
-    architecture = yaml.safe_load((REPO / "conf" / "model" / f"{preset}.yaml").read_text())["architecture"]
+    architecture = yaml.safe_load((Path(config_dir()) / "model" / f"{preset}.yaml").read_text())["architecture"]
     with torch.device(device):  # initialise on the GPU directly, in bf16 (an 8B model in fp32 would need 32 GB)
         return LlamaForCausalLM._from_config(llama_config(architecture), dtype=dtype).eval()
 

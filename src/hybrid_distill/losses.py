@@ -351,6 +351,15 @@ def shift_for_next_token(logits: Tensor, labels_or_mask: Tensor) -> tuple[Tensor
     return logits[:, :-1], labels_or_mask[:, 1:]
 
 
+def next_token_targets(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Align logits (B, T, V) at position t with the label at t + 1.
+
+    Returns (logits (B, T-1, V), targets (B, T-1), mask (B, T-1) bool of positions that count).
+    """
+    logits, targets = shift_for_next_token(logits, labels)
+    return logits, targets, targets != IGNORE_INDEX
+
+
 def _target_logprobs(logits: Tensor, labels: Tensor, ignore_index: int) -> tuple[Index, Tensor]:
     """Log-prob of each non-ignored label: (..., V), (...) -> (indices of those positions, (N,) float32)."""
     if labels.shape != logits.shape[:-1]:

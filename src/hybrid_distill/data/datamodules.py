@@ -18,6 +18,7 @@ from transformers import PreTrainedTokenizerBase
 from hybrid_distill.data.collate import RightPadCollator, pad_token_id
 from hybrid_distill.data.resumable_loader import ResumableDataLoader
 from hybrid_distill.data.corpus import shakespeare_documents
+from hybrid_distill.data.preferences import pairs_from_chat
 from hybrid_distill.data.loaders import BUILTIN, Source, load_chat_dataset, load_preference_dataset, load_train_val
 from hybrid_distill.data.tokenize import pack_text, tokenize_chat, tokenize_preference, tokenize_prompts
 
@@ -121,7 +122,7 @@ class _ConversationDataModule(_TokenizedDataModule):
         self,
         tokenizer: PreTrainedTokenizerBase,
         source: Source = BUILTIN,
-        max_length: int = 128,
+        seq_len: int = 128,
         batch_size: int = 16,
         num_workers: int = 0,
         seed: int = 0,
@@ -134,7 +135,7 @@ class _ConversationDataModule(_TokenizedDataModule):
     ):
         super().__init__(tokenizer, batch_size, num_workers, seed, cache_dir)
         self.source = source
-        self.max_length = max_length
+        self.seq_len = seq_len  # the longest row kept (longer rows are skipped, counted in a warning)
         self.split_args = dict(
             train_split=train_split,
             val_split=val_split,
@@ -152,19 +153,29 @@ class ChatDataModule(_ConversationDataModule):
         return load_train_val(load_chat_dataset, self.source, **self.split_args)
 
     def _build(self) -> tuple[Dataset, Dataset]:
-        return tuple(tokenize_chat(rows, self.tokenizer, self.max_length, self.cache_dir) for rows in self._rows())
+        return tuple(tokenize_chat(rows, self.tokenizer, self.seq_len, self.cache_dir) for rows in self._rows())
 
     def prompts(self, split: str = "train") -> Dataset:
         """Prompts for generation (sequence-level KD, task accuracy): `prompt_messages`,
         `reference` (the dataset's response) and `input_ids` (prompt + generation prompt, unpadded)."""
         train, val = self._rows()
         rows = {"train": train, "validation": val}[split]
-        return tokenize_prompts(rows, self.tokenizer, self.max_length, self.cache_dir)
+        return tokenize_prompts(rows, self.tokenizer, self.seq_len, self.cache_dir)
 
 
 class PreferenceDataModule(_ConversationDataModule):
-    """Preference pairs for DPO: `chosen_*` and `rejected_*` input_ids / labels / attention_mask."""
+    """Preference pairs for DPO: `chosen_*` and `rejected_*` input_ids / labels / attention_mask. With
+    `pairs_from_chat`, `source` is chat data (e.g. the teacher's seqkd answers) and each pair is built from a row:
+    chosen = its answer, rejected = the answer to another prompt (preferences.pairs_from_chat)."""
+
+    def __init__(self, *args, pairs_from_chat: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pairs_from_chat = pairs_from_chat
 
     def _build(self) -> tuple[Dataset, Dataset]:
-        rows = load_train_val(load_preference_dataset, self.source, **self.split_args)
-        return tuple(tokenize_preference(r, self.tokenizer, self.max_length, self.cache_dir) for r in rows)
+        if self.pairs_from_chat:
+            chat = load_train_val(load_chat_dataset, self.source, **self.split_args)
+            rows = tuple(pairs_from_chat(split, seed=0) for split in chat)
+        else:
+            rows = load_train_val(load_preference_dataset, self.source, **self.split_args)
+        return tuple(tokenize_preference(r, self.tokenizer, self.seq_len, self.cache_dir) for r in rows)

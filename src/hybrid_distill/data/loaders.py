@@ -2,6 +2,8 @@
 
 - `"builtin"`: the generated tasks of `chat_tasks` (fixed seed per split, so every run and every
   sweep member sees the same rows);
+- `"shakespeare_instruct"` (chat only): instructions over Shakespeare passages plus those tasks (`passages`),
+  prompts for a real teacher to answer (`stage=seqkd`); validation/test prompts come from held-out plays;
 - a local path: a `.jsonl` / `.json` / `.parquet` file, or a `Dataset.save_to_disk` directory;
 - a `datasets.Dataset` / `DatasetDict` object (e.g. teacher pseudo-labels built in memory);
 - anything else is a hub id for `datasets.load_dataset` (e.g. "HuggingFaceH4/ultrachat_200k"
@@ -17,12 +19,13 @@ from pathlib import Path
 
 from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
 
-from hybrid_distill.data import chat_tasks
+from hybrid_distill.data import chat_tasks, passages
 from hybrid_distill.data.schemas import normalise_chat_row, normalise_preference_row, require_columns
 
 Source = str | os.PathLike | Dataset | DatasetDict
 BUILTIN = "builtin"
 BUILTIN_ROWS = {"train": 4000, "validation": 200, "test": 200}
+INSTRUCT = passages.SOURCE_NAME
 FILE_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 VALIDATION_CARVE_SEED = 0  # fixed: the carved validation rows never depend on the run's seed
 
@@ -69,14 +72,15 @@ def _load(
     split: str,
     num_rows: int | None,
     cache_dir: str | None,
-    generate: Callable[[int, str], Dataset],
+    builtins: dict[str, tuple[Callable[[int, str], Dataset], dict[str, int]]],
     required: tuple[str, ...],
     normalise: Callable[[dict, int, str], dict],
 ) -> Dataset:
-    if isinstance(source, str) and source == BUILTIN:
-        if split not in BUILTIN_ROWS:
-            raise SplitNotFoundError(f"builtin data has no split {split!r} (splits: {list(BUILTIN_ROWS)})")
-        return generate(num_rows or BUILTIN_ROWS[split], f"{split}:0")
+    if isinstance(source, str) and source in builtins:
+        generate, rows = builtins[source]
+        if split not in rows:
+            raise SplitNotFoundError(f"{source} data has no split {split!r} (splits: {list(rows)})")
+        return generate(num_rows or rows[split], f"{split}:0")
     ds = _head(_load_raw(source, split, cache_dir), num_rows)
     require_columns(ds.column_names, required, _describe(source))
     return ds.map(normalise, with_indices=True, fn_kwargs={"source": _describe(source)}, desc="validate rows")
@@ -87,7 +91,8 @@ def load_chat_dataset(
 ) -> Dataset:
     """Validated chat rows with a `messages` column (other columns kept); the first `num_rows`
     rows only if given (for "builtin": the number of rows generated)."""
-    return _load(source, split, num_rows, cache_dir, chat_tasks.chat_dataset, ("messages",), normalise_chat_row)
+    builtins = {BUILTIN: (chat_tasks.chat_dataset, BUILTIN_ROWS), INSTRUCT: (passages.instruction_dataset, passages.ROWS)}
+    return _load(source, split, num_rows, cache_dir, builtins, ("messages",), normalise_chat_row)
 
 
 def load_preference_dataset(
@@ -95,8 +100,8 @@ def load_preference_dataset(
 ) -> Dataset:
     """Validated preference rows normalised to `prompt` (str), `chosen` and `rejected`
     (conversations ending in the two assistant answers); other columns kept."""
-    generate, required = chat_tasks.preference_dataset, ("chosen", "rejected")
-    return _load(source, split, num_rows, cache_dir, generate, required, normalise_preference_row)
+    builtins = {BUILTIN: (chat_tasks.preference_dataset, BUILTIN_ROWS)}
+    return _load(source, split, num_rows, cache_dir, builtins, ("chosen", "rejected"), normalise_preference_row)
 
 
 def load_train_val(

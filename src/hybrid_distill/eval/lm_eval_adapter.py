@@ -20,7 +20,7 @@ from .. import losses
 from ..data.collate import RightPadCollator, pad_token_id
 from ..data.tokenize import IGNORE_INDEX
 from .loading import load_student, resolve_checkpoint
-from .main import resolve_device
+from .suite import resolve_device
 from .recall import argmax_hits
 
 

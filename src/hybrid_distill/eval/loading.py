@@ -16,6 +16,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -25,7 +26,6 @@ from ..errors import UserError
 from ..export import load_saved_student
 from ..models import HybridForCausalLM
 from ..models.checkpoint import CONFIG_NAME, WEIGHTS_NAME
-from ..runtime import RunContext
 
 RUN_CONFIG = Path(".hydra") / "config.yaml"
 # the state_dict prefix of the student in each stage's LightningModule
@@ -107,30 +107,19 @@ def resolve_checkpoint(ckpt: str | None) -> Checkpoint:
                     f"({CONFIG_NAME} + {WEIGHTS_NAME}), nor a .ckpt file")
 
 
-def load_teacher_for(ck: Checkpoint, spec: str | None, ctx: RunContext):
-    """(teacher, tokenizer) or (None, None). spec: "auto" = the run's teacher, None = none, else a HF directory."""
-    from ..models.teacher import load_teacher
-    from ..stages.teacher import obtain_teacher
-
-    if spec is None:
-        return None, None
-    if spec != "auto":
-        return load_teacher(str(spec))
-    if ck.run_cfg is None:
-        return None, None
-    return obtain_teacher(ck.run_cfg, ctx)
+# builds the untrained student of a training run's config from its teacher (stages.student.student_from_config)
+StudentBuilder = Callable[[DictConfig, torch.nn.Module], HybridForCausalLM]
 
 
-def _student_from_lightning(ck: Checkpoint, teacher, scan_backend: str | None) -> HybridForCausalLM:
-    from ..stages.student import student_from_config
-
+def _student_from_lightning(ck: Checkpoint, teacher, scan_backend: str | None,
+                            build: StudentBuilder | None) -> HybridForCausalLM:
     cfg = ck.run_cfg
     if cfg.stage.name == "dpo":  # DPO trains a copy of the student it starts from
         student = load_saved_student(str(cfg.stage.init_from), scan_backend)
-    elif teacher is None:
+    elif teacher is None or build is None:
         raise UserError(f"ckpt '{ck.lightning_ckpt}': rebuilding a distill student needs its teacher (teacher=auto)")
     else:
-        student = student_from_config(cfg, teacher)
+        student = build(cfg, teacher)
     try:
         state = torch.load(ck.lightning_ckpt, map_location="cpu", weights_only=False)["state_dict"]
     except Exception as err:  # a truncated or foreign file: one line naming it
@@ -146,9 +135,12 @@ def _student_from_lightning(ck: Checkpoint, teacher, scan_backend: str | None) -
 
 
 def load_student(ck: Checkpoint, teacher, teacher_tokenizer: PreTrainedTokenizerBase | None,
-                 scan_backend: str | None) -> tuple[HybridForCausalLM, PreTrainedTokenizerBase]:
+                 scan_backend: str | None, build: StudentBuilder | None = None,
+                 ) -> tuple[HybridForCausalLM, PreTrainedTokenizerBase]:
+    """(student, tokenizer) of `ck`. A distill run's Lightning checkpoint is loaded into the student `build` makes
+    from the run's config and `teacher`; a DPO one into the student it started from."""
     if ck.lightning_ckpt is not None:
-        student = _student_from_lightning(ck, teacher, scan_backend)
+        student = _student_from_lightning(ck, teacher, scan_backend, build)
         if teacher_tokenizer is None:
             raise UserError(f"ckpt '{ck.lightning_ckpt}': no tokenizer (evaluate with teacher=auto)")
         return student.eval(), teacher_tokenizer

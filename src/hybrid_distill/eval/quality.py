@@ -11,7 +11,6 @@ from torchmetrics.text import Perplexity
 
 from .. import losses
 from ..data.tokenize import IGNORE_INDEX
-from ..lit.metrics import next_token_targets
 
 
 @torch.no_grad()
@@ -27,7 +26,7 @@ def heldout_quality(student: torch.nn.Module, teacher: torch.nn.Module | None, b
         if max_batches is not None and i >= max_batches:
             break
         ids, labels = batch["input_ids"].to(device), batch["labels"].to(device)  # (B, T)
-        student_logits, targets, mask = next_token_targets(student(ids).logits.float(), labels)  # (B, T-1, V)
+        student_logits, targets, mask = losses.next_token_targets(student(ids).logits.float(), labels)  # (B, T-1, V)
         student_ppl.update(student_logits, targets)
         n = int(mask.sum())
         tokens += n

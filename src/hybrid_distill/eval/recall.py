@@ -8,7 +8,7 @@ from typing import Callable, Iterable, Sequence
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from ..lit.metrics import next_token_targets
+from .. import losses
 from .tasks import TaskBatch, TaskDoesNotFit, build_task
 
 LogitsFn = Callable[[torch.Tensor], torch.Tensor]  # input_ids (B, T) -> logits (B, T, V)
@@ -30,7 +30,7 @@ def logits_fn(model: torch.nn.Module) -> LogitsFn:
 def argmax_hits(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Teacher-forced hits: logits (B, T, V) and labels (B, T) aligned with the inputs -> (hits, counted), both
     (B, T-1) bool: the argmax at t - 1 equals labels[t], and labels[t] is counted."""
-    logits, targets, counted = next_token_targets(logits, labels)
+    logits, targets, counted = losses.next_token_targets(logits, labels)
     return (logits.argmax(-1) == targets) & counted, counted
 
 

@@ -22,13 +22,13 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from ..errors import UserError  # noqa: E402
 from .results import results_files  # noqa: E402
 
 # swept settings read from each run's config: column -> config key
-SETTINGS = {"mamba_ratio": "mamba_ratio", "loss": "loss.name", "backend": "scan_backend.name",
+SETTINGS = {"mamba_ratio": "mamba_ratio", "loss": "loss.name", "backend": "scan_backend",
             "mixer": "student.mixer", "stage": "stage.name"}
 # training metrics (metrics.json) and evaluation metrics (eval summary) shown in the table, in this order
 TABLE_METRICS = ("pattern", "student_ppl", "teacher_ppl", "kl", "top1_agree", "eval/quality/student_ppl",
@@ -77,6 +77,8 @@ def collect(root: Path) -> pd.DataFrame:
     for run, label in zip(runs, labels(runs, root)):
         cfg_path = run / ".hydra" / "config.yaml"
         cfg = OmegaConf.load(cfg_path) if cfg_path.is_file() else OmegaConf.create()
+        if isinstance(cfg.get("scan_backend"), DictConfig):  # runs made while scan_backend was a group {name: ...}
+            cfg.scan_backend = cfg.scan_backend.name
         record = {"run": label, "dir": str(run)}
         record.update({col: OmegaConf.select(cfg, key, default=None) for col, key in SETTINGS.items()})
         metrics = json.loads((run / "metrics.json").read_text())

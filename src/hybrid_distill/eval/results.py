@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from ..runtime import wandb_mode
 
 RESULTS_STEM = "eval"
-TABLES = ("recall", "throughput")  # list-of-rows sections of the results, logged as W&B tables
+TABLES = ("recall", "throughput", "samples")  # list-of-rows sections of the results, logged as W&B tables
 
 
 def write_new_json(directory: Path, payload: dict[str, Any], stem: str = RESULTS_STEM) -> Path:

@@ -7,8 +7,8 @@ exactly the target's greedy decoding.
 
 States: a KV cache can drop rejected tokens, an SSM state cannot (it has folded them in). So before verifying, the
 target's states are snapshotted, and when a proposal is rejected they are restored and only the accepted tokens are
-run again (recompute from a snapshot, the brief's first option); when all proposals are accepted nothing is
-recomputed. The draft is rolled back the same way (a HF draft is cropped, which costs nothing).
+run again (recompute from a snapshot, simpler than per-token state checkpoints); when all proposals are accepted
+nothing is recomputed. The draft is rolled back the same way (a HF draft is cropped, which costs nothing).
 """
 
 from __future__ import annotations
@@ -100,9 +100,9 @@ def speculative_generate(target: torch.nn.Module, draft: torch.nn.Module, input_
     return torch.cat([input_ids, torch.tensor([new], dtype=input_ids.dtype, device=input_ids.device)], 1), stats
 
 
-def _timed(fn):
+def _timed(fn, *args, **kwargs):
     start = time.perf_counter()
-    out = fn()
+    out = fn(*args, **kwargs)
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     return out, time.perf_counter() - start
@@ -116,11 +116,10 @@ def speculative_benchmark(target: torch.nn.Module, draft: torch.nn.Module, promp
     total = SpeculativeStats()
     exact = True
     for ids in prompts:  # each (1, T)
-        reference, seconds = _timed(lambda: target.generate(ids, max_new_tokens=max_new_tokens, do_sample=False,
-                                                            eos_token_id=eos_token_id))
+        reference, seconds = _timed(target.generate, ids, max_new_tokens=max_new_tokens, do_sample=False,
+                                    eos_token_id=eos_token_id)
         plain_s += seconds
-        (output, stats), seconds = _timed(lambda: speculative_generate(target, draft, ids, max_new_tokens, k,
-                                                                       eos_token_id))
+        (output, stats), seconds = _timed(speculative_generate, target, draft, ids, max_new_tokens, k, eos_token_id)
         spec_s += seconds
         exact &= torch.equal(output, reference)
         for field in ("rounds", "proposed", "accepted", "committed", "recomputed"):

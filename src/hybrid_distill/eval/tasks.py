@@ -129,7 +129,7 @@ class Phonebook:
 
     def __init__(self, rng: random.Random):
         self.rng = rng
-        self.names = [f"{f} {l}" for f in FIRST_NAMES for l in LAST_NAMES]
+        self.names = [f"{first} {last}" for first in FIRST_NAMES for last in LAST_NAMES]
         rng.shuffle(self.names)
         self.numbers = [f"{_digits(rng, 3)}-{_digits(rng, 4)}" for _ in self.names]
         self.depth = rng.random()  # where in the book the asked entry sits

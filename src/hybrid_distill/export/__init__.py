@@ -15,7 +15,8 @@ from .api import (
     exported_format,
     import_student,
     load_saved_student,
+    saved_student_config,
 )
 
 __all__ = ["FORMATS", "ExportFormat", "ExportReport", "export_student", "exported_format", "import_student",
-           "load_saved_student"]
+           "load_saved_student", "saved_student_config"]

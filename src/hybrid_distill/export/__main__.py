@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..cli import EXIT_BAD_INPUT
-from ..errors import UserError
+from ..console import say
+from ..errors import EXIT_BAD_INPUT, UserError
 from .api import FORMATS, export_student
 
 
@@ -17,12 +17,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out_dir", help="the directory to create (must not exist)")
     parser.add_argument("--format", default="bamba", choices=sorted(FORMATS))
     parser.add_argument("--no-verify", action="store_true",
-                        help="skip loading the export back and comparing its logits with the student's")
+                        help="skip loading the export back and comparing it with the student layer by layer")
     args = parser.parse_args(argv)
     try:
         report = export_student(args.student_dir, args.out_dir, format=args.format, verify=not args.no_verify)
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+        say("[red]error:[/]", str(err))
         return EXIT_BAD_INPUT
     print(report.summary())
     return 0

@@ -36,11 +36,12 @@ class ExportFormat:
     config: Callable[[object], PretrainedConfig]  # HybridConfig -> the stock class's config
     state: Callable[[HybridForCausalLM], dict[str, torch.Tensor]]  # tensors under the stock class's names
     load: Callable[[Path, str], HybridForCausalLM]  # (exported dir, scan_backend) -> student
+    read_config: Callable[[Path], HybridConfig]  # exported dir -> the student's config, no weights read
 
 
 FORMATS = {
     "bamba": ExportFormat("bamba", bamba.MODEL_TYPE, bamba.check_exportable, bamba.to_bamba_config,
-                          bamba.to_bamba_state, bamba.from_bamba),
+                          bamba.to_bamba_state, bamba.from_bamba, bamba.read_student_config),
 }
 
 
@@ -139,6 +140,16 @@ def load_saved_student(directory: str | os.PathLike, scan_backend: str | None = 
             raise UserError(f"{what}: {err}") from err
     with reported_as_user_error(what):
         return HybridForCausalLM.from_pretrained(str(directory), scan_backend=scan_backend)
+
+
+def saved_student_config(directory: str | os.PathLike) -> HybridConfig:
+    """The HybridConfig of a saved student directory or of an export of one, without reading weights."""
+    directory = Path(directory)
+    fmt = exported_format(directory)
+    with reported_as_user_error(str(directory)):
+        if fmt is not None:
+            return fmt.read_config(directory)
+        return HybridConfig.from_json((directory / "config.json").read_text(), source=str(directory / "config.json"))
 
 
 def _float32_cpu(student: HybridForCausalLM) -> HybridForCausalLM:

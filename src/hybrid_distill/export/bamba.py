@@ -265,16 +265,22 @@ def _check_against_bamba(state: dict[str, torch.Tensor], bamba: BambaConfig) -> 
         raise UserError(f"the student does not map onto BambaForCausalLM: {'; '.join(problems[:5])}")
 
 
-def from_bamba(directory: Path, scan_backend: str = "auto") -> HybridForCausalLM:
-    """A student from a Bamba directory written by `to_bamba_*` (possibly re-saved by transformers)."""
+def read_student_config(directory: Path, scan_backend: str = "auto") -> HybridConfig:
+    """The student config of an exported Bamba directory (config.json only, no weights)."""
     config = AutoConfig.from_pretrained(str(directory))
     if config.model_type != MODEL_TYPE:
         raise UserError(f"{directory}: model_type {config.model_type!r}, not {MODEL_TYPE!r}")
-    bamba, info = BambaForCausalLM.from_pretrained(str(directory), dtype="auto", output_loading_info=True)
+    return from_bamba_config(config, str(directory), scan_backend, _dtype_name(config.dtype))
+
+
+def from_bamba(directory: Path, scan_backend: str = "auto") -> HybridForCausalLM:
+    """A student from a Bamba directory written by `to_bamba_*` (possibly re-saved by transformers)."""
+    hybrid_config = read_student_config(directory, scan_backend)
+    bamba, info = BambaForCausalLM.from_pretrained(str(directory), dtype=hybrid_config.dtype,
+                                                   output_loading_info=True)
     problems = {k: v for k, v in info.items() if k != "error_msgs" and v}
     if problems:
         raise UserError(f"{directory}: the weights do not match its config.json: {problems}")
-    hybrid_config = from_bamba_config(config, str(directory), scan_backend, _dtype_name(bamba.dtype))
     widths, rep = student_widths(hybrid_config), hybrid_config.num_attention_heads // hybrid_config.num_key_value_heads
     state = {}
     for key, value in bamba.state_dict().items():
@@ -287,8 +293,10 @@ def from_bamba(directory: Path, scan_backend: str = "auto") -> HybridForCausalLM
     return student
 
 
-def _dtype_name(dtype: torch.dtype) -> str:
+def _dtype_name(dtype: torch.dtype | str | None) -> str:
+    """config.json's dtype as a HybridConfig torch_dtype name (float32 when it names none)."""
     names = {v: k for k, v in DTYPES.items()}
-    if dtype not in names:
+    name = "float32" if dtype is None else dtype if isinstance(dtype, str) else names.get(dtype)
+    if name not in DTYPES:
         raise UserError(f"weights in {dtype}; the student supports {', '.join(DTYPES)}")
-    return names[dtype]
+    return name

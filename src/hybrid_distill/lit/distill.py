@@ -1,12 +1,11 @@
-"""Stage `distill`: a frozen teacher supervises the hybrid student, loss = alpha * divergence + beta * CE.
+"""Stage `distill`: a frozen teacher supervises the hybrid student,
+loss = divergence_weight * divergence + ce_weight * CE.
 
 The teacher is a submodule (so device placement and FSDP sharding apply to it) but it is kept in eval
 mode, never receives gradients and is left out of checkpoints: it is reloaded from its own path.
 """
 
 from __future__ import annotations
-
-from typing import Any, Mapping
 
 import torch
 from torchmetrics import MeanMetric
@@ -15,19 +14,20 @@ from torchmetrics.text import Perplexity
 from .. import losses
 from ..models.teacher import freeze
 from .base import StageModule
-from .metrics import next_token_targets
 from .optim import configure_adamw, total_grad_norm
+from .settings import DistillLoss, OptimSettings
+
 
 class DistillModule(StageModule):
     frozen = "teacher"
 
-    def __init__(self, teacher: torch.nn.Module, student: torch.nn.Module, loss: Mapping[str, Any],
-                 optim: Mapping[str, Any], max_steps: int):
+    def __init__(self, teacher: torch.nn.Module, student: torch.nn.Module, loss: DistillLoss, optim: OptimSettings,
+                 max_steps: int):
         super().__init__()
         self.teacher = freeze(teacher)
         self.student = student
-        self.loss_cfg = dict(loss)
-        self.optim = dict(optim)
+        self.loss = loss
+        self.optim = optim
         self.max_steps = max_steps
         self.strict_loading = False  # checkpoints hold no teacher weights
         self.val_student_ppl = Perplexity(ignore_index=-100)
@@ -46,34 +46,30 @@ class DistillModule(StageModule):
         return student_logits, teacher_logits
 
     def _divergence(self, student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        cfg = self.loss_cfg
-        return losses.divergence(
-            cfg["divergence"], student, teacher, mask,
-            temperature=float(cfg.get("temperature", 1.0)),
-            jsd_beta=float(cfg.get("jsd_beta", 0.5)),
-            vocab_chunk=cfg.get("vocab_chunk"),
-        )
+        s = self.loss
+        return losses.divergence(s.divergence, student, teacher, mask, temperature=s.temperature,
+                                 t2_scaling=s.t2_scaling, jsd_beta=s.jsd_beta, vocab_chunk=s.vocab_chunk)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        alpha, beta = float(self.loss_cfg["alpha"]), float(self.loss_cfg["beta"])
-        student_logits, teacher_logits = self._logits(batch, with_teacher=alpha > 0)
-        student_logits, targets, mask = next_token_targets(student_logits, batch["labels"])
+        divergence_weight, ce_weight = self.loss.divergence_weight, self.loss.ce_weight
+        student_logits, teacher_logits = self._logits(batch, with_teacher=divergence_weight > 0)
+        student_logits, targets, mask = losses.next_token_targets(student_logits, batch["labels"])
         loss = student_logits.new_zeros(())
-        if alpha > 0:
+        if divergence_weight > 0:
             div = self._divergence(student_logits, teacher_logits[:, :-1], mask)
             self.log("train/divergence", div, prog_bar=True)
             self.log("train/top1_agree", losses.top1_agreement(student_logits, teacher_logits[:, :-1], mask))
-            loss = loss + alpha * div
-        if beta > 0:
+            loss = loss + divergence_weight * div
+        if ce_weight > 0:
             ce = losses.cross_entropy(student_logits, targets)
             self.log("train/ce", ce, prog_bar=True)
-            loss = loss + beta * ce
+            loss = loss + ce_weight * ce
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         student_logits, teacher_logits = self._logits(batch, with_teacher=True)
-        student_logits, targets, mask = next_token_targets(student_logits, batch["labels"])
+        student_logits, targets, mask = losses.next_token_targets(student_logits, batch["labels"])
         teacher_logits = teacher_logits[:, :-1]
         n = mask.sum()
         self.val_student_ppl.update(student_logits.float(), targets)

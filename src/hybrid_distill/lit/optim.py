@@ -2,26 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from typing import Iterable
 
 import torch
 from transformers import get_cosine_schedule_with_warmup
 
+from .settings import OptimSettings
 
-def configure_adamw(params: Iterable[torch.nn.Parameter], optim: Mapping[str, Any], max_steps: int) -> dict:
-    """Lightning's configure_optimizers return value for `optim` = stage config (lr, betas, ...)."""
+
+def configure_adamw(params: Iterable[torch.nn.Parameter], optim: OptimSettings, max_steps: int) -> dict:
+    """Lightning's configure_optimizers return value: AdamW and its warmup-cosine schedule, stepped per step."""
     trainable = [p for p in params if p.requires_grad]
     if not trainable:
         raise ValueError("no trainable parameters: check student.trainable")
     optimizer = torch.optim.AdamW(
         trainable,
-        lr=float(optim["lr"]),
-        betas=tuple(optim.get("betas", (0.9, 0.98))),
-        weight_decay=float(optim.get("weight_decay", 0.0)),
+        lr=optim.lr,
+        betas=optim.betas,
+        weight_decay=optim.weight_decay,
     )
     scheduler = get_cosine_schedule_with_warmup(
         optimizer,
-        num_warmup_steps=int(optim.get("warmup_steps", 0)),
+        num_warmup_steps=optim.warmup_steps,
         num_training_steps=max(int(max_steps), 1),
     )
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -2,35 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
-
 import torch
 from torchmetrics.text import Perplexity
 from transformers import LlamaForCausalLM
 
 from .. import losses
 from .base import StageModule
-from .metrics import next_token_targets
 from .optim import configure_adamw, total_grad_norm
+from .settings import OptimSettings
 
 
 class TeacherPretrainModule(StageModule):
-    def __init__(self, model: LlamaForCausalLM, optim: Mapping[str, Any], max_steps: int):
+    def __init__(self, model: LlamaForCausalLM, optim: OptimSettings, max_steps: int):
         super().__init__()
         self.model = model
-        self.optim = dict(optim)
+        self.optim = optim
         self.max_steps = max_steps
         self.val_ppl = Perplexity(ignore_index=-100)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits = self.model(input_ids=batch["input_ids"]).logits  # (B, T, V)
-        logits, targets, _ = next_token_targets(logits, batch["labels"])
+        logits, targets, _ = losses.next_token_targets(logits, batch["labels"])
         loss = losses.cross_entropy(logits, targets)
         self.log("train/ce", loss, prog_bar=True)
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        logits, targets, _ = next_token_targets(self.model(input_ids=batch["input_ids"]).logits, batch["labels"])
+        logits, targets, _ = losses.next_token_targets(self.model(input_ids=batch["input_ids"]).logits, batch["labels"])
         self.val_ppl.update(logits.float(), targets)
         self.log("val/teacher_ppl", self.val_ppl, prog_bar=True)
 

@@ -6,7 +6,9 @@ Follows "The Mamba in the Llama" (Wang et al. 2024) and its code (jxiw/MambaInLl
   repeated to the query heads as an activation, the scan reads B per group); MLPs, norms, embeddings and LM head are
   copied from the teacher; kept attention layers are the teacher's, unchanged (ratio 0 reproduces the teacher);
   as in the reference, W_Q is copied unscaled (no 1/sqrt(head_dim)) and RoPE is dropped, so with decay 1, dt 1,
-  identity conv, no gate and D 0 a mixer computes exactly causal linear attention (tests/test_models_init.py);
+  an identity conv whose activation is the identity too (conv_activation="identity"; the default SiLU after the
+  conv makes it non-linear), no gate and D 0 a mixer computes exactly causal linear attention
+  (tests/test_models_init.py);
 - Mamba-2 mixer: one in_proj [z, x, B, C, dt], depthwise conv (kernel 4) over x, B, C at KV width,
   dt_bias with softplus(dt_bias) log-uniform in [1e-3, 0.1], A_log = log U[1, 16], D = 1, gated RMSNorm per head;
 - Mamba-1 mixer: per-channel A with A_log = log(1..N) (S4D-real), low-rank dt from the hidden state, D = 1, y*silu(z);
@@ -17,6 +19,9 @@ Follows "The Mamba in the Llama" (Wang et al. 2024) and its code (jxiw/MambaInLl
 Deviations, and why:
 - the conv has an `identity` init option (last tap 1) - the default - so an attention-initialised layer starts as
   gated linear attention rather than a randomly blurred one; `conv_init=random` gives the reference behaviour.
+- calibrate.calibrate_student (the distill stage runs it on student.calibration_batches training batches): the new
+  mixers' gates are opened and their out_proj columns rescaled by least squares to match the teacher attention's
+  output; without it the copied W_O makes the untrained student far worse than dropping the replaced layers.
 - Mamba-1: B and C also pass through the conv (as in Mamba-2; MambaInLlama's Mamba-1 convolves x only), so both
   mixers share one code path; with the identity conv init this changes nothing at initialisation.
 - generation has a real cache (KV for attention, conv + SSM state for Mamba) with prefill-then-decode, unlike the
@@ -28,6 +33,7 @@ Deviations, and why:
 from .allocation import layer_pattern, resolve_pattern, validate_pattern
 from .attention import Attention
 from .build import build_student, convert_student
+from .calibrate import calibrate_student
 from .cache import AttentionState, HybridCache, MambaState
 from .config import MIXER_OPTIONS, HybridConfig
 from .generation import next_token
@@ -50,6 +56,7 @@ __all__ = [
     "Mamba2Mixer",
     "MambaState",
     "build_student",
+    "calibrate_student",
     "convert_student",
     "init_from_attention",
     "layer_pattern",

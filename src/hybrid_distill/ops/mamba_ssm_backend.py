@@ -22,7 +22,7 @@ CHUNK_SIZE = 256  # mamba_ssm.modules.mamba2.Mamba2's default
 @functools.cache
 def _triton_ops():
     try:
-        import mamba_ssm  # noqa: F401  (the package must import: the brief's availability rule)
+        import mamba_ssm  # noqa: F401  (available = the package itself imports, not only its Triton files)
         from mamba_ssm.ops.triton.selective_state_update import selective_state_update
         from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined
     except ImportError:

@@ -1,4 +1,4 @@
-"""scan_backend=triton: the project's own Triton kernels (top-level package `kernels/`).
+"""scan_backend=triton: the project's own Triton kernels (`hybrid_distill.kernels`).
 
 Mamba-2 SSD scan (forward and backward) and its decode step run on the own kernels. There is no own
 Mamba-1 kernel: the selective scan routes to the torch_chunked form (selective_scan_chunked).
@@ -8,11 +8,7 @@ The kernels run on CUDA tensors, or on CPU tensors under the Triton interpreter 
 from __future__ import annotations
 
 import functools
-import importlib
-import importlib.util
 import os
-import sys
-from pathlib import Path
 
 import torch
 
@@ -20,26 +16,17 @@ from .selective_scan_chunked import selective_scan_chunked
 from .selective_scan_ref import selective_step_ref
 from .ssd_ref import ssd_step_ref
 
-INSTALL_HINT = ("It needs `pip install triton` and the repository's top-level kernels/ package "
-                "(on sys.path when run from a checkout), and CUDA tensors or TRITON_INTERPRET=1.")
-# a checkout is <repo>/src/hybrid_distill/ops/this_file; kernels/ sits beside src/
-_REPO_ROOT = Path(__file__).resolve().parents[3]
+INSTALL_HINT = "It needs `pip install triton`, and CUDA tensors or TRITON_INTERPRET=1."
 
 
 @functools.cache
 def _kernels():
-    """The own kernels package, or None. Looks on sys.path, then in the checkout this file belongs to."""
+    """The own kernels package, or None without triton (it compiles them)."""
     try:
-        import triton  # noqa: F401
+        from .. import kernels
     except ImportError:
         return None
-    if importlib.util.find_spec("kernels") is None and (_REPO_ROOT / "kernels" / "__init__.py").exists():
-        sys.path.append(str(_REPO_ROOT))  # an editable install puts src/ on sys.path, not the repo root
-    try:
-        module = importlib.import_module("kernels")
-    except ImportError:
-        return None
-    return module if hasattr(module, "ssd_chunk_scan") else None  # not some other package named `kernels`
+    return kernels
 
 
 def interpreted() -> bool:

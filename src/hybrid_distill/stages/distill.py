@@ -5,24 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 
 from omegaconf import DictConfig
-from rich.console import Console
 
+from ..console import console
 from ..errors import UserError
-from ..losses import DIVERGENCES
 from ..lit.distill import DistillModule
+from ..lit.settings import DistillLoss, OptimSettings, from_config
+from ..lit.tokens import tokens_seen
 from ..runtime import RunContext, build_trainer, finish_logger, resume_path
-from .common import build_datamodule, metric, optim_settings, seed_everything, validate_before_fit
-from .student import describe_student, student_from_config
+from ..data.build import build_datamodule
+from .common import metric, seed_everything, validate_before_fit
+from .student import calibrate_from_config, describe_student, student_from_config
 from .teacher import obtain_teacher
-
-console = Console()
 
 
 def run_distill(cfg: DictConfig, run: RunContext) -> dict:
     if "divergence" not in cfg.loss:
         raise UserError(f"loss={cfg.loss.name} is not a distillation loss; use it with stage={cfg.loss.name}")
-    if cfg.loss.divergence not in DIVERGENCES:
-        raise UserError(f"loss.divergence={cfg.loss.divergence!r}; choose one of {', '.join(DIVERGENCES)}")
+    loss = from_config(DistillLoss, cfg.loss, "loss")
     teacher, tokenizer = obtain_teacher(cfg, run)
     seed_everything(cfg.seed)
     student = student_from_config(cfg, teacher)
@@ -32,8 +31,9 @@ def run_distill(cfg: DictConfig, run: RunContext) -> dict:
     recipe = cfg.stage
     datamodule = build_datamodule(cfg.data, tokenizer, recipe.batch_size, recipe.seq_len,
                                   str(Path(cfg.paths.cache_dir) / "datasets"), cfg.seed)
+    info.update(calibrate_from_config(cfg, student, teacher, datamodule))
     max_steps = int(cfg.trainer.max_steps)
-    module = DistillModule(teacher, student, cfg.loss, optim_settings(recipe), max_steps)
+    module = DistillModule(teacher, student, loss, from_config(OptimSettings, recipe, "stage"), max_steps)
     trainer, logger = build_trainer(cfg, run, "distill", max_steps, recipe.grad_clip, recipe.val_every)
     for one in logger or []:
         one.log_hyperparams(info)
@@ -62,6 +62,7 @@ def run_distill(cfg: DictConfig, run: RunContext) -> dict:
         "top1_agree": float(after["val/top1_agree"]),
         "init_from": cfg.student.init_from,
         "train_seq_len": int(recipe.seq_len),
+        "tokens_seen": tokens_seen(trainer),
         "student_dir": str(student_dir),
         "wandb_dir": wandb_dir,
     }

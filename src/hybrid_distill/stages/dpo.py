@@ -8,11 +8,13 @@ from omegaconf import DictConfig
 from transformers import AutoTokenizer
 
 from ..errors import UserError, reported_as_user_error
-from ..losses import DPO_LOSS_TYPES
 from ..lit.dpo import DPOModule
+from ..lit.settings import DPOLoss, OptimSettings, from_config
+from ..lit.tokens import tokens_seen
 from ..models import set_trainable
 from ..runtime import RunContext, build_trainer, finish_logger, resume_path
-from .common import build_datamodule, metric, optim_settings, seed_everything, validate_before_fit
+from ..data.build import build_datamodule
+from .common import metric, seed_everything, validate_before_fit
 from .student import load_student
 
 
@@ -23,10 +25,9 @@ def run_dpo(cfg: DictConfig, run: RunContext) -> dict:
                         "<run dir>/student); DPO starts from it and uses it as the reference model")
     if cfg.loss.name != "dpo":
         raise UserError(f"stage=dpo needs loss=dpo (got loss={cfg.loss.name})")
-    if cfg.loss.get("loss_type", "sigmoid") not in DPO_LOSS_TYPES:
-        raise UserError(f"loss.loss_type={cfg.loss.loss_type!r}; choose one of {', '.join(DPO_LOSS_TYPES)}")
+    loss = from_config(DPOLoss, cfg.loss, "loss")
     seed_everything(cfg.seed)
-    policy = load_student("stage.init_from", source, cfg.scan_backend.name)
+    policy = load_student("stage.init_from", source, cfg.scan_backend)
     with reported_as_user_error("stage.trainable"):
         set_trainable(policy, cfg.stage.trainable)
     with reported_as_user_error(f"stage.init_from '{source}'"):
@@ -35,7 +36,7 @@ def run_dpo(cfg: DictConfig, run: RunContext) -> dict:
     datamodule = build_datamodule(cfg.data, tokenizer, recipe.batch_size, recipe.seq_len,
                                   str(Path(cfg.paths.cache_dir) / "datasets"), cfg.seed)
     max_steps = int(cfg.trainer.max_steps)
-    module = DPOModule(policy, cfg.loss, optim_settings(recipe), max_steps)
+    module = DPOModule(policy, loss, from_config(OptimSettings, recipe, "stage"), max_steps)
     trainer, logger = build_trainer(cfg, run, "dpo", max_steps, recipe.grad_clip, recipe.val_every)
     before = validate_before_fit(trainer, module, datamodule)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(cfg, run, "dpo", module))
@@ -48,6 +49,7 @@ def run_dpo(cfg: DictConfig, run: RunContext) -> dict:
         "logp_margin_before": metric(before, "val/logp_margin"),
         "logp_margin": float(after["val/logp_margin"]),
         "reward_accuracy": float(after["val/reward_accuracy"]),
+        "tokens_seen": tokens_seen(trainer),
         "student_dir": str(student_dir),
         "wandb_dir": finish_logger(logger),
     }

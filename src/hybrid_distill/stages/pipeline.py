@@ -23,6 +23,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import UserError
+from ..paths import config_dir
 from ..runtime import RunContext, write_json_atomic
 
 STATE_FILE = "pipeline_state.json"
@@ -32,8 +33,6 @@ def _compose(overrides: list[str]) -> DictConfig:
     if GlobalHydra.instance().is_initialized():
         cfg = compose("train", overrides=overrides)
     else:  # called outside a Hydra app (tests, notebooks)
-        from ..cli import config_dir
-
         with initialize_config_dir(config_dir(), version_base="1.3"):
             cfg = compose("train", overrides=overrides)
     OmegaConf.resolve(cfg)
@@ -81,7 +80,7 @@ def run_pipeline(cfg: DictConfig, run: RunContext, runners: dict[str, Callable])
         raise UserError(f"stage.steps: unknown stages {bad} or repeated ids {ids}; stages: {sorted(runners)}")
     state_path = run.output_dir / STATE_FILE
     done: dict[str, dict] = json.loads(state_path.read_text())["done"] if state_path.exists() else {}
-    group = f"pipeline-{run.output_dir.name}"
+    group = str(cfg.get("experiment_name") or f"pipeline-{run.output_dir.name}")
     base = run_overrides()
     for step in steps:
         if step["id"] in done:

@@ -1,15 +1,16 @@
-"""Stage `seqkd` (sequence-level KD): the teacher answers the dataset's prompts; its answers are saved as a
-HF dataset on disk (UltraChat schema) that the next stage trains on (`data.source=<run dir>/seqkd_dataset`)."""
+"""Stage `seqkd` (sequence-level KD): the teacher answers the prompts of the dataset's train and validation splits;
+its answers are saved as a HF DatasetDict on disk (UltraChat schema, splits `train` and `validation`) that the next
+stage trains and validates on (`data.source=<run dir>/seqkd_dataset`). Validation prompts stay held out."""
 
 from __future__ import annotations
 
 import torch
-from datasets import Dataset, load_from_disk
+from datasets import Dataset, DatasetDict, load_from_disk
 from omegaconf import DictConfig
-from rich.console import Console
 from rich.progress import track
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from ..console import console
 from ..atomic import publish_dir
 from ..data.loaders import load_chat_dataset
 from ..data.schemas import prompt_turns, with_responses
@@ -18,8 +19,6 @@ from ..runtime import RunContext
 from .teacher import obtain_teacher
 
 DATASET_DIRNAME = "seqkd_dataset"
-console = Console()
-
 
 @torch.no_grad()
 def generate_responses(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[list[dict]],
@@ -38,25 +37,36 @@ def generate_responses(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
     return responses
 
 
+def answer_split(teacher, tokenizer, cfg: DictConfig, split: str, max_prompts: int | None) -> tuple[Dataset, int]:
+    """The teacher's answers to the prompts of one split, as chat rows; rows with an empty answer are dropped."""
+    with reported_as_user_error("data.source"):
+        rows = load_chat_dataset(cfg.data.source, split=split, num_rows=max_prompts)
+    prompts = [prompt_turns(messages) for messages in rows["messages"]]
+    responses = generate_responses(teacher, tokenizer, prompts, int(cfg.stage.max_new_tokens), int(cfg.stage.batch_size))
+    labelled = [row for row, r in zip(with_responses(prompts, responses), responses) if r]
+    if not labelled:
+        raise UserError(f"seqkd: the teacher gave an empty answer to all {len(prompts)} {split} prompts "
+                        "(undertrained teacher?); nothing to train on")
+    empty = len(prompts) - len(labelled)
+    if empty:
+        console.print(f"[yellow]seqkd: skipped {empty} of {len(prompts)} {split} prompts with an empty teacher answer[/]")
+    return Dataset.from_list(labelled), empty
+
+
+def _summary(dataset: DatasetDict, empty: int | None, target) -> dict:
+    return {"seqkd_rows": dataset.num_rows["train"], "seqkd_val_rows": dataset.num_rows["validation"],
+            "seqkd_empty_skipped": empty, "seqkd_dataset_dir": str(target)}
+
+
 def run_seqkd(cfg: DictConfig, run: RunContext) -> dict:
     target = run.output_dir / DATASET_DIRNAME
     if target.is_dir():  # a resumed run that saved its answers before it stopped (the save is atomic: they are whole)
         console.print(f"seqkd: reusing the teacher answers already saved in {target}")
-        return {"seqkd_rows": len(load_from_disk(str(target))), "seqkd_empty_skipped": None,
-                "seqkd_dataset_dir": str(target)}
+        return _summary(load_from_disk(str(target)), None, target)
     teacher, tokenizer = obtain_teacher(cfg, run)
-    with reported_as_user_error("data.source"):
-        rows = load_chat_dataset(cfg.data.source, split=cfg.stage.split, num_rows=cfg.stage.max_prompts)
-    prompts = [prompt_turns(messages) for messages in rows["messages"]]
-    responses = generate_responses(teacher, tokenizer, prompts, int(cfg.stage.max_new_tokens), int(cfg.stage.batch_size))
-    empty = sum(1 for r in responses if not r)
-    labelled = [row for row, r in zip(with_responses(prompts, responses), responses) if r]
-    if not labelled:
-        raise UserError(f"seqkd: the teacher gave an empty answer to all {len(prompts)} prompts "
-                        "(undertrained teacher?); nothing to train on")
-    if empty:
-        console.print(f"[yellow]seqkd: skipped {empty} of {len(prompts)} prompts with an empty teacher answer[/]")
-    dataset = Dataset.from_list(labelled)
+    train, empty_train = answer_split(teacher, tokenizer, cfg, cfg.stage.split, cfg.stage.max_prompts)
+    val, empty_val = answer_split(teacher, tokenizer, cfg, cfg.stage.val_split, cfg.stage.max_val_prompts)
+    dataset = DatasetDict(train=train, validation=val)
     if not publish_dir(target, lambda staging: dataset.save_to_disk(str(staging))):
         raise FileExistsError(f"{target} already exists; not overwriting it")
-    return {"seqkd_rows": len(labelled), "seqkd_empty_skipped": empty, "seqkd_dataset_dir": str(target)}
+    return _summary(dataset, empty_train + empty_val, target)

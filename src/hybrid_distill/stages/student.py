@@ -7,12 +7,18 @@ from pathlib import Path
 import torch
 
 from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
 from transformers import LlamaForCausalLM
 
 from ..errors import UserError, reported_as_user_error
-from ..export import load_saved_student
-from ..models import HybridForCausalLM, build_student, convert_student, param_counts, resolve_pattern, set_trainable
+from ..export import load_saved_student, saved_student_config
+from ..models import (HybridForCausalLM, build_student, convert_student, param_counts, resolve_pattern,
+                      set_trainable)
+from ..models.allocation import MAMBA
+from ..models.calibrate import calibrate_student
 from ..ops import resolve_backend
+
+console = Console()
 
 
 def student_from_config(cfg: DictConfig, teacher: LlamaForCausalLM) -> HybridForCausalLM:
@@ -23,13 +29,13 @@ def student_from_config(cfg: DictConfig, teacher: LlamaForCausalLM) -> HybridFor
     # mixer, init, conv_init, options and trainable are checked where they are used; each error names its value
     with reported_as_user_error("student"):
         if s.init_from:
-            student = load_student("student.init_from", Path(str(s.init_from)), cfg.scan_backend.name)
+            student = load_student("student.init_from", Path(str(s.init_from)), cfg.scan_backend)
             check_same_architecture(student, teacher, f"student.init_from '{s.init_from}'")
             student = convert_student(student, mamba_ratio=ratio, pattern=s.pattern)
         else:
             student = build_student(
                 teacher, mamba_ratio=ratio, pattern=s.pattern, mixer=s.mixer, init=s.init,
-                scan_backend=cfg.scan_backend.name, conv_init=s.conv_init,
+                scan_backend=cfg.scan_backend, conv_init=s.conv_init,
                 **OmegaConf.to_container(s.options, resolve=True),
             )
         set_trainable(student, s.trainable)
@@ -64,11 +70,56 @@ def check_student_config(cfg: DictConfig, num_layers: int) -> None:
         raise UserError(f"mamba_ratio / student.pattern: {err}") from err
     device = torch.device("cuda" if cfg.trainer.accelerator in ("gpu", "cuda") else "cpu")
     try:
-        resolve_backend(cfg.scan_backend.name, device)
+        resolve_backend(cfg.scan_backend, device)
     except (RuntimeError, ValueError) as err:
-        raise UserError(f"scan_backend={cfg.scan_backend.name}: {err}") from err
+        raise UserError(f"scan_backend={cfg.scan_backend}: {err}") from err
 
 
 def describe_student(student: HybridForCausalLM) -> dict:
     """Pattern and parameter counts, logged to W&B and printed in the summary."""
     return {"pattern": student.config.pattern, **{f"params/{k}": v for k, v in param_counts(student).items()}}
+
+
+def new_mamba_layers(cfg: DictConfig, student: HybridForCausalLM) -> list[int]:
+    """The Mamba layers this run created: all of them, or (student.init_from) those that were attention before."""
+    if not cfg.student.init_from:
+        return student.config.mamba_layers
+    before = saved_student_config(Path(str(cfg.student.init_from))).pattern
+    return [i for i in student.config.mamba_layers if before[i] != MAMBA]
+
+
+def calibrate_from_config(cfg: DictConfig, student: HybridForCausalLM, teacher: LlamaForCausalLM,
+                          datamodule) -> dict:
+    """student.calibration_batches > 0: fit the new Mamba layers' output scales (and open their gates) to the
+    teacher's attention on that many training batches, once, before the first step (models/calibrate.py).
+    Returns the summary that is logged: mean relative error of the new layers' outputs before and after."""
+    n = cfg.student.get("calibration_batches", 0)
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        raise UserError(f"student.calibration_batches must be an integer >= 0 (0 = no calibration), got {n!r}")
+    layers = new_mamba_layers(cfg, student)
+    if n == 0 or not layers:
+        return {}
+    datamodule.setup("fit")
+    loader = iter(datamodule.train_dataloader())
+    batches = []
+    for _ in range(n):
+        batch = next(loader, None)
+        if batch is None:
+            break
+        batches.append((batch["input_ids"], batch["attention_mask"]))
+    # on the GPU when the run trains on one: the teacher's forward over the calibration batches is the cost
+    device = torch.device("cuda") if cfg.trainer.accelerator == "gpu" and torch.cuda.is_available() else None
+    homes = (next(teacher.parameters()).device, next(student.parameters()).device)
+    if device is not None:
+        teacher.to(device), student.to(device)
+    try:
+        report = calibrate_student(student, teacher, batches, layers=layers)
+    finally:
+        teacher.to(homes[0]), student.to(homes[1])
+    mean = lambda key: sum(r[key] for r in report.values()) / len(report)
+    summary = {"calibration/batches": len(batches), "calibration/layers": len(layers),
+               "calibration/rel_err_before": mean("rel_err_before"), "calibration/rel_err_after": mean("rel_err_after")}
+    console.print(f"calibration: {len(layers)} new Mamba layers on {len(batches)} training batches; output error "
+                  f"vs the teacher's attention (1 = zero output) {summary['calibration/rel_err_before']:.3g} -> "
+                  f"{summary['calibration/rel_err_after']:.3f}")
+    return summary

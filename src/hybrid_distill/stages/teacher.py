@@ -9,18 +9,18 @@ import shutil
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
-from rich.console import Console
 from transformers import LlamaForCausalLM, PreTrainedTokenizerBase
 
+from ..console import console
 from ..atomic import publish_dir
 from ..data.tokenizer import load_or_train_tokenizer
 from ..errors import UserError
 from ..lit.teacher_pretrain import TeacherPretrainModule
 from ..models.teacher import build_random_teacher, load_teacher
 from ..runtime import RunContext, build_trainer, finish_logger, resume_path
-from .common import build_datamodule, optim_settings, seed_everything
-
-console = Console()
+from ..data.build import build_datamodule
+from ..lit.settings import OptimSettings, from_config
+from .common import seed_everything
 
 
 def teacher_cache_key(cfg: DictConfig) -> str:
@@ -57,7 +57,8 @@ def pretrain_teacher(cfg: DictConfig, run: RunContext) -> dict:
     model = build_random_teacher(cfg.model.architecture, seed=cfg.seed)
     datamodule = build_datamodule(cfg.model.pretrain_data, tokenizer, recipe.batch_size, recipe.seq_len,
                                   str(Path(cfg.paths.cache_dir) / "datasets"), cfg.seed, key="model.pretrain_data")
-    module = TeacherPretrainModule(model, optim_settings(recipe), recipe.max_steps)
+    module = TeacherPretrainModule(model, from_config(OptimSettings, recipe, "model.recipe.pretrain_teacher"),
+                                   recipe.max_steps)
     trainer, logger = build_trainer(cfg, run, "pretrain_teacher", recipe.max_steps, recipe.grad_clip,
                                     val_every=max(recipe.max_steps // 4, 1))
     console.print(f"[bold]pretrain_teacher[/]: training the {cfg.model.name} teacher for {recipe.max_steps} steps")

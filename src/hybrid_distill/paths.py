@@ -1,0 +1,15 @@
+"""Where the package finds its Hydra configs: `hybrid_distill/conf/` inside the package (so a wheel carries them;
+the repository's top-level `conf` is a link to it), or the directory HD_CONFIG_DIR names."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PACKAGE_CONF = Path(__file__).resolve().parent / "conf"
+
+
+def config_dir() -> str:
+    """The config directory Hydra composes from: HD_CONFIG_DIR if set, else the package's own `conf/`."""
+    env = os.environ.get("HD_CONFIG_DIR")
+    return str(Path(env).resolve()) if env else str(PACKAGE_CONF)

@@ -1,0 +1,72 @@
+"""Stage `eval` and `python eval.py`: load what `ckpt` names (the student, and its teacher: the training run's own,
+pretrained again if it is not cached, or a HF directory) and run the evaluation suite of `eval/` on it."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from ..console import print_summary
+from ..eval.loading import Checkpoint, load_student, resolve_checkpoint
+from ..eval.suite import evaluate, print_recall
+from ..models.teacher import load_teacher
+from ..runtime import RunContext, job_config
+from .student import student_from_config
+from .teacher import obtain_teacher
+
+
+def load_teacher_for(ck: Checkpoint, spec: str | None, ctx: RunContext):
+    """(teacher, tokenizer) or (None, None). spec: "auto" = the run's teacher, None = none, else a HF directory."""
+    if spec is None:
+        return None, None
+    if spec != "auto":
+        return load_teacher(str(spec))
+    if ck.run_cfg is None:
+        return None, None
+    return obtain_teacher(ck.run_cfg, ctx)
+
+
+def evaluate_checkpoint(ck: Checkpoint, suite: DictConfig, logger_cfg: DictConfig, ctx: RunContext, seed: int,
+                        cache_dir: str, config: dict[str, Any]) -> dict:
+    """Load the student of `ck` and the teacher `suite.teacher` names, then run the suite on them."""
+    teacher, teacher_tokenizer = load_teacher_for(ck, suite.teacher, ctx)
+    student, tokenizer = load_student(ck, teacher, teacher_tokenizer, suite.scan_backend, build=student_from_config)
+    return evaluate(ck, student, teacher, tokenizer, suite, logger_cfg, ctx, seed, cache_dir, config)
+
+
+def run_eval(cfg: DictConfig, run: RunContext) -> dict:
+    """Stage `eval` (for stage=pipeline): the suite's settings live under cfg.stage, the student at cfg.stage.ckpt."""
+    return evaluate_checkpoint(resolve_checkpoint(cfg.stage.ckpt), cfg.stage, cfg.logger, run, int(cfg.seed),
+                               str(cfg.paths.cache_dir), job_config(cfg))
+
+
+def run_identity(ck: Checkpoint, output_dir: Path) -> RunContext:
+    """The eval's W&B name and group: those of the evaluated training run (as runtime.run_context derived them from
+    its Hydra runtime, saved in .hydra/hydra.yaml), so an evaluation sits beside its training runs."""
+    hydra_yaml = ck.run_dir / ".hydra" / "hydra.yaml" if ck.run_dir else None
+    if hydra_yaml is None or not hydra_yaml.is_file():
+        return RunContext(output_dir, "default", "eval")
+    hc = OmegaConf.load(hydra_yaml).hydra
+    multirun = str(hc.mode) == "RunMode.MULTIRUN"
+    run_cfg = ck.run_cfg
+    group = f"sweep-{Path(str(hc.sweep.dir)).name}" if multirun else f"{run_cfg.task_name}-{run_cfg.stage.name}"
+    return RunContext(output_dir, str(hc.job.override_dirname or "default"),
+                      str(run_cfg.get("experiment_name") or group))
+
+
+def evaluate_from_config(cfg: DictConfig) -> dict:
+    """What `python eval.py` does with its composed config (conf/eval.yaml)."""
+    start = time.perf_counter()
+    ck = resolve_checkpoint(cfg.ckpt)
+    output_dir = Path(HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    summary = evaluate_checkpoint(ck, cfg.suite, cfg.logger, run_identity(ck, output_dir), int(cfg.seed),
+                                  str(cfg.paths.cache_dir), job_config(cfg))
+    print_summary({k: v for k, v in summary.items() if not k.startswith("recall/")}, output_dir,
+                  time.perf_counter() - start)
+    print_recall(summary)
+    return summary
