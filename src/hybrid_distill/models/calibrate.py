@@ -129,7 +129,7 @@ def calibrate_mixer(mixer: MambaMixerBase, inputs: torch.Tensor, targets: torch.
     """Open the gate and fit out_proj's column scales so that mixer(inputs) ~ targets (both (N, T, d)) at the real
     tokens of `mask` (N, T), in place."""
     out = mixer.out_proj
-    weight = out.weight.float().cpu()  # (d, H*P)
+    weight = out.weight.detach().float().cpu().clone()  # (d, H*P), a copy: out.weight is rescaled below
     flat_targets = targets[mask]  # (n, d)
     if out.bias is not None:
         flat_targets = flat_targets - out.bias.float().cpu()
