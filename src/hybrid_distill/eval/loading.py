@@ -106,6 +106,20 @@ def resolve_checkpoint(ckpt: str | None) -> Checkpoint:
                     f"({CONFIG_NAME} + {WEIGHTS_NAME}), nor a .ckpt file")
 
 
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The `state_dict` of a Lightning checkpoint. weights_only: tensors and plain containers only, so that a crafted
+    file cannot run code while it is unpickled (a .ckpt is a pickle)."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a truncated, foreign or code-carrying file: one line naming it
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"ckpt '{path}' cannot be read as a Lightning checkpoint of tensors "
+                        f"({type(err).__name__}: {first_line})") from err
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+        raise UserError(f"ckpt '{path}' is not a Lightning checkpoint (no state_dict)")
+    return checkpoint["state_dict"]
+
+
 # builds the untrained student of a training run's config from its teacher (stages.student.student_from_config)
 StudentBuilder = Callable[[DictConfig, torch.nn.Module], HybridForCausalLM]
 
@@ -113,16 +127,13 @@ StudentBuilder = Callable[[DictConfig, torch.nn.Module], HybridForCausalLM]
 def _student_from_lightning(ck: Checkpoint, teacher, scan_backend: str | None,
                             build: StudentBuilder | None) -> HybridForCausalLM:
     cfg = ck.run_cfg
+    state = read_state_dict(ck.lightning_ckpt)  # first: a file that is not a checkpoint fails before any model loads
     if cfg.stage.name == "dpo":  # DPO trains a copy of the student it starts from
         student = HybridForCausalLM.from_pretrained(str(cfg.stage.init_from), scan_backend=scan_backend)
     elif teacher is None or build is None:
         raise UserError(f"ckpt '{ck.lightning_ckpt}': rebuilding a distill student needs its teacher (teacher=auto)")
     else:
         student = build(cfg, teacher)
-    try:
-        state = torch.load(ck.lightning_ckpt, map_location="cpu", weights_only=False)["state_dict"]
-    except Exception as err:  # a truncated or foreign file: one line naming it
-        raise UserError(f"ckpt '{ck.lightning_ckpt}' cannot be read as a Lightning checkpoint: {err}") from err
     for prefix in MODULE_PREFIXES:
         weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
         if weights:

@@ -39,7 +39,8 @@ def run_distill(cfg: DictConfig, run: RunContext) -> dict:
         one.log_hyperparams(info)
     before = validate_before_fit(trainer, module, datamodule)
     if info["params/trainable"] > 0:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(cfg, run, "distill", module))
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(cfg, run, "distill", module),
+                    weights_only=True)
         after = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
     else:  # e.g. mamba_ratio=0 with student.trainable=mamba: the teacher baseline of a sweep
         console.print(f"nothing to train (pattern {info['pattern']}, student.trainable={cfg.student.trainable}): "

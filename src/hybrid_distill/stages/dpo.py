@@ -39,7 +39,8 @@ def run_dpo(cfg: DictConfig, run: RunContext) -> dict:
     module = DPOModule(policy, loss, from_config(OptimSettings, recipe, "stage"), max_steps)
     trainer, logger = build_trainer(cfg, run, "dpo", max_steps, recipe.grad_clip, recipe.val_every)
     before = validate_before_fit(trainer, module, datamodule)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(cfg, run, "dpo", module))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(cfg, run, "dpo", module),
+                weights_only=True)
     after = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
     student_dir = run.output_dir / "dpo_student"
     if trainer.is_global_zero:

@@ -62,7 +62,8 @@ def pretrain_teacher(cfg: DictConfig, run: RunContext) -> dict:
     trainer, logger = build_trainer(cfg, run, "pretrain_teacher", recipe.max_steps, recipe.grad_clip,
                                     val_every=max(recipe.max_steps // 4, 1))
     console.print(f"[bold]pretrain_teacher[/]: training the {cfg.model.name} teacher for {recipe.max_steps} steps")
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(cfg, run, "pretrain_teacher", module))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(cfg, run, "pretrain_teacher", module),
+                weights_only=True)
     metrics = {k: float(v) for k, v in trainer.validate(module, datamodule=datamodule, verbose=False)[0].items()}
     finish_logger(logger)
     target = teacher_cache_dir(cfg)
