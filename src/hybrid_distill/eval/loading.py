@@ -8,15 +8,20 @@
 The training run (found upwards from a student directory or checkpoint) supplies the teacher, the held-out data and
 the training length; a student directory outside any run still evaluates, without teacher metrics unless
 `teacher=<HF dir>` is given.
+
+A run directory may come from someone else: its config may name only the `_target_`s (and `hydra.utils.get_method`
+paths) that this package's own configs name, since evaluating it instantiates its data module (and, when its teacher
+is not cached, the trainer and callbacks that pretrain it).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -25,6 +30,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 from ..errors import UserError
 from ..models import HybridForCausalLM
 from ..models.checkpoint import CONFIG_NAME, WEIGHTS_NAME
+from ..paths import config_dir
 
 RUN_CONFIG = Path(".hydra") / "config.yaml"
 # the state_dict prefix of the student in each stage's LightningModule
@@ -55,11 +61,60 @@ def find_run_dir(start: Path, levels: int = 3) -> Path | None:
     return None
 
 
+# instantiating these returns the callable their `path` names: the path is checked like a target
+HYDRA_GETTERS = ("hydra.utils.get_method", "hydra.utils.get_class", "hydra.utils.get_object")
+
+
+def _target_nodes(node, key: str = "") -> Iterator[tuple[str, dict]]:
+    """(dotted key, mapping) of every mapping with a `_target_` inside plain config data (interpolations unresolved)."""
+    if isinstance(node, dict):
+        if "_target_" in node:
+            yield key, node
+        for child, value in node.items():
+            yield from _target_nodes(value, f"{key}.{child}" if key else str(child))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _target_nodes(value, f"{key}[{i}]")
+
+
+def _named_callables(node: dict) -> dict[str, object]:
+    """What instantiating `node` would call: its `_target_`, and the `path` a hydra.utils getter returns."""
+    named = {"_target_": node["_target_"]}
+    if node["_target_"] in HYDRA_GETTERS and "path" in node:
+        named["path"] = node["path"]
+    return named
+
+
+def _plain(cfg: DictConfig) -> dict:
+    return OmegaConf.to_container(cfg, resolve=False)
+
+
+@functools.cache
+def package_targets(conf_dir: str) -> frozenset[str]:
+    """Every `_target_` and getter `path` named by the configs in `conf_dir` (the package's own, or HD_CONFIG_DIR)."""
+    return frozenset(str(value) for path in Path(conf_dir).rglob("*.yaml")
+                     for _, node in _target_nodes(_plain(OmegaConf.load(path)))
+                     for value in _named_callables(node).values())
+
+
+def check_targets(cfg: DictConfig, source: Path) -> None:
+    """Refuse a run config that would instantiate anything this package's own configs do not name (an
+    interpolation, `${...}`, is refused too: it could resolve to anything)."""
+    allowed = package_targets(config_dir())
+    for key, node in _target_nodes(_plain(cfg)):
+        for field, value in _named_callables(node).items():
+            if not isinstance(value, str) or value not in allowed:
+                raise UserError(f"{source}: {key}.{field}={value!r} is not named by any of hybrid_distill's own "
+                                "configs; eval.py instantiates only those (a run directory may come from someone "
+                                "else, and its config would run code)")
+
+
 def load_run_config(run_dir: Path) -> DictConfig:
     """The training run's composed config as Hydra saved it (interpolations unresolved). Paths that interpolate the
     launching process (`${launch_dir:}`, `${hydra:runtime.output_dir}`) are pinned to the training run's values,
     so its teacher cache and data cache are found wherever the evaluation is started."""
     cfg = OmegaConf.load(run_dir / RUN_CONFIG)
+    check_targets(cfg, run_dir / RUN_CONFIG)
     if "paths" in cfg:
         cfg.paths.output_dir = str(run_dir)
         hydra_yaml = run_dir / ".hydra" / "hydra.yaml"
