@@ -69,3 +69,26 @@ def test_a_run_config_of_this_package_passes_the_check(tmp_path):
     run_dir = tmp_path / "run"
     save_run_config(compose_config(run_dir, ["data=chat", "trainer=ddp", "callbacks=preemption_drill"]), run_dir)
     assert load_run_config(run_dir).data.source == "builtin"
+
+
+def test_a_missing_teacher_path_is_not_taken_for_a_hub_id(monkeypatch):
+    from hybrid_distill.models.teacher import resolve_weights_path
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # even where the hub is reachable
+    with pytest.raises(UserError, match=r"model.path 'someorg/typo' does not exist: .* hf://<org>/<name>"):
+        resolve_weights_path("someorg/typo")
+    assert resolve_weights_path("hf://someorg/model") == "someorg/model"  # the explicit form goes to the hub
+
+
+def test_a_missing_data_source_is_not_taken_for_a_hub_id(monkeypatch):
+    from hybrid_distill.data import loaders
+
+    asked = []
+    monkeypatch.setattr(loaders, "load_dataset", lambda name, **kwargs: asked.append(name) or loaders.Dataset.from_list(
+        [{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}]))
+    with pytest.raises(FileNotFoundError, match=r"someorg/typo does not exist .* hf://<org>/<name>"):
+        loaders.load_chat_dataset("someorg/typo")
+    assert asked == []  # nothing was sent to the hub
+    assert len(loaders.load_chat_dataset("hf://someorg/chats")) == 1 and asked == ["someorg/chats"]
+    assert len(loaders.load_chat_dataset("builtin", num_rows=3)) == 3  # the generated sources keep their names
+    assert len(loaders.load_chat_dataset("shakespeare_instruct", num_rows=3)) == 3

@@ -6,8 +6,9 @@
   prompts for a real teacher to answer (`stage=seqkd`); validation/test prompts come from held-out plays;
 - a local path: a `.jsonl` / `.json` / `.parquet` file, or a `Dataset.save_to_disk` directory;
 - a `datasets.Dataset` / `DatasetDict` object (e.g. teacher pseudo-labels built in memory);
-- anything else is a hub id for `datasets.load_dataset` (e.g. "HuggingFaceH4/ultrachat_200k"
-  with split "train_sft"); hub sources need network access or a populated HF cache.
+- `"hf://<org>/<name>"`: a hub dataset for `datasets.load_dataset` (e.g. "hf://HuggingFaceH4/ultrachat_200k"
+  with split "train_sft"); hub sources need network access or a populated HF cache. Nothing else is sent to the
+  hub: a local path that does not exist is an error, not a hub id (a typo would fetch someone else's dataset).
 
 Rows are validated and normalised with `datasets.map`; a bad row raises `DataRowError`
 naming the source, row index and field.
@@ -20,6 +21,7 @@ from pathlib import Path
 from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
 
 from hybrid_distill.data import chat_tasks, passages
+from hybrid_distill.paths import HUB_PREFIX, hub_id
 from hybrid_distill.data.schemas import normalise_chat_row, normalise_preference_row, require_columns
 
 Source = str | os.PathLike | Dataset | DatasetDict
@@ -51,6 +53,9 @@ def _load_raw(source: Source, split: str, cache_dir: str | None) -> Dataset:
         return _pick_split(source, split, source)
     if isinstance(source, Dataset):
         return _pick_split(DatasetDict(train=source), split, source)
+    hub = hub_id(str(source))
+    if hub is not None:
+        return load_dataset(hub, split=split, cache_dir=cache_dir)
     path = Path(source)
     if path.is_dir():
         loaded = load_from_disk(str(path))
@@ -60,7 +65,9 @@ def _load_raw(source: Source, split: str, cache_dir: str | None) -> Dataset:
             raise FileNotFoundError(f"data file {path} does not exist")
         files = load_dataset(FILE_FORMATS[path.suffix], data_files={"train": str(path)}, cache_dir=cache_dir)
         return _pick_split(files, split, source)
-    return load_dataset(str(source), split=split, cache_dir=cache_dir)
+    raise FileNotFoundError(f"{source} does not exist (a local .jsonl/.json/.parquet file or save_to_disk directory); "
+                            f"a hub dataset is named explicitly as {HUB_PREFIX}<org>/<name>, the generated ones as "
+                            f"{BUILTIN!r} or {INSTRUCT!r}")
 
 
 def _head(ds: Dataset, num_rows: int | None) -> Dataset:
