@@ -21,16 +21,24 @@ def write_file_atomic(path: Path, write: Callable[[Path], None]) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def publish_dir(target: Path, write: Callable[[Path], None]) -> bool:
+def publish_dir(target: Path, write: Callable[[Path], None], replace: bool = False) -> bool:
     """Fill a staging directory beside `target` with `write(staging)`, then rename it to `target`.
 
     Returns False, keeping the other copy and discarding this one, when another writer published `target` first
-    (a directory is never replaced: readers may be using it). The staging directory never outlives the call.
+    (a directory is not replaced: readers may be using it), unless `replace`: then the old copy is renamed aside
+    only once the new one is complete, and deleted after the new one took its name (a crash before that leaves the
+    old copy in place). The staging directory never outlives the call.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".tmp-{target.name}-"))
     try:
         write(staging)
+        if replace and target.is_dir():
+            old = staging.with_name(f"{staging.name}-old")
+            target.rename(old)
+            staging.rename(target)
+            shutil.rmtree(old, ignore_errors=True)
+            return True
         try:
             staging.rename(target)
             return True

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import shutil
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -48,9 +47,10 @@ def _smollm2_dir() -> str:
     return str(spec.submodule_search_locations[0])
 
 
-def pretrain_teacher(cfg: DictConfig, run: RunContext) -> dict:
-    """Train the tiny teacher on the embedded text and save it, atomically, as a HF checkpoint in the cache;
-    return its held-out metrics (callers load the saved teacher from the cache)."""
+def pretrain_teacher(cfg: DictConfig, run: RunContext, replace: bool = False) -> dict:
+    """Train the tiny teacher on the embedded text and save it, atomically, as a HF checkpoint in the cache (`replace`:
+    over the cached one, which stays until the new one is complete); return its held-out metrics (callers load the
+    saved teacher from the cache)."""
     recipe = cfg.model.recipe.pretrain_teacher
     seed_everything(cfg.seed)
     tokenizer = load_or_train_tokenizer(Path(cfg.paths.cache_dir) / "tokenizers", cfg.model.tokenizer.vocab_size)
@@ -72,7 +72,7 @@ def pretrain_teacher(cfg: DictConfig, run: RunContext) -> dict:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
 
-    publish_dir(target, save)  # if another run finished first, its copy is kept
+    publish_dir(target, save, replace=replace)  # unless replacing: if another run finished first, its copy is kept
     console.print(f"teacher saved to {target}")
     return metrics
 
@@ -104,7 +104,5 @@ def run_pretrain_teacher(cfg: DictConfig, run: RunContext) -> dict:
     if cached.is_dir() and not cfg.stage.force:
         console.print(f"teacher already cached at {cached} (stage.force=true retrains)")
         return {"teacher_dir": str(cached)}
-    if cached.is_dir():
-        shutil.rmtree(cached)
-    metrics = pretrain_teacher(cfg, run)
+    metrics = pretrain_teacher(cfg, run, replace=cached.is_dir())  # the cached one stays until the new one is saved
     return {**metrics, "teacher_dir": str(cached)}
