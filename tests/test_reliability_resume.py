@@ -64,7 +64,7 @@ class ToyData(L.LightningDataModule):
 
 def fit_toy(run_dir: Path, overrides: list[str] = (), module_cls: type[Toy] = Toy) -> Toy:
     """Train the toy with the Trainer a stage gets (config callbacks and plugins); resume its last.ckpt if any."""
-    cfg = compose_config(run_dir, ["logger=none", *overrides])
+    cfg = compose_config(run_dir, ["logger=none", "callbacks.tokens=null", *overrides])  # the toy's batches are tuples
     run = run_context(cfg)
     trainer, _ = build_trainer(cfg, run, "toy", TOY_STEPS, grad_clip=None, val_every=3)
     L.seed_everything(0)

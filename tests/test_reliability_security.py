@@ -6,6 +6,7 @@ import os
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from hybrid_distill.errors import UserError
 from hybrid_distill.eval.loading import load_student, resolve_checkpoint
@@ -92,3 +93,28 @@ def test_a_missing_data_source_is_not_taken_for_a_hub_id(monkeypatch):
     assert len(loaders.load_chat_dataset("hf://someorg/chats")) == 1 and asked == ["someorg/chats"]
     assert len(loaders.load_chat_dataset("builtin", num_rows=3)) == 3  # the generated sources keep their names
     assert len(loaders.load_chat_dataset("shakespeare_instruct", num_rows=3)) == 3
+
+
+def test_eval_refuses_a_lightning_checkpoint_of_another_layer_pattern(tmp_path):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from hybrid_distill.eval.loading import Checkpoint
+    from hybrid_distill.models import build_student
+
+    torch.manual_seed(0)
+    teacher = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                           num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True))
+    other = build_student(teacher, pattern="AM", scan_backend="torch_ref")
+    path = tmp_path / "last.ckpt"
+    torch.save({"state_dict": {f"student.{k}": v for k, v in other.state_dict().items()
+                               if k != "lm_head.weight"}}, path)  # as a distill run saves it: no teacher, tied head
+    ck = Checkpoint(None, path, tmp_path, OmegaConf.create({"stage": {"name": "distill"}}))
+
+    def build(pattern):
+        return lambda cfg, t: build_student(t, pattern=pattern, scan_backend="torch_ref")
+
+    with pytest.raises(UserError, match=r"does not match the student .*pattern MA.*: missing layers.0.mixer.*"
+                                        r"unexpected layers.0.mixer.k_proj"):
+        load_student(ck, teacher, object(), None, build=build("MA"))
+    student, _ = load_student(ck, teacher, object(), None, build=build("AM"))  # its own pattern loads
+    torch.testing.assert_close(student.state_dict(), other.state_dict())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from typing import Callable
@@ -35,3 +36,19 @@ def exit_on_user_error(fn: Callable[[DictConfig], object], cfg: DictConfig) -> N
         say("[yellow]preempted:[/]", f"{str(err) or 'SIGTERM outside training'}; continue with "
             f"`python train.py resume={cfg.paths.output_dir}` (a requeued job resumes by itself)")
         sys.exit(EXIT_PREEMPTED)
+
+
+def exiting_on_user_error(resolver: Callable) -> Callable:
+    """A config resolver that Hydra calls while it sets a run up (run directory, ...): a UserError there is one line
+    and exit 2 too (Hydra would print its own traceback-like report and exit 1)."""
+    @functools.wraps(resolver)
+    def resolve(*args):
+        try:
+            return resolver(*args)
+        except UserError as err:
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            say("[red]error:[/]", str(err))
+            sys.exit(EXIT_BAD_INPUT)
+
+    return resolve

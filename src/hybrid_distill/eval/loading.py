@@ -29,12 +29,14 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from ..errors import UserError
 from ..models import HybridForCausalLM
-from ..models.checkpoint import CONFIG_NAME, WEIGHTS_NAME
+from ..models.checkpoint import CONFIG_NAME, TIED_KEY, WEIGHTS_NAME
 from ..paths import config_dir
 
 RUN_CONFIG = Path(".hydra") / "config.yaml"
 # the state_dict prefix of the student in each stage's LightningModule
 MODULE_PREFIXES = ("student.", "policy.")
+# the frozen teacher / DPO reference (lit.base.StageModule.frozen): left out of checkpoints, so absent by design
+FROZEN_PREFIXES = ("teacher.", "reference.")
 
 
 @dataclass(frozen=True)
@@ -192,11 +194,34 @@ def _student_from_lightning(ck: Checkpoint, teacher, scan_backend: str | None,
     for prefix in MODULE_PREFIXES:
         weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
         if weights:
-            student.load_state_dict(weights, strict=not student.config.tie_word_embeddings)
+            foreign = [k for k in state if not k.startswith((prefix, *FROZEN_PREFIXES))]
+            load_matching(student, weights, foreign, ck.lightning_ckpt)
             if scan_backend:
                 student.config.scan_backend = scan_backend
             return student
     raise UserError(f"ckpt '{ck.lightning_ckpt}' holds no student weights (no {' or '.join(MODULE_PREFIXES)} keys)")
+
+
+def _listed(keys: list[str]) -> str:
+    return ", ".join(keys[:4]) + (f" (+{len(keys) - 4} more)" if len(keys) > 4 else "")
+
+
+def load_matching(student: HybridForCausalLM, weights: dict[str, torch.Tensor], foreign: list[str],
+                  path: Path) -> None:
+    """Load `weights` only if they are exactly the student's (the tied LM head may be absent): a checkpoint of another
+    layer pattern or model would otherwise leave part of the student as built, and evaluate a mix."""
+    expected = {k: tuple(v.shape) for k, v in student.state_dict().items()}
+    optional = {TIED_KEY} if student.config.tie_word_embeddings else set()
+    missing = sorted(expected.keys() - weights.keys() - optional)
+    unexpected = sorted(weights.keys() - expected.keys()) + sorted(foreign)
+    reshaped = [f"{k} {tuple(weights[k].shape)} vs {expected[k]}" for k in sorted(weights.keys() & expected.keys())
+                if tuple(weights[k].shape) != expected[k]]
+    if missing or unexpected or reshaped:
+        problems = [f"{label} {_listed(keys)}" for label, keys in
+                    (("missing", missing), ("unexpected", unexpected), ("shape of", reshaped)) if keys]
+        raise UserError(f"ckpt '{path}' does not match the student its run's config builds (pattern "
+                        f"{student.config.pattern}): {'; '.join(problems)}; is it from another run?")
+    student.load_state_dict(weights, strict=not optional)
 
 
 def load_student(ck: Checkpoint, teacher, teacher_tokenizer: PreTrainedTokenizerBase | None,
