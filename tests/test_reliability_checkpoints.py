@@ -9,6 +9,7 @@ import tempfile
 import pytest
 import torch
 
+from hybrid_distill.errors import UserError
 from hybrid_distill.reliability.checkpoints import AtomicCheckpointIO, last_checkpoint
 from test_reliability_resume import fit_toy
 
@@ -27,7 +28,7 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint_whole(tmp_path, mon
         raise OSError("no space left on device")
 
     monkeypatch.setattr(torch, "save", crash_on_the_second_save)
-    with pytest.raises(OSError, match="no space left"):
+    with pytest.raises(UserError, match="could not be written \\(no space left on device\\); the previous one is kept"):
         fit_toy(tmp_path, EVERY_2_STEPS)
     monkeypatch.undo()
     last = last_checkpoint(tmp_path / "toy")

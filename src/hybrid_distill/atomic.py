@@ -9,6 +9,19 @@ from pathlib import Path
 from typing import Callable
 
 
+def check_writable(directory: Path, what: str) -> None:
+    """Refuse a directory this process cannot write into, before work whose results would go there (a real write:
+    permission bits do not tell about read-only mounts, and root ignores them)."""
+    from .errors import UserError
+
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as err:
+        raise UserError(f"{what} {directory} is not writable ({err.strerror or err})") from err
+
+
 def write_file_atomic(path: Path, write: Callable[[Path], None]) -> None:
     """`write(tmp)` to a temp file beside `path`, fsync it, then replace `path` with it."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")

@@ -11,9 +11,11 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from .atomic import check_writable
+from .config_checks import check_numbers
 from .console import print_summary
 from .errors import UserError
-from .exits import exit_on_user_error, exiting_on_user_error
+from .exits import FAILED, exit_on_user_error, exiting_on_user_error
 from .paths import config_dir
 from .reliability.recorded_config import check_recorded_config, record_resume
 from .reliability.rundir import check_resume_dir, register_resolvers
@@ -31,7 +33,9 @@ def run(cfg: DictConfig) -> dict:
     from .stages.registry import stage_runners
 
     start = time.perf_counter()
+    check_numbers(cfg)  # before anything is loaded
     ctx = run_context(cfg)
+    check_writable(ctx.output_dir, "the run directory")
     if cfg.get("resume"):
         if HydraConfig.initialized() and str(HydraConfig.get().mode) == "RunMode.MULTIRUN":
             raise UserError("resume= continues one run; to continue a sweep pass hydra.sweep.dir=<its sweep dir> "
@@ -47,6 +51,7 @@ def run(cfg: DictConfig) -> dict:
     results = runners[cfg.stage.name](cfg, ctx)
     if rank_zero_only.rank == 0:  # under DDP every rank runs this; one writes
         write_json_atomic(ctx.output_dir / "metrics.json", results)
+        (ctx.output_dir / FAILED).unlink(missing_ok=True)  # an earlier failure of this run, now resumed to the end
         print_summary(results, ctx.output_dir, time.perf_counter() - start)
     return results
 

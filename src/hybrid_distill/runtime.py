@@ -162,5 +162,8 @@ def resume_path(cfg: DictConfig, run: RunContext, stage: str, module: L.Lightnin
 
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     """Write JSON through a temp file and a rename, so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_file_atomic(path, lambda tmp: tmp.write_text(json.dumps(payload, indent=2, default=float)))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_file_atomic(path, lambda tmp: tmp.write_text(json.dumps(payload, indent=2, default=float)))
+    except OSError as err:  # read-only or full file system: the earlier file, if any, is kept
+        raise UserError(f"{path} could not be written ({err.strerror or err})") from err

@@ -14,6 +14,7 @@ Rows are validated and normalised with `datasets.map`; a bad row raises `DataRow
 naming the source, row index and field.
 """
 
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -63,11 +64,51 @@ def _load_raw(source: Source, split: str, cache_dir: str | None) -> Dataset:
     if path.suffix in FILE_FORMATS:
         if not path.is_file():
             raise FileNotFoundError(f"data file {path} does not exist")
+        if FILE_FORMATS[path.suffix] == "json":
+            check_json_file(path)
         files = load_dataset(FILE_FORMATS[path.suffix], data_files={"train": str(path)}, cache_dir=cache_dir)
         return _pick_split(files, split, source)
     raise FileNotFoundError(f"{source} does not exist (a local .jsonl/.json/.parquet file or save_to_disk directory); "
                             f"a hub dataset is named explicitly as {HUB_PREFIX}<org>/<name>, the generated ones as "
                             f"{BUILTIN!r} or {INSTRUCT!r}")
+
+
+def check_json_file(path: Path) -> None:
+    """A JSON Lines file (or one JSON array) of objects, in UTF-8, with at least one row: otherwise one ValueError
+    naming the file and the row (datasets' own errors name neither)."""
+    rows = 0
+    with open(path, "rb") as f:
+        head = f.read(64).lstrip()
+        f.seek(0)
+        if head.startswith(b"["):  # one JSON array (a .json file): its elements are the rows
+            text = _utf8(f.read(), path, 1)
+            try:
+                rows = len(json.loads(text))
+            except json.JSONDecodeError as err:
+                raise ValueError(f"row {err.lineno} of {path} is not valid JSON ({err.msg} at column {err.colno})") \
+                    from None
+        for row, raw in ([] if head.startswith(b"[") else enumerate(f, 1)):
+            line = _utf8(raw, path, row).rstrip("\r\n")
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"row {row} of {path} is not valid JSON ({err.msg} at column {err.colno})") from None
+            if not isinstance(value, dict):
+                raise ValueError(f"row {row} of {path} is not a JSON object")
+            rows += 1
+    if rows == 0:
+        raise ValueError(f"{path} is empty: no rows")
+
+
+def _utf8(raw: bytes, path: Path, first_row: int) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        row = first_row + raw.count(b"\n", 0, err.start)
+        column = err.start - (raw.rfind(b"\n", 0, err.start) + 1)
+        raise ValueError(f"row {row} of {path} is not UTF-8 text (byte {column}: 0x{raw[err.start]:02x})") from None
 
 
 def _head(ds: Dataset, num_rows: int | None) -> Dataset:

@@ -23,9 +23,21 @@ RECORD = Path(".hydra") / "config.yaml"
 RESUMABLE = ("resume", "ckpt_path", "trainer.max_steps", "paths", "logger", "callbacks", "experiment_name")
 
 
+# run directories whose config this process recorded: new runs, not continued ones (see is_new_run)
+_NEW_RUNS: set[Path] = set()
+
+
 def config_subdir(output_dir: str) -> str | None:
     """hydra.output_subdir: `.hydra` for a new run; None (Hydra writes nothing) where a run has recorded its config."""
-    return None if (Path(output_dir) / RECORD).is_file() else str(RECORD.parent)
+    if (Path(output_dir) / RECORD).is_file():
+        return None
+    _NEW_RUNS.add(Path(output_dir).resolve())
+    return str(RECORD.parent)
+
+
+def is_new_run(output_dir: Path) -> bool:
+    """Whether this process started the run in `output_dir` (rather than continuing one recorded there)."""
+    return Path(output_dir).resolve() in _NEW_RUNS
 
 
 def _flat(node: Any, prefix: str = "") -> dict[str, Any]:

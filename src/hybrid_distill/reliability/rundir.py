@@ -15,6 +15,7 @@ from typing import Callable
 
 from omegaconf import OmegaConf
 
+from ..atomic import check_writable
 from ..errors import UserError
 from .recorded_config import config_subdir
 
@@ -49,6 +50,7 @@ def run_dir(resume: str | None, fresh: str) -> str:
         if not os.path.isdir(resume):
             raise UserError(f"resume={resume}: no such run directory; pass the directory of the run to continue, "
                             "e.g. outputs/train/runs/<date>_<time>")
+        check_writable(Path(resume), f"resume={resume}: the run directory")
         return os.path.abspath(resume)
     return claim_unique_dir(fresh)
 
