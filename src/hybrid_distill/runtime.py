@@ -19,7 +19,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from omegaconf import DictConfig, OmegaConf
 
 from .errors import UserError
-from .atomic import write_file_atomic
+from .atomic import remove_stale_temps, write_file_atomic
 from .reliability.callbacks import RNGStateCheckpoint
 from .reliability.checkpoints import check_checkpoint, checkpoint_dir, resume_checkpoint
 from .reliability.csv_logger import AppendingCSVLogger
@@ -46,6 +46,7 @@ def run_context(cfg: DictConfig) -> RunContext:
     if cfg.get("experiment_name"):
         group = str(cfg.experiment_name)
     output_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(output_dir)  # left by a process killed mid-write (metrics.json, ...)
     return RunContext(output_dir=output_dir, name=name, group=group)
 
 
@@ -131,6 +132,7 @@ def build_trainer(cfg: DictConfig, run: RunContext, stage: str, max_steps: int, 
     """A Trainer for one stage: its own logger run and checkpoint directory under the run dir."""
     logger = build_logger(cfg, run, stage)
     stage_dir = stage_output_dir(run, stage)
+    remove_stale_temps(checkpoint_dir(stage_dir))  # a checkpoint write killed mid-way
     trainer = instantiate(
         cfg.trainer,
         max_steps=max_steps,

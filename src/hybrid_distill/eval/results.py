@@ -11,6 +11,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from ..atomic import fsync_dir, usual_mode
 from ..runtime import wandb_mode
 
 RESULTS_STEM = "eval"
@@ -26,6 +27,7 @@ def write_new_json(directory: Path, payload: dict[str, Any], stem: str = RESULTS
     directory.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{stem}-", suffix=".json.tmp")
     try:
+        usual_mode(Path(tmp))  # mkstemp's 0600 would stay on the hard-linked result
         with os.fdopen(fd, "w") as f:
             json.dump(payload, f, indent=2, default=float)
             f.flush()
@@ -34,6 +36,7 @@ def write_new_json(directory: Path, payload: dict[str, Any], stem: str = RESULTS
             target = directory / (f"{stem}.json" if n == 1 else f"{stem}-{n}.json")
             try:
                 os.link(tmp, target)
+                fsync_dir(directory)
                 return target
             except FileExistsError:
                 continue

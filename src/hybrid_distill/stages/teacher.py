@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import LlamaForCausalLM, PreTrainedTokenizerBase
 
 from ..console import console
-from ..atomic import publish_dir
+from ..atomic import publish_dir, remove_stale_temps
 from ..data.tokenizer import load_or_train_tokenizer
 from ..errors import UserError
 from ..lit.teacher_pretrain import TeacherPretrainModule
@@ -86,6 +86,7 @@ def obtain_teacher(cfg: DictConfig, run: RunContext) -> tuple[LlamaForCausalLM, 
     if path is not None:
         return load_teacher(str(path), cfg.model.gguf_file, cfg.model.dtype, expected)
     cached = teacher_cache_dir(cfg)
+    remove_stale_temps(cached.parent)  # staging directories of pretraining runs that were killed
     if cached.is_dir():
         console.print(f"teacher: reusing cached {cached}")
         return load_teacher(str(cached), None, cfg.model.dtype, expected)
