@@ -172,3 +172,25 @@ def test_a_resumed_seqkd_reuses_the_answers_it_saved(random_teacher_dir, tmp_pat
     again = run(compose_config(tmp_path, overrides))  # the same run directory
     assert again["seqkd_rows"] == first["seqkd_rows"] == 4
     assert again["seqkd_dataset_dir"] == first["seqkd_dataset_dir"]
+
+
+class KilledAtStep6(Toy):
+    def configure_callbacks(self):
+        class Kill(L.Callback):
+            def on_train_batch_start(self, trainer, module, batch, batch_idx):
+                if trainer.global_step == 6:
+                    raise RuntimeError("killed")  # after the rows of steps 4-5 were written, past the step-4 checkpoint
+
+        return [Kill()]
+
+
+def test_metrics_csv_holds_each_step_once_after_resuming_from_an_earlier_checkpoint(uninterrupted, tmp_path):
+    overrides = ["logger=csv", "callbacks.throughput=null", "callbacks.model_checkpoint.every_n_train_steps=4"]
+    with pytest.raises(RuntimeError, match="killed"):
+        fit_toy(tmp_path, overrides, module_cls=KilledAtStep6)
+    assert sorted(_losses(tmp_path / "toy" / "metrics.csv")) == list(range(6))
+    fit_toy(tmp_path, overrides)  # resumes from the step-4 checkpoint: steps 4 and 5 are logged again
+    with open(tmp_path / "toy" / "metrics.csv") as f:
+        steps = [int(row["step"]) for row in csv.DictReader(f) if row.get("train/loss")]
+    assert steps == list(range(TOY_STEPS))
+    assert _losses(tmp_path / "toy" / "metrics.csv") == uninterrupted

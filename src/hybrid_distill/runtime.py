@@ -22,7 +22,7 @@ from .errors import UserError
 from .atomic import remove_stale_temps, write_file_atomic
 from .reliability.callbacks import RNGStateCheckpoint
 from .reliability.checkpoints import check_checkpoint, checkpoint_dir, resume_checkpoint
-from .reliability.csv_logger import AppendingCSVLogger
+from .reliability.csv_logger import AppendingCSVLogger, ResumedCSVRows
 
 
 @dataclass(frozen=True)
@@ -108,8 +108,9 @@ LOGGING_CALLBACKS = (LearningRateMonitor, ThroughputMonitor)
 
 
 def build_callbacks(cfg: DictConfig, checkpoints: Path, has_logger: bool) -> list[L.Callback]:
-    """The `callbacks` group, plus the RNG states in checkpoints that an exact resume needs whatever the group holds."""
-    callbacks: list[L.Callback] = [RNGStateCheckpoint()]
+    """The `callbacks` group, plus what an exact resume needs whatever the group holds: the RNG states in checkpoints,
+    and metrics.csv cut back to the resumed step."""
+    callbacks: list[L.Callback] = [RNGStateCheckpoint(), ResumedCSVRows()]
     for cb_cfg in (cfg.get("callbacks") or {}).values():
         if cb_cfg is None:
             continue
