@@ -59,7 +59,8 @@ def _stage_dir(trainer: L.Trainer) -> Path:
 
 
 class PreemptionCheckpoint(L.Callback):
-    """On one of `signals` (SIGTERM; SIGUSR1, Slurm's usual warning; SIGUSR2, submitit's), finish the current batch,
+    """On one of `signals` (SIGTERM; SIGUSR1, Slurm's usual warning; SIGUSR2, submitit's; SIGINT, Ctrl-C: a second
+    Ctrl-C interrupts at once, without a checkpoint), finish the current batch,
     save `<stage>/checkpoints/last.ckpt`, then stop: Preempted, which the command line turns into exit status 75.
 
     The handlers are installed for the training loop only (on_train_start, over Lightning's own, which would stop
@@ -69,7 +70,7 @@ class PreemptionCheckpoint(L.Callback):
     same batch. A handler the process had before Lightning's (submitit's: USR2 requeues the job, then exits) runs
     after the save, on the ranks that got the signal."""
 
-    def __init__(self, signals: list[str] = ("SIGTERM", "SIGUSR1", "SIGUSR2")):
+    def __init__(self, signals: list[str] = ("SIGTERM", "SIGUSR1", "SIGUSR2", "SIGINT")):
         try:
             self.signals = [signal.Signals[name] for name in signals]
         except KeyError as err:
@@ -80,6 +81,8 @@ class PreemptionCheckpoint(L.Callback):
         self._replaced: dict[signal.Signals, Any] = {}  # the handlers ours replaced, put back when training ends
 
     def _note(self, signum: int, frame: Any) -> None:
+        if self._received is not None and signum == signal.SIGINT:
+            signal.default_int_handler(signum, frame)  # Ctrl-C again: stop now
         self._received = signal.Signals(signum)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -128,7 +131,7 @@ class PreemptionCheckpoint(L.Callback):
         if self._received is None:  # another rank got the signal
             raise Preempted(f"another rank's signal at step {trainer.global_step}: saved {self._saved}")
         foreign = self._foreign.get(self._received)
-        if callable(foreign):
+        if callable(foreign) and foreign is not signal.default_int_handler:  # Python's own SIGINT: KeyboardInterrupt
             foreign(self._received, None)
         raise Preempted(f"{self._received.name} at step {trainer.global_step}: saved {self._saved}")
 
