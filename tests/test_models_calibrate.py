@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import compose_config
+from helpers import compose_config
 from hybrid_distill.data.corpus import shakespeare_documents
 from hybrid_distill.errors import UserError
 from hybrid_distill.models import build_student, calibrate_student
@@ -96,7 +96,7 @@ def test_ratio_zero_is_still_the_teacher_and_bad_layers_are_named():
 
 def test_calibration_batches_config(tiny_teacher, tmp_path):
     teacher, tokenizer = tiny_teacher
-    from hybrid_distill.stages.common import build_datamodule
+    from hybrid_distill.data.build import build_datamodule
 
     def student_and_summary(n):
         cfg = compose_config(tmp_path, ["logger=none", f"student.calibration_batches={n}"])

@@ -5,19 +5,21 @@ recognised and removed when a run starts (`remove_stale_temps`)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterable, Iterator
+
+from .errors import UserError
 
 
 def check_writable(directory: Path, what: str) -> None:
     """Refuse a directory this process cannot write into, before work whose results would go there (a real write:
     permission bits do not tell about read-only mounts, and root ignores them)."""
-    from .errors import UserError
-
     try:
         directory.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=directory):
@@ -77,18 +79,53 @@ def remove_stale_temps(directory: Path) -> list[Path]:
     return removed
 
 
-def write_file_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """`write(tmp)` to a temp file beside `path`, fsync it, then replace `path` with it."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+@contextmanager
+def _synced_temp(beside: Path, write: Callable[[Path], None]) -> Iterator[Path]:
+    """`write(tmp)` to a temp file beside `beside` (usual permissions) and fsync it; the temp file never outlives the
+    block."""
+    tmp = beside.with_name(f".{beside.name}.tmp-{os.getpid()}")
     try:
         write(tmp)
         usual_mode(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
+        yield tmp
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_file_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """`write(tmp)` to a temp file beside `path`, fsync it, then replace `path` with it."""
+    with _synced_temp(path, write) as tmp:
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+
+
+def write_new_file(names: Iterable[Path], write: Callable[[Path], None]) -> Path:
+    """`write(tmp)` once, then give the file the first of `names` that does not exist yet, and return it. Never
+    overwrites: os.link fails on an existing name, so two concurrent writers cannot take the same one, and a reader
+    never sees half a file."""
+    names = iter(names)
+    first = next(names)
+    with _synced_temp(first, write) as tmp:
+        for name in (first, *names):
+            try:
+                os.link(tmp, name)
+                fsync_dir(name.parent)
+                return name
+            except FileExistsError:
+                continue
+    raise FileExistsError(f"every name from {first} on is taken")
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    """`payload` as indented JSON at `path` (its directory created), atomically; a read-only or full file system is
+    one UserError (the earlier file, if any, is kept)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_file_atomic(path, lambda tmp: tmp.write_text(json.dumps(payload, indent=2, default=float)))
+    except OSError as err:
+        raise UserError(f"{path} could not be written ({err.strerror or err})") from err
 
 
 def publish_dir(target: Path, write: Callable[[Path], None], replace: bool = False) -> bool:

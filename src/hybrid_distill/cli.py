@@ -29,7 +29,8 @@ register_resolvers(exiting_on_user_error)  # ${unique_dir:...}, ${run_dir:...}, 
 
 def run(cfg: DictConfig) -> dict:
     """Run the configured stage; write metrics.json into the run directory; return the metrics."""
-    from .runtime import job_config, run_context, write_json_atomic
+    from .atomic import write_json_atomic
+    from .runtime import job_config, run_context
     from .stages.registry import stage_runners
 
     start = time.perf_counter()

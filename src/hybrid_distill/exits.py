@@ -16,13 +16,8 @@ from omegaconf import DictConfig
 
 from .atomic import write_file_atomic
 from .console import say
-from .errors import Preempted, TrainingDiverged, UserError
+from .errors import EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_PREEMPTED, Preempted, TrainingDiverged, UserError
 from .reliability.recorded_config import is_new_run
-
-# exit statuses besides 0 (finished) and Hydra's 1 (config composition error), for scripts and schedulers
-EXIT_BAD_INPUT = 2  # a config value, file or data row is wrong: fix it and rerun
-EXIT_DIVERGED = 3  # a non-finite loss or gradient stopped training: its last good checkpoint is kept
-EXIT_PREEMPTED = 75  # stopped by a signal after saving last.ckpt: rerun with resume=<run dir> (EX_TEMPFAIL)
 
 
 def exit_on_user_error(fn: Callable[[DictConfig], object], cfg: DictConfig) -> None:

@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from ..errors import UserError
+from ..export import load_saved_student
 from ..models import HybridForCausalLM
 from ..models.checkpoint import CONFIG_NAME, TIED_KEY, WEIGHTS_NAME
 from ..paths import config_dir
@@ -186,7 +187,7 @@ def _student_from_lightning(ck: Checkpoint, teacher, scan_backend: str | None,
     cfg = ck.run_cfg
     state = read_state_dict(ck.lightning_ckpt)  # first: a file that is not a checkpoint fails before any model loads
     if cfg.stage.name == "dpo":  # DPO trains a copy of the student it starts from
-        student = HybridForCausalLM.from_pretrained(str(cfg.stage.init_from), scan_backend=scan_backend)
+        student = load_saved_student(str(cfg.stage.init_from), scan_backend)
     elif teacher is None or build is None:
         raise UserError(f"ckpt '{ck.lightning_ckpt}': rebuilding a distill student needs its teacher (teacher=auto)")
     else:
@@ -235,7 +236,7 @@ def load_student(ck: Checkpoint, teacher, teacher_tokenizer: PreTrainedTokenizer
             raise UserError(f"ckpt '{ck.lightning_ckpt}': no tokenizer (evaluate with teacher=auto)")
         return student.eval(), teacher_tokenizer
     try:
-        student = HybridForCausalLM.from_pretrained(str(ck.student_dir), scan_backend=scan_backend)
+        student = load_saved_student(ck.student_dir, scan_backend)  # a student dir or an export of one
         tokenizer = AutoTokenizer.from_pretrained(str(ck.student_dir))
     except (OSError, ValueError) as err:
         raise UserError(f"ckpt '{ck.student_dir}' cannot be loaded: {err}") from err

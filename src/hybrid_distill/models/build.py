@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import transformers
 
-from .allocation import ATTENTION, MAMBA, resolve_pattern
+from .allocation import ATTENTION, MAMBA, nested_pattern, resolve_pattern
 from .config import MIXER_OPTIONS, HybridConfig
 from .hybrid import HybridForCausalLM
 from .init_from_attention import init_from_attention, make_mamba_mixer
@@ -64,9 +64,11 @@ def convert_student(
 ) -> HybridForCausalLM:
     """Stepwise replacement, in place: attention layers that the new pattern marks M become Mamba mixers initialised
     (per student.config.init) from the student's own attention weights; existing Mamba layers are kept as trained.
-    A pattern that would turn an M back into A is refused. Returns the same (modified) student."""
+    A mamba_ratio keeps attention only where the student has it (allocation.nested_pattern); an explicit pattern
+    that would turn an M back into A is refused. Returns the same (modified) student."""
     old = student.config.pattern
-    new = resolve_pattern(len(old), mamba_ratio, pattern)
+    resolve_pattern(len(old), mamba_ratio, pattern)  # exactly one of the two, valid
+    new = pattern if pattern is not None else nested_pattern(old, mamba_ratio)
     back = [i for i, (o, n) in enumerate(zip(old, new)) if o == MAMBA and n == ATTENTION]
     if back:
         raise ValueError(

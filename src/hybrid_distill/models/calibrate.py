@@ -68,7 +68,10 @@ def capture_attention_io(
     if not masks:
         raise ValueError("calibration needs at least one batch of token ids")
     T = max(m.shape[1] for m in masks)
-    pad = lambda ts: torch.cat([torch.nn.functional.pad(t, (0, 0, 0, T - t.shape[1])) for t in ts])
+
+    def pad(ts):
+        return torch.cat([torch.nn.functional.pad(t, (0, 0, 0, T - t.shape[1])) for t in ts])
+
     mask = torch.cat([torch.nn.functional.pad(m, (0, T - m.shape[1])) for m in masks])
     return {i: (pad(seen[i][0]), pad(seen[i][1])) for i in layers}, mask
 

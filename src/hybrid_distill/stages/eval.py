@@ -15,7 +15,7 @@ from ..console import print_summary
 from ..eval.loading import Checkpoint, load_student, resolve_checkpoint
 from ..eval.suite import evaluate, print_recall
 from ..models.teacher import load_teacher
-from ..runtime import RunContext, job_config
+from ..runtime import RunContext, job_config, name_and_group
 from .student import student_from_config
 from .teacher import obtain_teacher
 
@@ -46,17 +46,12 @@ def run_eval(cfg: DictConfig, run: RunContext) -> dict:
 
 
 def run_identity(ck: Checkpoint, output_dir: Path) -> RunContext:
-    """The eval's W&B name and group: those of the evaluated training run (as runtime.run_context derived them from
-    its Hydra runtime, saved in .hydra/hydra.yaml), so an evaluation sits beside its training runs."""
+    """The eval's W&B name and group: those of the evaluated training run (from its saved .hydra/hydra.yaml, as the
+    run derived them), so an evaluation sits beside its training runs."""
     hydra_yaml = ck.run_dir / ".hydra" / "hydra.yaml" if ck.run_dir else None
     if hydra_yaml is None or not hydra_yaml.is_file():
         return RunContext(output_dir, "default", "eval")
-    hc = OmegaConf.load(hydra_yaml).hydra
-    multirun = str(hc.mode) == "RunMode.MULTIRUN"
-    run_cfg = ck.run_cfg
-    group = f"sweep-{Path(str(hc.sweep.dir)).name}" if multirun else f"{run_cfg.task_name}-{run_cfg.stage.name}"
-    return RunContext(output_dir, str(hc.job.override_dirname or "default"),
-                      str(run_cfg.get("experiment_name") or group))
+    return RunContext(output_dir, *name_and_group(OmegaConf.load(hydra_yaml).hydra, ck.run_cfg))
 
 
 def evaluate_from_config(cfg: DictConfig) -> dict:

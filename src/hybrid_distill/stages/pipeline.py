@@ -25,7 +25,8 @@ from omegaconf import DictConfig, OmegaConf
 from ..config_checks import check_numbers
 from ..errors import UserError
 from ..paths import config_dir
-from ..runtime import RunContext, write_json_atomic
+from ..atomic import write_json_atomic
+from ..runtime import RunContext
 
 STATE_FILE = "pipeline_state.json"
 

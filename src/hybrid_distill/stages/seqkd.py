@@ -38,7 +38,7 @@ def generate_batch(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, p
                    max_new_tokens: int) -> list[str]:
     """Greedy answers of `model` to one batch of chat prompts, left-padded."""
     enc = tokenizer.apply_chat_template(prompts, add_generation_prompt=True, padding=True, return_tensors="pt",
-                                        return_dict=True)
+                                        return_dict=True).to(next(model.parameters()).device)
     out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
                          pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
     new_tokens = out[:, enc["input_ids"].shape[1]:]  # (B, <= max_new_tokens)
@@ -53,6 +53,8 @@ def generate_responses(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
     Before each batch, a signal `stopped()` reports ends the generation as Preempted."""
     model.eval()
     tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:  # Llama-3 and SmolLM2's GGUF tokenizer have none; padding is masked anyway
+        tokenizer.pad_token = tokenizer.eos_token
     responses: list[str] = []
     for start in track(range(0, len(prompts), batch_size), description="teacher generating"):
         if stopped():
@@ -123,6 +125,8 @@ def run_seqkd(cfg: DictConfig, run: RunContext) -> dict:
     partial.mkdir(parents=True, exist_ok=True)
     with noted_signals() as stopped:
         teacher, tokenizer = obtain_teacher(cfg, run)
+        if cfg.trainer.accelerator == "gpu" and torch.cuda.is_available():  # generation is the whole cost of this stage
+            teacher = teacher.cuda()
         train, empty_train = answer_split(teacher, tokenizer, cfg, cfg.stage.split, cfg.stage.max_prompts, partial,
                                           stopped)
         val, empty_val = answer_split(teacher, tokenizer, cfg, cfg.stage.val_split, cfg.stage.max_val_prompts,
