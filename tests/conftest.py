@@ -15,6 +15,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from helpers import compose_config  # noqa: E402
+import hybrid_distill.cli  # noqa: E402,F401  (registers the resolvers the configs use, ${launch_dir:} ...)
 
 
 @pytest.fixture(scope="session")

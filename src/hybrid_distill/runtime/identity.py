@@ -9,6 +9,8 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from ..atomic import remove_stale_temps
+
 
 @dataclass(frozen=True)
 class RunContext:
@@ -26,6 +28,7 @@ def run_context(cfg: DictConfig) -> RunContext:
         output_dir = Path(cfg.paths.output_dir)
         name, group = "default", str(cfg.get("experiment_name") or f"{cfg.task_name}-{cfg.stage.name}")
     output_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(output_dir)  # left by a process killed mid-write (metrics.json, ...)
     return RunContext(output_dir=output_dir, name=name, group=group)
 
 

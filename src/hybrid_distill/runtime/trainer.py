@@ -13,9 +13,11 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_info
 from omegaconf import DictConfig
 
+from ..atomic import remove_stale_temps
 from ..errors import UserError
 from ..reliability.callbacks import RNGStateCheckpoint
 from ..reliability.checkpoints import check_checkpoint, checkpoint_dir, resume_checkpoint
+from ..reliability.csv_logger import ResumedCSVRows
 from .identity import RunContext
 from .loggers import build_logger
 
@@ -25,8 +27,9 @@ LOGGING_CALLBACKS = (LearningRateMonitor, ThroughputMonitor)
 
 
 def build_callbacks(cfg: DictConfig, checkpoints: Path, has_logger: bool) -> list[L.Callback]:
-    """The `callbacks` group, plus the RNG states in checkpoints that an exact resume needs whatever the group holds."""
-    callbacks: list[L.Callback] = [RNGStateCheckpoint()]
+    """The `callbacks` group, plus what an exact resume needs whatever the group holds: the RNG states in checkpoints,
+    and metrics.csv cut back to the resumed step."""
+    callbacks: list[L.Callback] = [RNGStateCheckpoint(), ResumedCSVRows()]
     for cb_cfg in (cfg.get("callbacks") or {}).values():
         if cb_cfg is None:
             continue
@@ -49,6 +52,7 @@ def build_trainer(cfg: DictConfig, run: RunContext, stage: str, max_steps: int, 
     """A Trainer for one stage: its own logger run and checkpoint directory under the run dir."""
     logger = build_logger(cfg, run, stage)
     stage_dir = stage_output_dir(run, stage)
+    remove_stale_temps(checkpoint_dir(stage_dir))  # a checkpoint write killed mid-way
     trainer = instantiate(
         cfg.trainer,
         max_steps=max_steps,

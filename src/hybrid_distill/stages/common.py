@@ -37,7 +37,7 @@ def fit_and_validate(cfg: DictConfig, run: RunContext, stage: str, trainer: L.Tr
     train=False only evaluates (after = before, unless FSDP skipped that)."""
     before = validate_before_fit(trainer, module, datamodule)
     if train:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(cfg, run, stage, module))
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(cfg, run, stage, module), weights_only=True)
     elif before:
         return before, before
     return before, trainer.validate(module, datamodule=datamodule, verbose=False)[0]

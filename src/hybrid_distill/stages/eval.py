@@ -10,6 +10,7 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from ..atomic import check_writable
 from ..console import print_summary
 from ..eval.loading import Checkpoint, load_student, resolve_checkpoint
 from ..eval.suite import evaluate, print_recall
@@ -59,6 +60,8 @@ def evaluate_from_config(cfg: DictConfig) -> dict:
     ck = resolve_checkpoint(cfg.ckpt)
     output_dir = Path(HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    # the results go into the evaluated run's directory: refuse a read-only one before the suite runs, not after
+    check_writable(ck.run_dir or output_dir, "the results directory (the evaluated run's)")
     summary = evaluate_checkpoint(ck, cfg.suite, cfg.logger, run_identity(ck, output_dir), int(cfg.seed),
                                   str(cfg.paths.cache_dir), job_config(cfg))
     print_summary({k: v for k, v in summary.items() if not k.startswith("recall/")}, output_dir,
