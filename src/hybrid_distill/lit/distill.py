@@ -13,6 +13,7 @@ from .. import losses
 from ..eval.quality import HeldoutMetrics
 from ..models.teacher import freeze
 from .base import StageModule
+from .flops import distill_flops_per_token
 from .optim import configure_adamw, total_grad_norm
 from .settings import DistillLoss, OptimSettings
 
@@ -30,6 +31,8 @@ class DistillModule(StageModule):
         self.max_steps = max_steps
         self.strict_loading = False  # checkpoints hold no teacher weights
         self.val_metrics = HeldoutMetrics()  # the same metrics as python eval.py's quality section
+        self.flops_per_batch: int | None = None  # of the last training step: MFU for Lightning's/our monitors
+        self._flops_per_token: dict[int, int] = {}  # by sequence length
 
     # --- steps
     def _logits(self, batch: dict[str, torch.Tensor], with_teacher: bool):
@@ -48,6 +51,10 @@ class DistillModule(StageModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         divergence_weight, ce_weight = self.loss.divergence_weight, self.loss.ce_weight
+        B, T = batch["input_ids"].shape
+        if T not in self._flops_per_token:
+            self._flops_per_token[T] = distill_flops_per_token(self.teacher, self.student, T, divergence_weight > 0)
+        self.flops_per_batch = B * T * self._flops_per_token[T]
         student_logits, teacher_logits = self._logits(batch, with_teacher=divergence_weight > 0)
         student_logits, targets, mask = losses.next_token_targets(student_logits, batch["labels"])
         loss = student_logits.new_zeros(())
