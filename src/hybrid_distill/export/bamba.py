@@ -1,7 +1,7 @@
 """A hybrid student as transformers' stock `BambaForCausalLM` (Mamba-2 + attention, no custom code), and back.
 
-Why the two compute the same function (transformers/models/bamba/modeling_bamba.py vs models/mamba_base.py,
-models/mamba2_mixer.py, models/attention.py, models/hybrid.py):
+Why the two compute the same function (transformers/models/bamba/modeling_bamba.py vs models/mixers/mamba_base.py,
+models/mixers/mamba2.py, models/attention.py, models/hybrid.py):
 - blocks: both are pre-norm, h + mixer(norm(h)), then h + SwiGLU(norm(h)); final norm, LM head (tied or not);
 - Mamba in_proj emits [z, x, B, C, dt] in both; a depthwise causal conv (with bias) runs over [x, B, C], then
   silu (Bamba: `hidden_act`); dt = softplus(dt + dt_bias) unclamped (time_step_limit (0, inf)); A = -exp(A_log);
@@ -15,8 +15,9 @@ models/mamba2_mixer.py, models/attention.py, models/hybrid.py):
   in Mamba2Mixer.ssm, head h reads B group h // rep in ops/ssd_ref.py). Each head then reads the same x, B, C;
 - attention: Llama's GQA with SDPA and RoPE; Bamba hard-codes partial_rotary_factor 0.5 unless rope_parameters
   says otherwise, so the export writes 1.0 (full-width RoPE, as the teacher).
-What cannot be held is refused by `check_exportable` with one error naming the option (FIXED, the gated norm eps,
-a HybridConfig field not classified below, a tensor with no Bamba counterpart), and so is a student without any
+What cannot be held is refused by `check_exportable` with one error naming the option (FIXED, any mixer but mamba2
+first, the gated norm eps, a HybridConfig field or mixer option not classified below, a tensor with no Bamba
+counterpart), and so is a student without any
 attention layer (transformers' hybrid cache needs one).
 """
 
@@ -37,8 +38,9 @@ from ..models.config import DTYPES
 MODEL_TYPE = "bamba"
 INIT_OPTIONS_KEY = "hybrid_distill_init_options"  # extra BambaConfig key: the student's init-only options
 
-# HybridConfig fields, by what the export does with them. A field in none of these groups is refused: a new
-# option may change what the student computes, so it has to be checked against Bamba's math and classified here.
+# HybridConfig fields and mixer options (as in config.json), by what the export does with them. One in none of these
+# groups is refused: a new option may change what the student computes, so it has to be checked against Bamba's math
+# and classified here.
 CARRIED = frozenset({
     "vocab_size", "hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "head_dim",
     "pattern", "rms_norm_eps", "max_position_embeddings", "rope_parameters", "attention_bias", "mlp_bias",
@@ -55,7 +57,8 @@ FIXED = {
                            "uses silu")),
 }
 # options that only choose initial values (a trained student's weights carry their effect); stored in the export's
-# config so that an imported student converts further layers (stepwise) the way it was made
+# config so that an imported student converts further layers (stepwise) the way it was made (dt_rank: Mamba-1's, in
+# a student without Mamba layers; the import, a Mamba-2 student, drops it)
 INIT_ONLY = ("init", "conv_init", "dt_min", "dt_max", "dt_init_floor", "A_init_range", "dt_rank")
 RUNTIME = frozenset({"scan_backend"})
 
@@ -106,6 +109,11 @@ def check_exportable(student: HybridForCausalLM) -> None:
     """Raise one UserError naming the first student option (or tensor) that Bamba cannot hold exactly."""
     config = student.config
     values = config.to_dict()
+    uses_mamba = MAMBA in config.pattern
+    for key, (needed, why) in FIXED.items():  # the mixer first: another mixer's options are not Bamba's
+        if uses_mamba and values[key] != needed:
+            raise UserError(f"student option {key}={values[key]!r} cannot be exported to Bamba: {why} "
+                            f"(needs {key}={needed!r})")
     unknown = sorted(set(values) - CARRIED - set(FIXED) - set(INIT_ONLY) - RUNTIME)
     if unknown:
         raise UserError(f"student option {unknown[0]}={values[unknown[0]]!r} is unknown to the Bamba export "
@@ -114,11 +122,6 @@ def check_exportable(student: HybridForCausalLM) -> None:
         raise UserError(f"pattern {config.pattern!r} has no attention layer: transformers' Bamba cannot run it with a "
                         "cache (its DynamicCache counts the sequence length in attention layers only), so generate() "
                         "fails; keep at least one attention layer (mamba_ratio < 1, or student.pattern)")
-    uses_mamba = MAMBA in config.pattern
-    for key, (needed, why) in FIXED.items():
-        if uses_mamba and values[key] != needed:
-            raise UserError(f"student option {key}={values[key]!r} cannot be exported to Bamba: {why} "
-                            f"(needs {key}={needed!r})")
     width = config.num_attention_heads * config.head_dim
     if width % config.hidden_size:
         raise UserError(f"num_attention_heads * head_dim = {width} is not a multiple of hidden_size "
@@ -146,7 +149,7 @@ def added_parameters(config: HybridConfig) -> int:
     """What repeating x and B to the query width adds: per Mamba layer, 2 (H - Hkv) head_dim rows of in_proj
     (weight, and bias with attention_bias) and as many conv channels (d_conv taps + bias)."""
     rows = 2 * (config.num_attention_heads - config.num_key_value_heads) * config.head_dim
-    per_row = config.hidden_size + config.attention_bias + config.d_conv + 1
+    per_row = config.hidden_size + config.attention_bias + config.options.d_conv + 1
     return config.pattern.count(MAMBA) * rows * per_row
 
 
@@ -164,9 +167,9 @@ def to_bamba_config(config: HybridConfig) -> BambaConfig:
         eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id,
         attn_layer_indices=[i for i, kind in enumerate(config.pattern) if kind == ATTENTION],
         mamba_n_heads=heads, mamba_d_head=head_dim, mamba_n_groups=heads, mamba_d_state=head_dim,
-        mamba_d_conv=config.d_conv, mamba_expand=heads * head_dim // config.hidden_size, mamba_conv_bias=True,
+        mamba_d_conv=config.options.d_conv, mamba_expand=heads * head_dim // config.hidden_size, mamba_conv_bias=True,
         mamba_proj_bias=config.attention_bias, time_step_limit=(0.0, math.inf), dtype=config.torch_dtype,
-        **{INIT_OPTIONS_KEY: {key: values[key] for key in INIT_ONLY}},
+        **{INIT_OPTIONS_KEY: {key: values[key] for key in INIT_ONLY if key in values}},
     )
 
 
@@ -188,8 +191,8 @@ def from_bamba_config(bamba: BambaConfig, source: str, scan_backend: str, dtype_
         raise UserError(f"{source}: this Bamba model has no hybrid_distill student form: {'; '.join(wrong)}")
     pattern = "".join(ATTENTION if t == "full_attention" else MAMBA for t in bamba.layers_block_type)
     init_options = getattr(bamba, INIT_OPTIONS_KEY, None) or {}
-    try:
-        return HybridConfig(
+    try:  # from_dict drops the init options a Mamba-2 student does not take (dt_rank)
+        return HybridConfig.from_dict(dict(
             vocab_size=bamba.vocab_size, hidden_size=bamba.hidden_size, intermediate_size=bamba.intermediate_size,
             num_attention_heads=heads, num_key_value_heads=bamba.num_key_value_heads, head_dim=head_dim,
             pattern=pattern, hidden_act=bamba.hidden_act, rms_norm_eps=bamba.rms_norm_eps,
@@ -200,9 +203,9 @@ def from_bamba_config(bamba: BambaConfig, source: str, scan_backend: str, dtype_
             d_conv=bamba.mamba_d_conv, conv_activation="silu", gate=True, gate_norm=True,
             scan_backend=scan_backend, torch_dtype=dtype_name,
             **{key: init_options[key] for key in INIT_ONLY if key in init_options},
-        )
-    except (TypeError, ValueError) as err:
-        raise UserError(f"{source}: {err}") from err
+        ), source)
+    except ValueError as err:
+        raise UserError(str(err)) from err
 
 
 # --- weights -------------------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .allocation import MAMBA
-from .mamba_base import MambaMixerBase
+from .mixers.mamba_base import MambaMixerBase
 
 # the gate's logit at the median calibration token: silu(4) = 3.93, i.e. the gate is open (sigmoid 0.98)
 OPEN_GATE_LOGIT = 4.0
@@ -134,7 +134,7 @@ def calibrate_mixer(mixer: MambaMixerBase, inputs: torch.Tensor, targets: torch.
     if out.bias is not None:
         flat_targets = flat_targets - out.bias.float().cpu()
     report = {"rel_err_before": relative_error(mixer_features(mixer, inputs, mask) @ weight.T, flat_targets)}
-    if mixer.config.gate:
+    if mixer.config.options.gate:
         report["gate_open_fraction"] = open_gate(mixer, inputs[mask])
     features = mixer_features(mixer, inputs, mask)  # (n, H*P)
     scales = fit_channel_scales(features, weight, flat_targets, ridge)
@@ -153,6 +153,9 @@ def calibrate_student(student: nn.Module, teacher: nn.Module, batches: Iterable[
     bad = [i for i in layers if student.layers[i].kind != MAMBA]
     if bad:
         raise ValueError(f"calibrate_student: layer(s) {bad} of the student are not Mamba layers")
+    if layers and not isinstance(student.layers[layers[0]].mixer, MambaMixerBase):
+        raise ValueError(f"calibrate_student fits Mamba mixers (in_proj z rows, out_proj columns), not mixer "
+                         f"{student.config.mixer!r}; calibrate with 0 batches (student.calibration_batches=0)")
     if not layers:
         return {}
     was_training = student.training

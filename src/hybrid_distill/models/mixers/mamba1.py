@@ -8,24 +8,41 @@ whose bias is the softplus-inverse dt init. New parameters: A_log = log(1..N) pe
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ops import selective_scan, selective_step
-from .config import HybridConfig
-from .mamba_base import MambaMixerBase, softplus_inverse_dt
+from ...ops import selective_scan, selective_step
+from ..config import HybridConfig
+from .mamba_base import MambaMixerBase, MambaOptions, init_from_attention, softplus_inverse_dt
+from .registry import MixerSpec
+
+
+@dataclass
+class Mamba1Options(MambaOptions):
+    gate_norm: bool = False
+    dt_rank: int | str = "auto"  # rank of the dt projection; auto = ceil(hidden_size / 16)
+
+    def resolve(self, config: HybridConfig) -> None:
+        super().resolve(config)
+        if self.dt_rank == "auto":
+            self.dt_rank = -(-config.hidden_size // 16)
+        if isinstance(self.dt_rank, bool) or not isinstance(self.dt_rank, int) or self.dt_rank < 1:
+            raise ValueError(f"dt_rank must be 'auto' or a positive integer, got {self.dt_rank!r}")
 
 
 class Mamba1Mixer(MambaMixerBase):
     def __init__(self, config: HybridConfig):
-        super().__init__(config, dt_width=config.dt_rank)
+        rank = config.options.dt_rank
+        super().__init__(config, dt_width=rank)
         d_inner, N = self.n_heads * self.head_dim, self.head_dim
-        self.dt_proj = nn.Linear(config.dt_rank, d_inner, bias=True)
+        self.dt_proj = nn.Linear(rank, d_inner, bias=True)
         with torch.no_grad():
-            std = config.dt_rank ** -0.5
+            std = rank ** -0.5
             self.dt_proj.weight.uniform_(-std, std)
-            self.dt_proj.bias.copy_(softplus_inverse_dt(d_inner, config))
+            self.dt_proj.bias.copy_(softplus_inverse_dt(d_inner, config.options))
         self.A_log = nn.Parameter(torch.arange(1, N + 1, dtype=torch.float32).log().repeat(d_inner, 1))  # (D, N)
         self.D = nn.Parameter(torch.ones(d_inner))  # (D,)
 
@@ -44,3 +61,6 @@ class Mamba1Mixer(MambaMixerBase):
                              initial_state=state, return_final_state=use_cache, backend=backend)
         y, new_state = out if use_cache else (out, None)
         return y.transpose(1, 2), new_state  # (B, T, D)
+
+
+SPEC = MixerSpec("mamba1", Mamba1Mixer, Mamba1Options, init_from_attention)

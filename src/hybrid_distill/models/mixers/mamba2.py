@@ -6,20 +6,34 @@ A_log = log U[A_init_range] (A = -exp(A_log)), D = 1 per head.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from ..ops import ssd_scan, ssd_step
-from .config import HybridConfig
-from .mamba_base import MambaMixerBase, softplus_inverse_dt
+from ...ops import ssd_scan, ssd_step
+from ..config import HybridConfig
+from .mamba_base import MambaMixerBase, MambaOptions, init_from_attention, softplus_inverse_dt
+from .registry import MixerSpec
+
+
+@dataclass
+class Mamba2Options(MambaOptions):
+    A_init_range: tuple[float, float] = (1.0, 16.0)  # A = -U[lo, hi] per head
+
+    def resolve(self, config: HybridConfig) -> None:
+        super().resolve(config)
+        self.A_init_range = tuple(self.A_init_range)
+        if not 0 < self.A_init_range[0] <= self.A_init_range[1]:
+            raise ValueError(f"A_init_range must be (lo, hi) with 0 < lo <= hi, got {self.A_init_range!r}")
 
 
 class Mamba2Mixer(MambaMixerBase):
     def __init__(self, config: HybridConfig):
         super().__init__(config, dt_width=config.num_attention_heads)
         H = self.n_heads
-        self.dt_bias = nn.Parameter(softplus_inverse_dt(H, config))  # (H,)
-        self.A_log = nn.Parameter(torch.empty(H).uniform_(*config.A_init_range).log())  # (H,)
+        self.dt_bias = nn.Parameter(softplus_inverse_dt(H, config.options))  # (H,)
+        self.A_log = nn.Parameter(torch.empty(H).uniform_(*config.options.A_init_range).log())  # (H,)
         self.D = nn.Parameter(torch.ones(H))  # (H,)
 
     def ssm(self, x, B, C, dt, state, use_cache):
@@ -34,3 +48,6 @@ class Mamba2Mixer(MambaMixerBase):
                        return_final_state=use_cache, backend=backend)
         y, new_state = out if use_cache else (out, None)
         return y.flatten(2), new_state  # (B, T, H*P)
+
+
+SPEC = MixerSpec("mamba2", Mamba2Mixer, Mamba2Options, init_from_attention)
