@@ -75,7 +75,7 @@ def load_teacher(
         model = AutoModelForCausalLM.from_pretrained(where, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(where, **({"gguf_file": gguf_file} if gguf_file else {}))
     except (OSError, ValueError) as err:
-        raise UserError(f"could not load teacher from '{where}': {err}") from err
+        raise UserError(f"model.path '{path}': could not load the teacher from '{where}': {err}") from err
     if model.config.model_type != "llama":
         raise UserError(f"teacher at '{where}' is a '{model.config.model_type}' model; hybrid_distill needs a Llama-family model")
     check_architecture(model.config, expected_architecture, where)
