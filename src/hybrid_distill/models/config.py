@@ -28,6 +28,13 @@ LEGACY_OPTIONS = frozenset({
 })
 
 
+# Llama fields a student copies from its teacher and hands back to the HF pieces it reuses (MLP, rotary embedding):
+# the shape (also what a converted or imported student must share with the teacher) and the layer settings
+LLAMA_SHAPE = ("vocab_size", "hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads",
+               "head_dim")
+LLAMA_SETTINGS = ("hidden_act", "rms_norm_eps", "max_position_embeddings", "attention_bias", "mlp_bias")
+
+
 @dataclass
 class HybridConfig:
     # Llama architecture, copied from the teacher's config
@@ -99,19 +106,10 @@ class HybridConfig:
         if dtype_name is None:
             raise ValueError(f"unsupported teacher dtype {dtype}; use one of {', '.join(DTYPES)}")
         return cls.with_options(
-            vocab_size=llama.vocab_size,
-            hidden_size=llama.hidden_size,
-            intermediate_size=llama.intermediate_size,
-            num_attention_heads=llama.num_attention_heads,
-            num_key_value_heads=llama.num_key_value_heads,
+            **{key: getattr(llama, key) for key in (*LLAMA_SHAPE, *LLAMA_SETTINGS) if key != "head_dim"},
             head_dim=getattr(llama, "head_dim", None) or llama.hidden_size // llama.num_attention_heads,
             pattern=pattern,
-            hidden_act=llama.hidden_act,
-            rms_norm_eps=llama.rms_norm_eps,
-            max_position_embeddings=llama.max_position_embeddings,
             rope_parameters=dict(llama.rope_parameters),
-            attention_bias=llama.attention_bias,
-            mlp_bias=llama.mlp_bias,
             tie_word_embeddings=llama.tie_word_embeddings,
             bos_token_id=llama.bos_token_id,
             eos_token_id=llama.eos_token_id,
@@ -123,19 +121,9 @@ class HybridConfig:
     def to_llama_config(self) -> transformers.LlamaConfig:
         """The HF config our reused Llama pieces (rotary embedding, MLP) are built from."""
         return transformers.LlamaConfig(
-            vocab_size=self.vocab_size,
-            hidden_size=self.hidden_size,
-            intermediate_size=self.intermediate_size,
+            **{key: getattr(self, key) for key in (*LLAMA_SHAPE, *LLAMA_SETTINGS)},
             num_hidden_layers=self.num_hidden_layers,
-            num_attention_heads=self.num_attention_heads,
-            num_key_value_heads=self.num_key_value_heads,
-            head_dim=self.head_dim,
-            hidden_act=self.hidden_act,
-            rms_norm_eps=self.rms_norm_eps,
-            max_position_embeddings=self.max_position_embeddings,
             rope_parameters=dict(self.rope_parameters),
-            attention_bias=self.attention_bias,
-            mlp_bias=self.mlp_bias,
         )
 
     @classmethod

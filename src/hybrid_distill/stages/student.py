@@ -16,6 +16,7 @@ from ..models import (HybridForCausalLM, build_student, convert_student, param_c
                       set_trainable)
 from ..models.allocation import MAMBA
 from ..models.calibrate import calibrate_student
+from ..models.config import LLAMA_SHAPE
 from ..ops import resolve_backend
 
 console = Console()
@@ -49,14 +50,12 @@ def load_student(key: str, source: Path, scan_backend: str) -> HybridForCausalLM
 
 
 # the student's shapes that must equal its teacher's, as HybridConfig fields
-SHARED_SHAPE = ("vocab_size", "hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads",
-                "head_dim")
 
 
 def check_same_architecture(student: HybridForCausalLM, teacher: LlamaForCausalLM, what: str) -> None:
     """A student converted further and distilled from `teacher` must have been made from a teacher of its shape."""
-    theirs = {**{k: getattr(teacher.config, k) for k in SHARED_SHAPE}, "layers": teacher.config.num_hidden_layers}
-    ours = {**{k: getattr(student.config, k) for k in SHARED_SHAPE}, "layers": len(student.config.pattern)}
+    theirs = {**{k: getattr(teacher.config, k) for k in LLAMA_SHAPE}, "layers": teacher.config.num_hidden_layers}
+    ours = {**{k: getattr(student.config, k) for k in LLAMA_SHAPE}, "layers": len(student.config.pattern)}
     differ = [f"{k}={ours[k]} but the teacher has {k}={theirs[k]}" for k in theirs if ours[k] != theirs[k]]
     if differ:
         raise UserError(f"{what} was made from another teacher architecture: {'; '.join(differ)}")
