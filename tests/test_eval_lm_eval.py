@@ -52,14 +52,18 @@ def student_dir(cache_dir, tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def task_dir(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("lm_eval_tasks")
+def write_tasks(path: Path) -> Path:
+    """The local YAML tasks (TASKS on the fixture data) in `path`, for TaskManager(include_path=path)."""
     for name, body in TASKS.items():
         data = FIXTURES / DATA[name]
         (path / f"{name}.yaml").write_text(f"task: {name}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n"
                                            f"    test: {data}\ntest_split: test\n{body}\n")
     return path
+
+
+@pytest.fixture(scope="module")
+def task_dir(tmp_path_factory) -> Path:
+    return write_tasks(tmp_path_factory.mktemp("lm_eval_tasks"))
 
 
 def reference_logprob(lm: HybridLM, context: list[int], continuation: list[int]) -> tuple[float, bool]:
@@ -78,7 +82,7 @@ def test_loglikelihood_is_exact_across_batches(student_dir):
     requests = [Instance("loglikelihood", {}, pair, i) for i, pair in enumerate(pairs)]
     results = lm.loglikelihood(requests)
     for (context, continuation), (logprob, greedy) in zip(pairs, results):
-        ctx, cont = ((lm.prefix_token_id,), lm.tok_encode(continuation)) if not context else \
+        ctx, cont = ((lm.prefix_token_id,), lm.tok_encode(continuation, add_special_tokens=False)) if not context else \
             lm._encode_pair(context, continuation)
         expected, expected_greedy = reference_logprob(lm, list(ctx), list(cont))
         assert logprob == pytest.approx(expected, abs=1e-4) and logprob < 0 and greedy == expected_greedy

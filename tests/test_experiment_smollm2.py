@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import compose_config
+from helpers import compose_config
 from hybrid_distill.cli import run
 
 SWEEPS = {

@@ -305,8 +305,8 @@ def test_top1_agreement_counts_matching_argmax_at_masked_positions():
     mask = torch.tensor([[True, False, True, True]])
     assert L.top1_agreement(teacher, student, mask) == pytest.approx(1 / 3)
     assert L.top1_agreement(student, teacher, mask) == pytest.approx(1 / 3)
-    assert L.top1_agreement(teacher, student) == pytest.approx(0.5)
-    assert L.top1_agreement(teacher, student, torch.zeros_like(mask)) == 0
+    assert L.top1_agreement(student, teacher) == pytest.approx(0.5)
+    assert L.top1_agreement(student, teacher, torch.zeros_like(mask)) == 0
 
 
 # ---------------------------------------------------------------- cross-entropy and shifting

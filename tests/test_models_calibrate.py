@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import compose_config
+from helpers import compose_config
 from hybrid_distill.data.corpus import shakespeare_documents
 from hybrid_distill.errors import UserError
 from hybrid_distill.models import build_student, calibrate_student
@@ -96,7 +96,7 @@ def test_ratio_zero_is_still_the_teacher_and_bad_layers_are_named():
 
 def test_calibration_batches_config(tiny_teacher, tmp_path):
     teacher, tokenizer = tiny_teacher
-    from hybrid_distill.stages.common import build_datamodule
+    from hybrid_distill.data.build import build_datamodule
 
     def student_and_summary(n):
         cfg = compose_config(tmp_path, ["logger=none", f"student.calibration_batches={n}"])
@@ -115,3 +115,20 @@ def test_calibration_batches_config(tiny_teacher, tmp_path):
     assert summary["calibration/rel_err_after"] < min(1.0, summary["calibration/rel_err_before"])
     with pytest.raises(UserError, match="student.calibration_batches must be an integer >= 0"):
         student_and_summary(-1)
+
+
+def test_reported_error_is_the_calibrated_mixers_own_error():
+    teacher = make_teacher()
+    student = build_student(teacher, pattern="MAMA").eval()
+    ids = random_ids(3, 16)
+    report = calibrate_student(student, teacher, [ids])
+    with torch.no_grad():  # recompute independently: the teacher attention's output vs the calibrated mixer's
+        seen = {}
+        hook = teacher.model.layers[2].self_attn.register_forward_hook(
+            lambda m, args, kwargs, out: seen.update(h=kwargs["hidden_states"], a=out[0]), with_kwargs=True)
+        teacher(input_ids=ids)
+        hook.remove()
+        got, _ = student.layers[2].mixer(seen["h"])
+    expected = float((seen["a"] - got).pow(2).sum() / seen["a"].pow(2).sum())
+    assert report[2]["rel_err_after"] == pytest.approx(expected, rel=1e-4)
+    assert expected < 1.0

@@ -77,3 +77,17 @@ def test_param_counts_by_kind():
     assert counts["attention"] == 2 * (32 * 32 + 2 * 32 * 16 + 32 * 32)
     assert counts["mlp"] == 4 * 3 * 32 * 64
     assert counts["other"] == 2 * 64 * 32 + 9 * 32  # embeddings + LM head, 2 norms per layer + final norm
+
+
+def test_nested_pattern_keeps_the_rule_where_it_nests_and_moves_attention_where_it_does_not():
+    from hybrid_distill.models.allocation import layer_pattern, nested_pattern
+
+    half32 = layer_pattern(32, 0.5)
+    assert nested_pattern(half32, 0.75) == layer_pattern(32, 0.75)  # MambaInLlama's placements nest as they are
+    half30 = layer_pattern(30, 0.5)
+    rule = layer_pattern(30, 0.75)
+    assert any(r == "A" and h == "M" for r, h in zip(rule, half30))  # the plain rule does not nest on 30 layers
+    nested = nested_pattern(half30, 0.75)
+    assert nested.count("A") == rule.count("A") and nested[-1] == "A"
+    assert all(h == "A" for n, h in zip(nested, half30) if n == "A")
+    assert nested_pattern(nested, 0.875).count("A") == layer_pattern(30, 0.875).count("A")

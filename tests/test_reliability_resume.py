@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from datasets import load_from_disk
 from torch.utils.data import DataLoader, TensorDataset
 
 from helpers import compose_config
@@ -20,6 +22,7 @@ from hybrid_distill.errors import Preempted
 from hybrid_distill.lit.optim import configure_adamw
 from hybrid_distill.lit.settings import OptimSettings
 from hybrid_distill.reliability.checkpoints import last_checkpoint, resume_checkpoint
+from hybrid_distill.reliability.rundir import check_resume_dir
 from hybrid_distill.data.resumable_loader import ResumableDataLoader
 from hybrid_distill.runtime import build_trainer, run_context, stage_output_dir
 from hybrid_distill.stages import seqkd
@@ -64,7 +67,7 @@ class ToyData(L.LightningDataModule):
 
 def fit_toy(run_dir: Path, overrides: list[str] = (), module_cls: type[Toy] = Toy) -> Toy:
     """Train the toy with the Trainer a stage gets (config callbacks and plugins); resume its last.ckpt if any."""
-    cfg = compose_config(run_dir, ["logger=none", *overrides])
+    cfg = compose_config(run_dir, ["logger=none", "callbacks.tokens=null", *overrides])  # the toy's batches are tuples
     run = run_context(cfg)
     trainer, _ = build_trainer(cfg, run, "toy", TOY_STEPS, grad_clip=None, val_every=3)
     L.seed_everything(0)
@@ -84,9 +87,9 @@ def uninterrupted(tmp_path_factory) -> dict[int, float]:
 
 
 # step 7: mid-epoch (dataloader position, RNG, scheduler); step 4: the last batch of an epoch
-@pytest.mark.parametrize("step,signal_name", [(7, "SIGTERM"), (4, "SIGUSR1"), (7, "SIGUSR2")])
+@pytest.mark.parametrize("step,signal_name", [(7, "SIGTERM"), (4, "SIGUSR1"), (7, "SIGUSR2"), (5, "SIGINT")])
 def test_signal_saves_last_ckpt_and_the_resumed_run_is_exact(uninterrupted, tmp_path, step, signal_name):
-    handlers_before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)}
+    handlers_before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT)}
     with pytest.raises(Preempted, match=f"{signal_name} at step {step + 1}: saved .*last.ckpt"):
         fit_toy(tmp_path, drill(step, signal_name))
     assert torch.load(last_checkpoint(tmp_path / "toy"), weights_only=True)["global_step"] == step + 1
@@ -172,3 +175,55 @@ def test_a_resumed_seqkd_reuses_the_answers_it_saved(random_teacher_dir, tmp_pat
     again = run(compose_config(tmp_path, overrides))  # the same run directory
     assert again["seqkd_rows"] == first["seqkd_rows"] == 4
     assert again["seqkd_dataset_dir"] == first["seqkd_dataset_dir"]
+
+
+class KilledAtStep6(Toy):
+    def configure_callbacks(self):
+        class Kill(L.Callback):
+            def on_train_batch_start(self, trainer, module, batch, batch_idx):
+                if trainer.global_step == 6:
+                    raise RuntimeError("killed")  # after the rows of steps 4-5 were written, past the step-4 checkpoint
+
+        return [Kill()]
+
+
+def test_metrics_csv_holds_each_step_once_after_resuming_from_an_earlier_checkpoint(uninterrupted, tmp_path):
+    overrides = ["logger=csv", "callbacks.throughput=null", "callbacks.model_checkpoint.every_n_train_steps=4"]
+    with pytest.raises(RuntimeError, match="killed"):
+        fit_toy(tmp_path, overrides, module_cls=KilledAtStep6)
+    assert sorted(_losses(tmp_path / "toy" / "metrics.csv")) == list(range(6))
+    fit_toy(tmp_path, overrides)  # resumes from the step-4 checkpoint: steps 4 and 5 are logged again
+    with open(tmp_path / "toy" / "metrics.csv") as f:
+        steps = [int(row["step"]) for row in csv.DictReader(f) if row.get("train/loss")]
+    assert steps == list(range(TOY_STEPS))
+    assert _losses(tmp_path / "toy" / "metrics.csv") == uninterrupted
+
+
+def test_a_signal_during_seqkd_generation_keeps_the_answers_and_resume_continues(random_teacher_dir, tmp_path,
+                                                                                 monkeypatch):
+    overrides = ["logger=none", "stage=seqkd", "stage.max_prompts=6", "stage.max_val_prompts=2",
+                 "model.recipe.seqkd.batch_size=2", f"model.path={random_teacher_dir}"]
+    expected = run(compose_config(tmp_path / "uninterrupted", overrides))
+    generate, batches, signalled = seqkd.generate_batch, [], []
+
+    def signalled_after_the_first_batch(model, tokenizer, prompts, max_new_tokens):
+        batches.append(len(prompts))
+        if batches == [2] and not signalled:
+            signalled.append(True)
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives mid-batch: the batch finishes, then the run stops
+        return generate(model, tokenizer, prompts, max_new_tokens)
+
+    monkeypatch.setattr(seqkd, "generate_batch", signalled_after_the_first_batch)
+    run_dir = tmp_path / "run"
+    with pytest.raises(Preempted, match=r"SIGTERM during seqkd generation, after 2 of 6 prompts of train; 2 answers "
+                                        rf"are saved in {run_dir}/seqkd_partial/train.jsonl"):
+        run(compose_config(run_dir, overrides))
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
+    check_resume_dir(run_dir)  # resume= accepts the directory
+
+    batches.clear()
+    resumed = run(compose_config(run_dir, overrides))
+    assert batches == [2, 2, 2]  # the 4 train prompts left, then the validation prompts: nothing twice
+    assert not (run_dir / "seqkd_partial").exists()
+    assert load_from_disk(resumed["seqkd_dataset_dir"])["train"].to_list() == \
+        load_from_disk(expected["seqkd_dataset_dir"])["train"].to_list()

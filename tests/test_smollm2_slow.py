@@ -11,17 +11,8 @@ import torch
 from helpers import compose_config
 from hybrid_distill.cli import run
 from hybrid_distill.models import build_student
-from hybrid_distill.runtime import run_context
-from hybrid_distill.stages.teacher import obtain_teacher
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def smollm2(tmp_path_factory):
-    pytest.importorskip("gguf")
-    cfg = compose_config(tmp_path_factory.mktemp("smol"), ["model=smollm2_135m", "logger=none"], shrink=False)
-    return obtain_teacher(cfg, run_context(cfg))
 
 
 def test_real_checkpoint_loads_and_answers(smollm2):

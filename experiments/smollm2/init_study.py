@@ -15,6 +15,7 @@ import argparse
 import datetime
 import math
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -137,7 +138,7 @@ def main(argv=None) -> None:
             print(f"{ratio} {name}: {result}  ({time.time() - start:.0f} s)", flush=True)
     table = ["| option | mamba_ratio | ppl | KL (nats/token) | top-1 agree |", "|---|---|---|---|---|"]
     table += [f"| {n} | {r} | {m['ppl']:,.1f} | {m['kl']:.3f} | {m['top1']:.3f} |" for n, r, m in rows]
-    header = (f"Command: `OMP_NUM_THREADS=1 PYTHONPATH=src python {' '.join(['experiments/smollm2/init_study.py'] + sys.argv[1:])}`  \n"
+    header = (f"Command: `OMP_NUM_THREADS=1 PYTHONPATH=src python {shlex.join(['experiments/smollm2/init_study.py'] + sys.argv[1:])}`  \n"
               f"Date: {datetime.date.today()}; machine: {platform.machine()} CPU, {platform.node()}, torch "
               f"{torch.__version__}, 1 thread; {time.time() - start:.0f} s.  \n"
               f"Eval: {' + '.join(f'{b.shape[0]} x {b.shape[1]}' for b in ids)} tokens ({args.eval_seqs} held-out "

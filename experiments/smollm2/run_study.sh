@@ -11,7 +11,8 @@
 #   STUDIES="ratio init loss mixer backend stepwise"   which studies to run
 #   LAUNCH="hydra/launcher=submitit_local ..."         how a sweep's members run ("" = one after another)
 #   TIMED_EVAL="ratio"                                 studies whose runs get the throughput/speculative evaluation
-#   PHASE=all | train | eval                           train = steps 1-3, eval = steps 4-5 (two calls on a time-limited box)
+#   PHASE=all | train | eval | collect                 train = steps 1-3, eval = steps 4-5; collect = tar the small
+#                                                      result files (no weights) into $COLLECT_TO/results.tgz
 #   SWEEP_ARGS=""                                      extra overrides for the sweeps only (e.g. fewer members)
 #   EVAL_ARGS="suite.recall.multiples=[1,2,4] ..."     eval.py overrides for every evaluation
 set -euo pipefail
@@ -28,15 +29,21 @@ mkdir -p "$LOG"
 stamp() { echo "[$(date +%T)] $*"; }
 
 # the sweeps skip members that equal another study's run: the 50 % Mamba-2 attention-initialised KL + CE student
-# is the ratio study's mamba_ratio=0.5 run
+# is the ratio study's mamba_ratio=0.5 run (a command-line value of a swept key replaces the config's sweep)
 declare -A ONLY=(
-  [init]="hydra.sweeper.params.student.init=random"
-  [loss]="hydra.sweeper.params.loss='kl,sft'"
-  [mixer]="hydra.sweeper.params.student=mamba1"
+  [init]="student.init=random"
+  [loss]="loss=kl,sft"
+  [mixer]="student=mamba1"
 )
 
 PHASE=${PHASE:-all}
 failed=0
+if [ "$PHASE" = collect ]; then  # what a time-limited box sends back: configs, metrics, eval results, logs, W&B runs
+  (cd "$LOG/.." && find smollm2 \( -name '*.json' -o -name '*.csv' -o -name '*.yaml' -o -name '*.log' \
+     -o -name '*.md' -o -name '*.png' -o -path '*/wandb/*' \) -type f -size -5M | grep -v -e seqkd_dataset -e '/files/code/' \
+     | tar czf "${COLLECT_TO:-.}/results.tgz" -T -)
+  exit 0
+fi
 if [ "$PHASE" != eval ]; then
 stamp "seqkd"
 $PY train.py experiment=smollm2/seqkd "$@" > "$LOG/seqkd.log" 2>&1

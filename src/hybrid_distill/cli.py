@@ -11,18 +11,21 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from .atomic import check_writable
+from .config_checks import check_numbers
 from .console import print_summary
 from .errors import UserError
-from .exits import exit_on_user_error
+from .exits import FAILED, exit_on_user_error, exiting_on_user_error
 from .launcher import register_launch_resolvers
 from .paths import config_dir
+from .reliability.recorded_config import check_recorded_config, record_resume
 from .reliability.rundir import check_resume_dir, register_resolvers
 
 # the directory train.py was started from; unlike ${hydra:runtime.cwd} it also resolves while a multirun
 # computes its sweep directory, before any job (and its HydraConfig) exists
 if not OmegaConf.has_resolver("launch_dir"):
     OmegaConf.register_new_resolver("launch_dir", os.getcwd)
-register_resolvers()  # ${unique_dir:...} and ${run_dir:...} of hydra/default.yaml
+register_resolvers(exiting_on_user_error)  # ${unique_dir:...}, ${run_dir:...}, ${config_subdir:...} of hydra/default.yaml
 register_launch_resolvers()  # ${job_gpus:...} and ${job_tasks:...} of hydra/launcher/submitit_*.yaml
 
 
@@ -30,24 +33,32 @@ def run(cfg: DictConfig) -> dict:
     """Run the configured stage; write metrics.json into the run directory; return the metrics."""
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
+    from .atomic import write_json_atomic
     from .noise import quiet_known_noise
-    from .runtime import is_multirun, run_context, write_json_atomic
+    from .runtime import is_multirun, job_config, run_context
     from .stages.registry import stage_runners
 
     quiet_known_noise()
     start = time.perf_counter()
+    check_numbers(cfg)  # before anything is loaded
     ctx = run_context(cfg)
+    check_writable(ctx.output_dir, "the run directory")
     if cfg.get("resume"):
         if HydraConfig.initialized() and is_multirun(HydraConfig.get().mode):
             raise UserError("resume= continues one run; to continue a sweep pass hydra.sweep.dir=<its sweep dir> "
                             "with the same sweep overrides")
         check_resume_dir(ctx.output_dir)
+    # a run continued in its directory keeps its recorded config (resume=, a requeued job, hydra.run.dir=)
+    changes = check_recorded_config(job_config(cfg), ctx.output_dir)
+    if rank_zero_only.rank == 0:
+        record_resume(ctx.output_dir, changes, list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [])
     runners = stage_runners()
     if cfg.stage.name not in runners:
         raise UserError(f"stage '{cfg.stage.name}' is not runnable; choose one of {', '.join(runners)}")
     results = runners[cfg.stage.name](cfg, ctx)
     if rank_zero_only.rank == 0:  # under DDP every rank runs this; one writes
         write_json_atomic(ctx.output_dir / "metrics.json", results)
+        (ctx.output_dir / FAILED).unlink(missing_ok=True)  # an earlier failure of this run, now resumed to the end
         print_summary(results, ctx.output_dir, time.perf_counter() - start)
     return results
 

@@ -19,6 +19,13 @@ class Preempted(Exception):
     """A signal (SIGTERM, SIGUSR1, SIGUSR2) stopped training after its checkpoint was saved; the run resumes from it."""
 
 
+# the exit statuses of the above (besides 0, finished, and Hydra's 1, config composition error), for scripts and
+# schedulers; every command line (train.py, eval.py, python -m hybrid_distill.export) uses these
+EXIT_BAD_INPUT = 2  # a UserError: a config value, file or data row is wrong: fix it and rerun
+EXIT_DIVERGED = 3  # a non-finite loss or gradient stopped training: its last good checkpoint is kept
+EXIT_PREEMPTED = 75  # stopped by a signal after saving last.ckpt: rerun with resume=<run dir> (EX_TEMPFAIL)
+
+
 @contextmanager
 def reported_as_user_error(what: str) -> Iterator[None]:
     """Missing files, bad values and missing keys raised while reading user input become one UserError naming `what`

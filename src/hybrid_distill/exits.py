@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import os
+import shutil
 import sys
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Callable, TypeVar
 
 from omegaconf import DictConfig
 
+from .atomic import write_file_atomic
 from .console import say
-from .errors import Preempted, TrainingDiverged, UserError
+from .errors import EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_PREEMPTED, Preempted, TrainingDiverged, UserError
+from .reliability.recorded_config import is_new_run
 
-# exit statuses besides 0 (finished) and Hydra's 1 (config composition error), for scripts and schedulers
 T = TypeVar("T")
-
-EXIT_BAD_INPUT = 2  # a config value, file or data row is wrong: fix it and rerun
-EXIT_DIVERGED = 3  # a non-finite loss or gradient stopped training: its last good checkpoint is kept
-EXIT_PREEMPTED = 75  # stopped by a signal after saving last.ckpt: rerun with resume=<run dir> (EX_TEMPFAIL)
 
 
 def exit_on_user_error(fn: Callable[[DictConfig], T], cfg: DictConfig) -> T:
@@ -32,8 +34,49 @@ def exit_on_user_error(fn: Callable[[DictConfig], T], cfg: DictConfig) -> T:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         say("[red]error:[/]", str(err))
-        sys.exit(EXIT_DIVERGED if isinstance(err, TrainingDiverged) else EXIT_BAD_INPUT)
+        status = EXIT_DIVERGED if isinstance(err, TrainingDiverged) else EXIT_BAD_INPUT
+        mark_failed(Path(cfg.paths.output_dir), str(err), status)
+        sys.exit(status)
     except (Preempted, SIGTERMException) as err:  # Lightning's: SIGTERM outside the training loop, nothing to save
         say("[yellow]preempted:[/]", f"{str(err) or 'SIGTERM outside training'}; continue with "
             f"`python train.py resume={cfg.paths.output_dir}` (a requeued job resumes by itself)")
         sys.exit(EXIT_PREEMPTED)
+
+
+FAILED = "failed.json"
+# what Hydra writes into a new run directory before the run starts (its config record and its log)
+_SETUP_ONLY = (".hydra",)
+
+
+def mark_failed(run_dir: Path, error: str, status: int) -> None:
+    """A new run that failed leaves no directory that looks like a run: removed when it holds only what Hydra wrote
+    before the run started (nothing to resume or inspect), else marked with failed.json (the error and the exit
+    status; a later successful resume removes it). A continued run's directory is left as it was."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only  # here: cli (--help, TAB) never loads Lightning
+
+    if rank_zero_only.rank != 0 or not run_dir.is_dir() or not is_new_run(run_dir):
+        return
+    try:
+        if all(p.name in _SETUP_ONLY or p.suffix == ".log" for p in run_dir.iterdir()):
+            shutil.rmtree(run_dir)
+        else:
+            write_file_atomic(run_dir / FAILED, lambda tmp: tmp.write_text(json.dumps(
+                {"error": error, "exit_status": status, "time": datetime.now(timezone.utc).isoformat()}, indent=2)))
+    except OSError:  # a read-only or full file system: the error line was printed; nothing more to do
+        pass
+
+
+def exiting_on_user_error(resolver: Callable) -> Callable:
+    """A config resolver that Hydra calls while it sets a run up (run directory, ...): a UserError there is one line
+    and exit 2 too (Hydra would print its own traceback-like report and exit 1)."""
+    @functools.wraps(resolver)
+    def resolve(*args):
+        try:
+            return resolver(*args)
+        except UserError as err:
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            say("[red]error:[/]", str(err))
+            sys.exit(EXIT_BAD_INPUT)
+
+    return resolve

@@ -1,5 +1,6 @@
 """Where the package finds its Hydra configs: `hybrid_distill/conf/` inside the package (so a wheel carries them;
-the repository's top-level `conf` is a link to it), or the directory HD_CONFIG_DIR names."""
+the repository's top-level `conf` is a link to it), or the directory HD_CONFIG_DIR names. And how a config names the
+Hugging Face hub rather than a local path: only explicitly, `hf://org/name`."""
 
 from __future__ import annotations
 
@@ -7,6 +8,15 @@ import os
 from pathlib import Path
 
 PACKAGE_CONF = Path(__file__).resolve().parent / "conf"
+
+
+HUB_PREFIX = "hf://"
+
+
+def hub_id(source: str) -> str | None:
+    """`org/name` for `hf://org/name`, else None: a local path. A missing local path is never taken for a hub id (a
+    typo would download someone else's repository)."""
+    return source[len(HUB_PREFIX):] if source.startswith(HUB_PREFIX) else None
 
 
 def config_dir() -> str:

@@ -6,13 +6,15 @@
   prompts for a real teacher to answer (`stage=seqkd`); validation/test prompts come from held-out plays;
 - a local path: a `.jsonl` / `.json` / `.parquet` file, or a `Dataset.save_to_disk` directory;
 - a `datasets.Dataset` / `DatasetDict` object (e.g. teacher pseudo-labels built in memory);
-- anything else is a hub id for `datasets.load_dataset` (e.g. "HuggingFaceH4/ultrachat_200k"
-  with split "train_sft"); hub sources need network access or a populated HF cache.
+- `"hf://<org>/<name>"`: a hub dataset for `datasets.load_dataset` (e.g. "hf://HuggingFaceH4/ultrachat_200k"
+  with split "train_sft"); hub sources need network access or a populated HF cache. Nothing else is sent to the
+  hub: a local path that does not exist is an error, not a hub id (a typo would fetch someone else's dataset).
 
 Rows are validated and normalised with `datasets.map`; a bad row raises `DataRowError`
 naming the source, row index and field.
 """
 
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +22,7 @@ from pathlib import Path
 from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
 
 from hybrid_distill.data import chat_tasks, passages
+from hybrid_distill.paths import HUB_PREFIX, hub_id
 from hybrid_distill.data.schemas import normalise_chat_row, normalise_preference_row, require_columns
 
 Source = str | os.PathLike | Dataset | DatasetDict
@@ -51,6 +54,9 @@ def _load_raw(source: Source, split: str, cache_dir: str | None) -> Dataset:
         return _pick_split(source, split, source)
     if isinstance(source, Dataset):
         return _pick_split(DatasetDict(train=source), split, source)
+    hub = hub_id(str(source))
+    if hub is not None:
+        return load_dataset(hub, split=split, cache_dir=cache_dir)
     path = Path(source)
     if path.is_dir():
         loaded = load_from_disk(str(path))
@@ -58,9 +64,51 @@ def _load_raw(source: Source, split: str, cache_dir: str | None) -> Dataset:
     if path.suffix in FILE_FORMATS:
         if not path.is_file():
             raise FileNotFoundError(f"data file {path} does not exist")
+        if FILE_FORMATS[path.suffix] == "json":
+            check_json_file(path)
         files = load_dataset(FILE_FORMATS[path.suffix], data_files={"train": str(path)}, cache_dir=cache_dir)
         return _pick_split(files, split, source)
-    return load_dataset(str(source), split=split, cache_dir=cache_dir)
+    raise FileNotFoundError(f"{source} does not exist (a local .jsonl/.json/.parquet file or save_to_disk directory); "
+                            f"a hub dataset is named explicitly as {HUB_PREFIX}<org>/<name>, the generated ones as "
+                            f"{BUILTIN!r} or {INSTRUCT!r}")
+
+
+def check_json_file(path: Path) -> None:
+    """A JSON Lines file (or one JSON array) of objects, in UTF-8, with at least one row: otherwise one ValueError
+    naming the file and the row (datasets' own errors name neither)."""
+    rows = 0
+    with open(path, "rb") as f:
+        head = f.read(64).lstrip()
+        f.seek(0)
+        if head.startswith(b"["):  # one JSON array (a .json file): its elements are the rows
+            text = _utf8(f.read(), path, 1)
+            try:
+                rows = len(json.loads(text))
+            except json.JSONDecodeError as err:
+                raise ValueError(f"row {err.lineno} of {path} is not valid JSON ({err.msg} at column {err.colno})") \
+                    from None
+        for row, raw in ([] if head.startswith(b"[") else enumerate(f, 1)):
+            line = _utf8(raw, path, row).rstrip("\r\n")
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"row {row} of {path} is not valid JSON ({err.msg} at column {err.colno})") from None
+            if not isinstance(value, dict):
+                raise ValueError(f"row {row} of {path} is not a JSON object")
+            rows += 1
+    if rows == 0:
+        raise ValueError(f"{path} is empty: no rows")
+
+
+def _utf8(raw: bytes, path: Path, first_row: int) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        row = first_row + raw.count(b"\n", 0, err.start)
+        column = err.start - (raw.rfind(b"\n", 0, err.start) + 1)
+        raise ValueError(f"row {row} of {path} is not UTF-8 text (byte {column}: 0x{raw[err.start]:02x})") from None
 
 
 def _head(ds: Dataset, num_rows: int | None) -> Dataset:

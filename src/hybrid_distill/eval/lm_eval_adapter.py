@@ -27,7 +27,7 @@ from .recall import argmax_hits
 @register_model("hybrid_distill")
 class HybridLM(TemplateLM):
     def __init__(self, pretrained: str, device: str = "auto", batch_size: int | str = 8, max_length: int | None = None,
-                 scan_backend: str | None = None, add_bos_token: bool = False, **_harness_options):
+                 scan_backend: str | None = None, add_bos_token: bool | None = None, **_harness_options):
         super().__init__()
         student, self.tokenizer = load_student(resolve_checkpoint(pretrained), None, None, scan_backend)
         self._device = resolve_device(device)
@@ -35,7 +35,7 @@ class HybridLM(TemplateLM):
         # "auto" (the harness's batch-size search) is not implemented: a fixed default instead
         self.batch_size = int(batch_size) if str(batch_size).isdigit() else 8
         self.max_length = int(max_length or self.model.config.max_position_embeddings)
-        self.add_bos_token = bool(add_bos_token)
+        self.add_bos_token = add_bos_token  # None: the tokenizer's default, as lm_eval's `hf` model
         self.collate = RightPadCollator(pad_token_id(self.tokenizer))
 
     @property
@@ -49,8 +49,13 @@ class HybridLM(TemplateLM):
         return bos if bos is not None else self.eot_token_id
 
     def tok_encode(self, string: str, add_special_tokens: bool | None = None, **kwargs) -> list[int]:
+        """As lm_eval's `hf` model (HFLM) encodes, so that both score a student and its export the same: special
+        tokens as the caller, else add_bos_token, else the tokenizer's default say; none on a string that already
+        starts with the prefix token (a rendered chat template)."""
         special = self.add_bos_token if add_special_tokens is None else add_special_tokens
-        return self.tokenizer(string, add_special_tokens=special)["input_ids"]
+        if add_special_tokens is None and string.startswith(self.tokenizer.decode(self.prefix_token_id)):
+            special = False
+        return self.tokenizer(string, **({} if special is None else {"add_special_tokens": special}))["input_ids"]
 
     def tok_decode(self, tokens: list[int]) -> str:
         return self.tokenizer.decode(tokens, skip_special_tokens=True)

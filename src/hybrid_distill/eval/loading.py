@@ -8,27 +8,36 @@
 The training run (found upwards from a student directory or checkpoint) supplies the teacher, the held-out data and
 the training length; a student directory outside any run still evaluates, without teacher metrics unless
 `teacher=<HF dir>` is given.
+
+A run directory may come from someone else: its config may name only the `_target_`s (and `hydra.utils.get_method`
+paths) that this package's own configs name, since evaluating it instantiates its data module (and, when its teacher
+is not cached, the trainer and callbacks that pretrain it).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from ..errors import UserError
+from ..export import load_saved_student
 from ..models import HybridForCausalLM
-from ..models.checkpoint import CONFIG_NAME, WEIGHTS_NAME
+from ..models.checkpoint import CONFIG_NAME, TIED_KEY, WEIGHTS_NAME
+from ..paths import config_dir
 
 RUN_CONFIG = Path(".hydra") / "config.yaml"
 # the state_dict prefix of the student in each stage's LightningModule
 MODULE_PREFIXES = ("student.", "policy.")
+# the frozen teacher / DPO reference (lit.base.StageModule.frozen): left out of checkpoints, so absent by design
+FROZEN_PREFIXES = ("teacher.", "reference.")
 
 
 @dataclass(frozen=True)
@@ -55,11 +64,60 @@ def find_run_dir(start: Path, levels: int = 3) -> Path | None:
     return None
 
 
+# instantiating these returns the callable their `path` names: the path is checked like a target
+HYDRA_GETTERS = ("hydra.utils.get_method", "hydra.utils.get_class", "hydra.utils.get_object")
+
+
+def _target_nodes(node, key: str = "") -> Iterator[tuple[str, dict]]:
+    """(dotted key, mapping) of every mapping with a `_target_` inside plain config data (interpolations unresolved)."""
+    if isinstance(node, dict):
+        if "_target_" in node:
+            yield key, node
+        for child, value in node.items():
+            yield from _target_nodes(value, f"{key}.{child}" if key else str(child))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _target_nodes(value, f"{key}[{i}]")
+
+
+def _named_callables(node: dict) -> dict[str, object]:
+    """What instantiating `node` would call: its `_target_`, and the `path` a hydra.utils getter returns."""
+    named = {"_target_": node["_target_"]}
+    if node["_target_"] in HYDRA_GETTERS and "path" in node:
+        named["path"] = node["path"]
+    return named
+
+
+def _plain(cfg: DictConfig) -> dict:
+    return OmegaConf.to_container(cfg, resolve=False)
+
+
+@functools.cache
+def package_targets(conf_dir: str) -> frozenset[str]:
+    """Every `_target_` and getter `path` named by the configs in `conf_dir` (the package's own, or HD_CONFIG_DIR)."""
+    return frozenset(str(value) for path in Path(conf_dir).rglob("*.yaml")
+                     for _, node in _target_nodes(_plain(OmegaConf.load(path)))
+                     for value in _named_callables(node).values())
+
+
+def check_targets(cfg: DictConfig, source: Path) -> None:
+    """Refuse a run config that would instantiate anything this package's own configs do not name (an
+    interpolation, `${...}`, is refused too: it could resolve to anything)."""
+    allowed = package_targets(config_dir())
+    for key, node in _target_nodes(_plain(cfg)):
+        for field, value in _named_callables(node).items():
+            if not isinstance(value, str) or value not in allowed:
+                raise UserError(f"{source}: {key}.{field}={value!r} is not named by any of hybrid_distill's own "
+                                "configs; eval.py instantiates only those (a run directory may come from someone "
+                                "else, and its config would run code)")
+
+
 def load_run_config(run_dir: Path) -> DictConfig:
     """The training run's composed config as Hydra saved it (interpolations unresolved). Paths that interpolate the
     launching process (`${launch_dir:}`, `${hydra:runtime.output_dir}`) are pinned to the training run's values,
     so its teacher cache and data cache are found wherever the evaluation is started."""
     cfg = OmegaConf.load(run_dir / RUN_CONFIG)
+    check_targets(cfg, run_dir / RUN_CONFIG)
     if "paths" in cfg:
         cfg.paths.output_dir = str(run_dir)
         hydra_yaml = run_dir / ".hydra" / "hydra.yaml"
@@ -106,6 +164,20 @@ def resolve_checkpoint(ckpt: str | None) -> Checkpoint:
                     f"({CONFIG_NAME} + {WEIGHTS_NAME}), nor a .ckpt file")
 
 
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The `state_dict` of a Lightning checkpoint. weights_only: tensors and plain containers only, so that a crafted
+    file cannot run code while it is unpickled (a .ckpt is a pickle)."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a truncated, foreign or code-carrying file: one line naming it
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"ckpt '{path}' cannot be read as a Lightning checkpoint of tensors "
+                        f"({type(err).__name__}: {first_line})") from err
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+        raise UserError(f"ckpt '{path}' is not a Lightning checkpoint (no state_dict)")
+    return checkpoint["state_dict"]
+
+
 # builds the untrained student of a training run's config from its teacher (stages.student.student_from_config)
 StudentBuilder = Callable[[DictConfig, torch.nn.Module], HybridForCausalLM]
 
@@ -113,24 +185,44 @@ StudentBuilder = Callable[[DictConfig, torch.nn.Module], HybridForCausalLM]
 def _student_from_lightning(ck: Checkpoint, teacher, scan_backend: str | None,
                             build: StudentBuilder | None) -> HybridForCausalLM:
     cfg = ck.run_cfg
+    state = read_state_dict(ck.lightning_ckpt)  # first: a file that is not a checkpoint fails before any model loads
     if cfg.stage.name == "dpo":  # DPO trains a copy of the student it starts from
-        student = HybridForCausalLM.from_pretrained(str(cfg.stage.init_from), scan_backend=scan_backend)
+        student = load_saved_student(str(cfg.stage.init_from), scan_backend)
     elif teacher is None or build is None:
         raise UserError(f"ckpt '{ck.lightning_ckpt}': rebuilding a distill student needs its teacher (teacher=auto)")
     else:
         student = build(cfg, teacher)
-    try:
-        state = torch.load(ck.lightning_ckpt, map_location="cpu", weights_only=False)["state_dict"]
-    except Exception as err:  # a truncated or foreign file: one line naming it
-        raise UserError(f"ckpt '{ck.lightning_ckpt}' cannot be read as a Lightning checkpoint: {err}") from err
     for prefix in MODULE_PREFIXES:
         weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
         if weights:
-            student.load_state_dict(weights, strict=not student.config.tie_word_embeddings)
+            foreign = [k for k in state if not k.startswith((prefix, *FROZEN_PREFIXES))]
+            load_matching(student, weights, foreign, ck.lightning_ckpt)
             if scan_backend:
                 student.config.scan_backend = scan_backend
             return student
     raise UserError(f"ckpt '{ck.lightning_ckpt}' holds no student weights (no {' or '.join(MODULE_PREFIXES)} keys)")
+
+
+def _listed(keys: list[str]) -> str:
+    return ", ".join(keys[:4]) + (f" (+{len(keys) - 4} more)" if len(keys) > 4 else "")
+
+
+def load_matching(student: HybridForCausalLM, weights: dict[str, torch.Tensor], foreign: list[str],
+                  path: Path) -> None:
+    """Load `weights` only if they are exactly the student's (the tied LM head may be absent): a checkpoint of another
+    layer pattern or model would otherwise leave part of the student as built, and evaluate a mix."""
+    expected = {k: tuple(v.shape) for k, v in student.state_dict().items()}
+    optional = {TIED_KEY} if student.config.tie_word_embeddings else set()
+    missing = sorted(expected.keys() - weights.keys() - optional)
+    unexpected = sorted(weights.keys() - expected.keys()) + sorted(foreign)
+    reshaped = [f"{k} {tuple(weights[k].shape)} vs {expected[k]}" for k in sorted(weights.keys() & expected.keys())
+                if tuple(weights[k].shape) != expected[k]]
+    if missing or unexpected or reshaped:
+        problems = [f"{label} {_listed(keys)}" for label, keys in
+                    (("missing", missing), ("unexpected", unexpected), ("shape of", reshaped)) if keys]
+        raise UserError(f"ckpt '{path}' does not match the student its run's config builds (pattern "
+                        f"{student.config.pattern}): {'; '.join(problems)}; is it from another run?")
+    student.load_state_dict(weights, strict=not optional)
 
 
 def load_student(ck: Checkpoint, teacher, teacher_tokenizer: PreTrainedTokenizerBase | None,
@@ -144,7 +236,7 @@ def load_student(ck: Checkpoint, teacher, teacher_tokenizer: PreTrainedTokenizer
             raise UserError(f"ckpt '{ck.lightning_ckpt}': no tokenizer (evaluate with teacher=auto)")
         return student.eval(), teacher_tokenizer
     try:
-        student = HybridForCausalLM.from_pretrained(str(ck.student_dir), scan_backend=scan_backend)
+        student = load_saved_student(ck.student_dir, scan_backend)  # a student dir or an export of one
         tokenizer = AutoTokenizer.from_pretrained(str(ck.student_dir))
     except (OSError, ValueError) as err:
         raise UserError(f"ckpt '{ck.student_dir}' cannot be loaded: {err}") from err

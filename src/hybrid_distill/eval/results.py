@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 
+from ..atomic import write_new_file
 from ..runtime import save_code, wandb_mode
 
 RESULTS_STEM = "eval"
@@ -18,28 +18,11 @@ TABLES = ("recall", "throughput", "samples")  # list-of-rows sections of the res
 
 
 def write_new_json(directory: Path, payload: dict[str, Any], stem: str = RESULTS_STEM) -> Path:
-    """Write `payload` as <stem>.json, or <stem>-2.json, -3, ... if earlier evaluations are there; never overwrites.
-
-    The JSON is written to a temp file first and then hard-linked under its final name: os.link fails if the name
-    exists, so two concurrent evaluations cannot take the same name, and a reader never sees half a file (the
-    atomicity os.replace would give, without its overwriting)."""
+    """Write `payload` as <stem>.json, or <stem>-2.json, -3, ... if earlier evaluations are there; never overwrites,
+    never leaves half a file (atomic.write_new_file)."""
     directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{stem}-", suffix=".json.tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2, default=float)
-            f.flush()
-            os.fsync(f.fileno())
-        for n in range(1, 10_000):
-            target = directory / (f"{stem}.json" if n == 1 else f"{stem}-{n}.json")
-            try:
-                os.link(tmp, target)
-                return target
-            except FileExistsError:
-                continue
-        raise RuntimeError(f"{directory} already holds 9999 {stem}*.json files")
-    finally:
-        os.unlink(tmp)
+    names = (directory / (f"{stem}.json" if n == 1 else f"{stem}-{n}.json") for n in range(1, 10_000))
+    return write_new_file(names, lambda tmp: tmp.write_text(json.dumps(payload, indent=2, default=float)))
 
 
 def results_files(directory: Path, stem: str = RESULTS_STEM) -> list[Path]:

@@ -16,6 +16,7 @@ from rich.table import Table
 from ..console import console
 from ..data.build import build_datamodule
 from ..models import param_counts
+from ..models.allocation import MAMBA
 from ..models.teacher import freeze
 from ..paths import config_dir
 from ..runtime import RunContext, run_tags
@@ -110,7 +111,7 @@ def evaluate(ck: Checkpoint, student, teacher, tokenizer, suite: DictConfig, log
         "run_dir": str(ck.run_dir or ""), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "pattern": student.config.pattern, "mixer": student.config.mixer, "train_length": length,
-        "mamba_ratio": student.config.pattern.count("M") / len(student.config.pattern),
+        "mamba_ratio": student.config.pattern.count(MAMBA) / len(student.config.pattern),
         "params": param_counts(student)["total"], "teacher": teacher is not None,
     }
     models = {"student": student, **({"teacher": teacher} if teacher is not None else {})}

@@ -8,12 +8,12 @@ mode, never receives gradients and is left out of checkpoints: it is reloaded fr
 from __future__ import annotations
 
 import torch
-from torchmetrics import MeanMetric
-from torchmetrics.text import Perplexity
 
 from .. import losses
+from ..eval.quality import HeldoutMetrics
 from ..models.teacher import freeze
 from .base import StageModule
+from .flops import distill_flops_per_token
 from .optim import configure_adamw, total_grad_norm
 from .settings import DistillLoss, OptimSettings
 
@@ -30,10 +30,9 @@ class DistillModule(StageModule):
         self.optim = optim
         self.max_steps = max_steps
         self.strict_loading = False  # checkpoints hold no teacher weights
-        self.val_student_ppl = Perplexity(ignore_index=-100)
-        self.val_teacher_ppl = Perplexity(ignore_index=-100)
-        self.val_kl = MeanMetric()
-        self.val_agree = MeanMetric()
+        self.val_metrics = HeldoutMetrics()  # the same metrics as python eval.py's quality section
+        self.flops_per_batch: int | None = None  # of the last training step: MFU for Lightning's/our monitors
+        self._flops_per_token: dict[int, int] = {}  # by sequence length
 
     # --- steps
     def _logits(self, batch: dict[str, torch.Tensor], with_teacher: bool):
@@ -52,6 +51,10 @@ class DistillModule(StageModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         divergence_weight, ce_weight = self.loss.divergence_weight, self.loss.ce_weight
+        B, T = batch["input_ids"].shape
+        if T not in self._flops_per_token:
+            self._flops_per_token[T] = distill_flops_per_token(self.teacher, self.student, T, divergence_weight > 0)
+        self.flops_per_batch = B * T * self._flops_per_token[T]
         student_logits, teacher_logits = self._logits(batch, with_teacher=divergence_weight > 0)
         student_logits, targets, mask = losses.next_token_targets(student_logits, batch["labels"])
         loss = student_logits.new_zeros(())
@@ -69,17 +72,8 @@ class DistillModule(StageModule):
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         student_logits, teacher_logits = self._logits(batch, with_teacher=True)
-        student_logits, targets, mask = losses.next_token_targets(student_logits, batch["labels"])
-        teacher_logits = teacher_logits[:, :-1]
-        n = mask.sum()
-        self.val_student_ppl.update(student_logits.float(), targets)
-        self.val_teacher_ppl.update(teacher_logits.float(), targets)
-        self.val_kl.update(losses.forward_kl(student_logits, teacher_logits, mask), weight=n)
-        self.val_agree.update(losses.top1_agreement(student_logits, teacher_logits, mask), weight=n)
-        self.log_dict({
-            "val/student_ppl": self.val_student_ppl, "val/teacher_ppl": self.val_teacher_ppl,
-            "val/kl": self.val_kl, "val/top1_agree": self.val_agree,
-        }, prog_bar=True)
+        self.val_metrics.update(student_logits, teacher_logits, batch["labels"])
+        self.log_dict({f"val/{name}": metric for name, metric in self.val_metrics.metrics().items()}, prog_bar=True)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         self.log("train/grad_norm", total_grad_norm(self.student.parameters()))

@@ -6,7 +6,7 @@ checkpoints, so a resumed run continues it. Logged as `train/tokens_seen` (this 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import lightning as L
 import torch
@@ -19,6 +19,8 @@ class TokenCounter(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: dict,
                            batch_idx: int) -> None:
+        if not isinstance(batch, Mapping):  # not a batch of tokens (e.g. a toy (x, y) pair): nothing to count
+            return
         mask = batch.get("attention_mask")
         if mask is None:  # preference batches: both sides trained on
             mask = torch.cat([batch["chosen_attention_mask"], batch["rejected_attention_mask"]])

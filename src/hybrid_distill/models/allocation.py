@@ -9,6 +9,10 @@ attention while any attention is left. For 32 layers this gives exactly the Mamb
     0.5   -> attention at 1, 3, 5, ..., 31
     0.75  -> attention at 3, 7, 11, ..., 31
     0.875 -> attention at 7, 15, 23, 31
+Stepwise replacement needs each pattern to keep attention only where the previous one had it. On 32 layers the
+rule's placements nest (31 ⊂ 7,15,23,31 ⊂ 3,7,...,31 ⊂ 1,3,...,31); on other depths they may not (30 layers:
+0.75 puts attention at 16, 20, 24, which are Mamba at 0.5), so `nested_pattern` moves each of the rule's
+attention layers to the nearest attention layer of the previous pattern.
 """
 
 from __future__ import annotations
@@ -52,3 +56,20 @@ def resolve_pattern(num_layers: int, mamba_ratio: float | None = None, pattern: 
     if pattern is not None:
         return validate_pattern(pattern, num_layers)
     return layer_pattern(num_layers, mamba_ratio)
+
+
+def nested_pattern(previous: str, mamba_ratio: float) -> str:
+    """The rule's pattern for `mamba_ratio`, with its attention layers moved to the nearest still-free attention
+    layers of `previous` (ties: the later layer), so that no Mamba layer of `previous` becomes attention again.
+    Equals `layer_pattern` whenever that already nests in `previous`."""
+    target = layer_pattern(len(previous), mamba_ratio)
+    free = [i for i, kind in enumerate(previous) if kind == ATTENTION]
+    wanted = [i for i, kind in enumerate(target) if kind == ATTENTION]
+    if len(wanted) > len(free):
+        raise ValueError(f"mamba_ratio={mamba_ratio} keeps {len(wanted)} attention layers but the previous pattern "
+                         f"{previous!r} has only {len(free)}")
+    kept = set()
+    for layer in reversed(wanted):  # from the top, so the last layer keeps attention as in the rule
+        nearest = min((i for i in free if i not in kept), key=lambda i: (abs(i - layer), -i))
+        kept.add(nearest)
+    return "".join(ATTENTION if i in kept else MAMBA for i in range(len(previous)))

@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 import transformers
 
-from .allocation import ATTENTION, MAMBA, resolve_pattern
-from .config import MIXER_OPTIONS, HybridConfig
+from .allocation import ATTENTION, MAMBA, nested_pattern, resolve_pattern
+from .config import HybridConfig
 from .hybrid import HybridForCausalLM
-from .init_from_attention import init_from_attention, make_mamba_mixer
+from .mixers import make_mixer, mixer_spec
 
 
 def build_student(
@@ -21,12 +21,10 @@ def build_student(
     conv_init: str = "identity",
     **mixer_options,
 ) -> HybridForCausalLM:
-    """A hybrid with the teacher's embeddings, norms, MLPs, LM head and kept attention layers; Mamba layers start
-    from the teacher's attention weights (init="attention") or from the standard Mamba init (init="random").
-    Give exactly one of `mamba_ratio` (see allocation.layer_pattern) or `pattern` ("AMAM...")."""
-    unknown = sorted(set(mixer_options) - set(MIXER_OPTIONS))
-    if unknown:
-        raise ValueError(f"unknown mixer option(s) {', '.join(unknown)}; valid: {', '.join(MIXER_OPTIONS)}")
+    """A hybrid with the teacher's embeddings, norms, MLPs, LM head and kept attention layers; the `mixer` layers
+    start from the teacher's attention weights (init="attention") or from the mixer's own init (init="random").
+    Give exactly one of `mamba_ratio` (see allocation.layer_pattern) or `pattern` ("AMAM..."); `mixer_options` are
+    the mixer's options (models/mixers/), any other name is refused."""
     tcfg = teacher.config
     if getattr(tcfg, "model_type", None) != "llama":
         raise ValueError(f"teacher must be a Llama-architecture model (model_type 'llama'), got {tcfg.model_type!r}")
@@ -56,17 +54,19 @@ def _copy_teacher(student: HybridForCausalLM, teacher: transformers.LlamaForCaus
         if block.kind == ATTENTION:
             block.mixer.load_state_dict(layer.self_attn.state_dict())
         elif student.config.init == "attention":
-            init_from_attention(block.mixer, layer.self_attn)
+            mixer_spec(student.config.mixer).init_from_attention(block.mixer, layer.self_attn)
 
 
 def convert_student(
     student: HybridForCausalLM, mamba_ratio: float | None = None, pattern: str | None = None
 ) -> HybridForCausalLM:
-    """Stepwise replacement, in place: attention layers that the new pattern marks M become Mamba mixers initialised
-    (per student.config.init) from the student's own attention weights; existing Mamba layers are kept as trained.
-    A pattern that would turn an M back into A is refused. Returns the same (modified) student."""
+    """Stepwise replacement, in place: attention layers that the new pattern marks M become new mixers initialised
+    (per student.config.init) from the student's own attention weights; existing mixer layers are kept as trained.
+    A mamba_ratio keeps attention only where the student has it (allocation.nested_pattern); an explicit pattern
+    that would turn an M back into A is refused. Returns the same (modified) student."""
     old = student.config.pattern
-    new = resolve_pattern(len(old), mamba_ratio, pattern)
+    resolve_pattern(len(old), mamba_ratio, pattern)  # exactly one of the two, valid
+    new = pattern if pattern is not None else nested_pattern(old, mamba_ratio)
     back = [i for i, (o, n) in enumerate(zip(old, new)) if o == MAMBA and n == ATTENTION]
     if back:
         raise ValueError(
@@ -80,8 +80,8 @@ def convert_student(
         attention = block.mixer
         weight = attention.q_proj.weight
         with torch.device(weight.device):
-            mixer = make_mamba_mixer(student.config).to(weight.dtype)
+            mixer = make_mixer(student.config).to(weight.dtype)
         if student.config.init == "attention":
-            init_from_attention(mixer, attention)
+            mixer_spec(student.config.mixer).init_from_attention(mixer, attention)
         block.mixer, block.kind = mixer, MAMBA
     return student

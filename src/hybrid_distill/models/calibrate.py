@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .allocation import MAMBA
-from .mamba_base import MambaMixerBase
+from .mixers.mamba_base import MambaMixerBase
 
 # the gate's logit at the median calibration token: silu(4) = 3.93, i.e. the gate is open (sigmoid 0.98)
 OPEN_GATE_LOGIT = 4.0
@@ -68,7 +68,10 @@ def capture_attention_io(
     if not masks:
         raise ValueError("calibration needs at least one batch of token ids")
     T = max(m.shape[1] for m in masks)
-    pad = lambda ts: torch.cat([torch.nn.functional.pad(t, (0, 0, 0, T - t.shape[1])) for t in ts])
+
+    def pad(ts):
+        return torch.cat([torch.nn.functional.pad(t, (0, 0, 0, T - t.shape[1])) for t in ts])
+
     mask = torch.cat([torch.nn.functional.pad(m, (0, T - m.shape[1])) for m in masks])
     return {i: (pad(seen[i][0]), pad(seen[i][1])) for i in layers}, mask
 
@@ -126,12 +129,12 @@ def calibrate_mixer(mixer: MambaMixerBase, inputs: torch.Tensor, targets: torch.
     """Open the gate and fit out_proj's column scales so that mixer(inputs) ~ targets (both (N, T, d)) at the real
     tokens of `mask` (N, T), in place."""
     out = mixer.out_proj
-    weight = out.weight.float().cpu()  # (d, H*P)
+    weight = out.weight.detach().float().cpu().clone()  # (d, H*P), a copy: out.weight is rescaled below
     flat_targets = targets[mask]  # (n, d)
     if out.bias is not None:
         flat_targets = flat_targets - out.bias.float().cpu()
     report = {"rel_err_before": relative_error(mixer_features(mixer, inputs, mask) @ weight.T, flat_targets)}
-    if mixer.config.gate:
+    if mixer.config.options.gate:
         report["gate_open_fraction"] = open_gate(mixer, inputs[mask])
     features = mixer_features(mixer, inputs, mask)  # (n, H*P)
     scales = fit_channel_scales(features, weight, flat_targets, ridge)
@@ -150,6 +153,9 @@ def calibrate_student(student: nn.Module, teacher: nn.Module, batches: Iterable[
     bad = [i for i in layers if student.layers[i].kind != MAMBA]
     if bad:
         raise ValueError(f"calibrate_student: layer(s) {bad} of the student are not Mamba layers")
+    if layers and not isinstance(student.layers[layers[0]].mixer, MambaMixerBase):
+        raise ValueError(f"calibrate_student fits Mamba mixers (in_proj z rows, out_proj columns), not mixer "
+                         f"{student.config.mixer!r}; calibrate with 0 batches (student.calibration_batches=0)")
     if not layers:
         return {}
     was_training = student.training

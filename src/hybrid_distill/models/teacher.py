@@ -1,4 +1,4 @@
-"""Teacher loading: HF Llama-family checkpoints from a local directory, a GGUF file or a hub id.
+"""Teacher loading: HF Llama-family checkpoints from a local directory, a GGUF file or a hub id (`hf://org/name`).
 
 The tiny embedded teacher is built here from its preset's architecture values and trained by the
 `pretrain_teacher` stage; real teachers (Llama-3-8B, Llama-3.2-1B, SmolLM2) load with transformers.
@@ -6,7 +6,6 @@ The tiny embedded teacher is built here from its preset's architecture values an
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -14,6 +13,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
 
 from ..errors import UserError
+from ..paths import HUB_PREFIX, hub_id
 
 # architecture keys a loaded checkpoint must agree on with its preset (anything else may differ)
 CHECKED_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "vocab_size")
@@ -31,12 +31,11 @@ def build_random_teacher(architecture: Mapping[str, Any], seed: int = 0) -> Llam
     return LlamaForCausalLM(llama_config(architecture))
 
 
-def _looks_like_hub_id(path: str) -> bool:
-    return not os.path.isabs(path) and path.count("/") == 1 and not path.startswith(".")
-
-
 def resolve_weights_path(path: str, gguf_file: str | None = None) -> str:
     """Check that `model.path` points at weights; raise one clear UserError if it does not."""
+    hub = hub_id(path)
+    if hub is not None:
+        return hub  # transformers downloads it (or finds it in the HF cache)
     p = Path(path).expanduser()
     if p.is_dir():
         if gguf_file:
@@ -45,12 +44,8 @@ def resolve_weights_path(path: str, gguf_file: str | None = None) -> str:
         elif not (p / "config.json").is_file():
             raise UserError(f"model.path '{p}' has no config.json: it is not a HF transformers checkpoint directory")
         return str(p)
-    if _looks_like_hub_id(path) and os.environ.get("HF_HUB_OFFLINE") != "1":
-        return path  # a hub id: transformers downloads it (or finds it in the HF cache)
-    raise UserError(
-        f"model.path '{path}' does not exist. Point model.path at a local HF checkpoint directory "
-        f"(config.json + *.safetensors + tokenizer files) or a hub id on a machine with hub access."
-    )
+    raise UserError(f"model.path '{path}' does not exist: point it at a local HF checkpoint directory (config.json + "
+                    f"*.safetensors + tokenizer files), or name a hub model explicitly as {HUB_PREFIX}<org>/<name>")
 
 
 def check_architecture(config: Any, expected: Mapping[str, Any] | None, source: str) -> None:
@@ -71,7 +66,7 @@ def load_teacher(
     dtype: str = "float32",
     expected_architecture: Mapping[str, Any] | None = None,
 ) -> tuple[LlamaForCausalLM, PreTrainedTokenizerBase]:
-    """Load a frozen-ready teacher and its tokenizer from `path` (dir, dir + gguf file, or hub id)."""
+    """Load a frozen-ready teacher and its tokenizer from `path` (dir, dir + gguf file, or hf://<hub id>)."""
     where = resolve_weights_path(path, gguf_file)
     kwargs: dict[str, Any] = {"dtype": DTYPES[dtype]}
     if gguf_file:
@@ -80,7 +75,7 @@ def load_teacher(
         model = AutoModelForCausalLM.from_pretrained(where, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(where, **({"gguf_file": gguf_file} if gguf_file else {}))
     except (OSError, ValueError) as err:
-        raise UserError(f"could not load teacher from '{where}': {err}") from err
+        raise UserError(f"model.path '{path}': could not load the teacher from '{where}': {err}") from err
     if model.config.model_type != "llama":
         raise UserError(f"teacher at '{where}' is a '{model.config.model_type}' model; hybrid_distill needs a Llama-family model")
     check_architecture(model.config, expected_architecture, where)

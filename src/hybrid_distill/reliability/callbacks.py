@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import signal
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,8 @@ def _stage_dir(trainer: L.Trainer) -> Path:
 
 
 class PreemptionCheckpoint(L.Callback):
-    """On one of `signals` (SIGTERM; SIGUSR1, Slurm's usual warning; SIGUSR2, submitit's), finish the current batch,
+    """On one of `signals` (SIGTERM; SIGUSR1, Slurm's usual warning; SIGUSR2, submitit's; SIGINT, Ctrl-C: a second
+    Ctrl-C interrupts at once, without a checkpoint), finish the current batch,
     save `<stage>/checkpoints/last.ckpt`, then stop: Preempted, which the command line turns into exit status 75.
 
     The handlers are installed for the training loop only (on_train_start, over Lightning's own, which would stop
@@ -68,7 +70,7 @@ class PreemptionCheckpoint(L.Callback):
     same batch. A handler the process had before Lightning's (submitit's: USR2 requeues the job, then exits) runs
     after the save, on the ranks that got the signal."""
 
-    def __init__(self, signals: list[str] = ("SIGTERM", "SIGUSR1", "SIGUSR2")):
+    def __init__(self, signals: list[str] = ("SIGTERM", "SIGUSR1", "SIGUSR2", "SIGINT")):
         try:
             self.signals = [signal.Signals[name] for name in signals]
         except KeyError as err:
@@ -79,6 +81,8 @@ class PreemptionCheckpoint(L.Callback):
         self._replaced: dict[signal.Signals, Any] = {}  # the handlers ours replaced, put back when training ends
 
     def _note(self, signum: int, frame: Any) -> None:
+        if self._received is not None and signum == signal.SIGINT:
+            signal.default_int_handler(signum, frame)  # Ctrl-C again: stop now
         self._received = signal.Signals(signum)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -127,25 +131,35 @@ class PreemptionCheckpoint(L.Callback):
         if self._received is None:  # another rank got the signal
             raise Preempted(f"another rank's signal at step {trainer.global_step}: saved {self._saved}")
         foreign = self._foreign.get(self._received)
-        if callable(foreign):
+        if callable(foreign) and foreign is not signal.default_int_handler:  # Python's own SIGINT: KeyboardInterrupt
             foreign(self._received, None)
         raise Preempted(f"{self._received.name} at step {trainer.global_step}: saved {self._saved}")
 
 
 class NonFiniteGuard(L.Callback):
     """Before each optimizer step, checks the step's logged `train/*` values and the gradients. A nan/inf stops the
-    run (action=stop: TrainingDiverged naming the step and the value; the parameters and the last checkpoint are
-    still the last good ones) or drops the batch (action=skip: no parameter or optimizer-moment update), counted in
-    `train/skipped_batches`. Under a gradient scaler (precision 16-mixed) infinite gradients are the scaler's business
-    and only the loss is checked."""
+    run (action=stop: TrainingDiverged naming the step, the value and the last finite checkpoint) or drops the batch
+    (action=skip: no parameter or optimizer-moment update), counted in `train/skipped_batches`; more skipped batches
+    than `max_skipped_fraction` of the run's steps stop it too. Under a gradient scaler (precision 16-mixed) infinite
+    gradients are the scaler's business and only the loss is checked.
+
+    The last finite checkpoint: a saved `last.ckpt` holds weights that may already have blown up (finite but huge,
+    say) without any check having failed yet. So it is vouched for only by the next step, whose loss and gradients
+    are computed from exactly those weights: when they are finite (and so are the weights), it is kept as
+    `last-finite.ckpt` (a hard link, or a copy), and that is the checkpoint a divergence names."""
 
     ACTIONS = ("stop", "skip")
+    FINITE = "last-finite.ckpt"
 
-    def __init__(self, action: str = "stop"):
+    def __init__(self, action: str = "stop", max_skipped_fraction: float = 0.1):
         if action not in self.ACTIONS:
             raise UserError(f"callbacks.nonfinite.action={action!r}; choose one of {', '.join(self.ACTIONS)}")
-        self.action = action
+        if isinstance(max_skipped_fraction, bool) or not isinstance(max_skipped_fraction, (int, float)) \
+                or not 0 <= max_skipped_fraction <= 1:
+            raise UserError(f"callbacks.nonfinite.max_skipped_fraction={max_skipped_fraction!r}; a fraction in [0, 1]")
+        self.action, self.max_skipped_fraction = action, float(max_skipped_fraction)
         self.skipped = 0
+        self._vouched: tuple[int, int] | None = None  # (inode, mtime) of the last.ckpt kept as last-finite.ckpt
 
     def state_dict(self) -> dict[str, Any]:
         return {"skipped": self.skipped}
@@ -167,24 +181,63 @@ class NonFiniteGuard(L.Callback):
                     return f"the gradient of {name} is not finite"
         return None
 
+    def _finite_checkpoint(self, trainer: L.Trainer) -> Path:
+        return last_checkpoint(_stage_dir(trainer)).with_name(self.FINITE)
+
+    def _vouch_for_last(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """This step was finite, computed from the weights last.ckpt holds if it was saved since the last step: keep
+        it as last-finite.ckpt (rank 0 writes the files)."""
+        last = last_checkpoint(_stage_dir(trainer))
+        if not trainer.is_global_zero or not last.is_file():
+            return
+        stat = last.stat()
+        if (stat.st_ino, stat.st_mtime_ns) == self._vouched:
+            return
+        if not all(torch.isfinite(p).all() for p in pl_module.parameters()):
+            return
+        keep_as(last, self._finite_checkpoint(trainer))
+        self._vouched = (stat.st_ino, stat.st_mtime_ns)
+
+    def _stop(self, trainer: L.Trainer, why: str) -> TrainingDiverged:
+        finite = self._finite_checkpoint(trainer)
+        kept = (f"the last checkpoint with finite weights and loss is {finite} (continue from it with "
+                f"ckpt_path={finite})" if finite.is_file() else "no checkpoint with finite weights and loss was saved "
+                "before it")
+        return TrainingDiverged(f"{why}; training stopped ({kept})")
+
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule,
                                  optimizer: torch.optim.Optimizer) -> None:
         problem = self._problem(trainer, pl_module)
         if not trainer.strategy.reduce_boolean_decision(problem is not None, all=False):
+            self._vouch_for_last(trainer, pl_module)
             return
         where = f"step {trainer.global_step}: {problem or 'a non-finite value on another rank'}"
         if self.action == "stop":
-            last = last_checkpoint(_stage_dir(trainer))
-            kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was saved before it"
-            raise TrainingDiverged(f"{where}; training stopped ({kept}; callbacks.nonfinite.action=skip skips "
-                                   "such batches instead)")
+            raise self._stop(trainer, f"{where}; callbacks.nonfinite.action=skip skips such batches instead")
         optimizer.zero_grad(set_to_none=True)  # AdamW leaves parameters without a gradient untouched
         self.skipped += 1
+        total = trainer.max_steps if trainer.max_steps > 0 else trainer.estimated_stepping_batches
+        if self.skipped > self.max_skipped_fraction * total:
+            raise self._stop(trainer, f"{where}; {self.skipped} batches skipped, more than "
+                                      f"callbacks.nonfinite.max_skipped_fraction={self.max_skipped_fraction:g} of "
+                                      f"the run's {total} steps")
         rank_zero_warn(f"{where}; batch skipped ({self.skipped} so far)")
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         pl_module.log("train/skipped_batches", float(self.skipped))
+
+
+def keep_as(source: Path, target: Path) -> None:
+    """Make `target` the same file as `source`, atomically: a hard link (no copy of gigabytes), or a copy where the
+    file system has no hard links."""
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
 
 
 class PreemptionDrill(L.Callback):

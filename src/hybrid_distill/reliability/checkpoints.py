@@ -6,6 +6,7 @@ save_last, or the checkpoint saved on a preemption signal).
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +39,16 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if "://" in str(path) or storage_options is not None:
             return super().save_checkpoint(checkpoint, path, storage_options)
         target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        write_file_atomic(target, lambda tmp: torch.save(checkpoint, tmp))
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_file_atomic(target, lambda tmp: torch.save(checkpoint, tmp))
+        except (OSError, RuntimeError) as err:  # torch's writer reports a failed write as a RuntimeError
+            if isinstance(err, RuntimeError) and "PytorchStreamWriter" not in str(err) and "pos" not in str(err):
+                raise
+            reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err).strip().splitlines()[0]
+            free = shutil.disk_usage(target.parent).free if target.parent.is_dir() else 0
+            raise UserError(f"checkpoint {target} could not be written ({reason}); the previous one is kept; "
+                            f"{free / 2**20:,.1f} MiB free on that file system (make room, then resume)") from err
 
 
 def resume_checkpoint(requested: str | None, stage_dir: Path) -> Path | None:

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 
 from omegaconf import OmegaConf
 
+from ..atomic import check_writable
 from ..errors import UserError
+from .recorded_config import config_subdir
 
 # files Hydra writes into a run directory before the run starts; anything else was left by an earlier run
 _HYDRA_OWN = (".hydra",)
@@ -22,7 +25,11 @@ _HYDRA_OWN = (".hydra",)
 
 def claim_unique_dir(path: str) -> str:
     """Create and return `path`, or the first of `path_1`, `path_2`, ... that no other run has created."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create {Path(path).parent} ({err.strerror}); paths.log_dir (HD_LOG_DIR) must be "
+                        "a writable directory") from err
     candidate, n = path, 0
     while True:
         try:
@@ -31,17 +38,30 @@ def claim_unique_dir(path: str) -> str:
         except FileExistsError:
             n += 1
             candidate = f"{path}_{n}"
+        except OSError as err:  # read-only or full file system, a file where a directory should be
+            raise UserError(f"cannot create the run directory {candidate} ({err.strerror}); paths.log_dir "
+                            "(HD_LOG_DIR) must be a writable directory") from err
 
 
 def run_dir(resume: str | None, fresh: str) -> str:
-    """hydra.run.dir: the directory of the run being resumed, or a new unique one."""
-    return os.path.abspath(resume) if resume else claim_unique_dir(fresh)
+    """hydra.run.dir: the directory of the run being resumed (it must exist: a typo must not become a new run
+    directory), or a new unique one."""
+    if resume:
+        if not os.path.isdir(resume):
+            raise UserError(f"resume={resume}: no such run directory; pass the directory of the run to continue, "
+                            "e.g. outputs/train/runs/<date>_<time>")
+        check_writable(Path(resume), f"resume={resume}: the run directory")
+        return os.path.abspath(resume)
+    return claim_unique_dir(fresh)
 
 
-def register_resolvers() -> None:
-    for name, fn in (("unique_dir", claim_unique_dir), ("run_dir", run_dir)):
+def register_resolvers(wrap: Callable[[Callable], Callable] = lambda fn: fn) -> None:
+    """${unique_dir:...}, ${run_dir:...} (cached, see above) and ${config_subdir:...} (hydra.output_subdir);
+    `wrap` decides how a UserError raised while Hydra resolves them is reported."""
+    for name, fn, cached in (("unique_dir", claim_unique_dir, True), ("run_dir", run_dir, True),
+                             ("config_subdir", config_subdir, False)):
         if not OmegaConf.has_resolver(name):
-            OmegaConf.register_new_resolver(name, fn, use_cache=True)
+            OmegaConf.register_new_resolver(name, wrap(fn), use_cache=cached)
 
 
 def check_resume_dir(run_dir: Path) -> None:

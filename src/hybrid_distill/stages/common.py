@@ -1,13 +1,26 @@
-"""Pieces every stage shares: seeding, validation before training, optional metrics."""
+"""What the training stages share: seeding, their datamodule, validate-fit-validate, saving the trained model."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightning as L
 from lightning.pytorch.strategies import FSDPStrategy
+from omegaconf import DictConfig
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from ..data.build import build_datamodule
+from ..runtime import RunContext, resume_path
 
 
 def seed_everything(seed: int) -> None:
     L.seed_everything(seed, workers=True, verbose=False)
+
+
+def stage_datamodule(cfg: DictConfig, tokenizer: PreTrainedTokenizerBase) -> L.LightningDataModule:
+    """The `data` group's datamodule at the stage's batch size and sequence length, its data loaded."""
+    return build_datamodule(cfg.data, tokenizer, cfg.stage.batch_size, cfg.stage.seq_len,
+                            str(Path(cfg.paths.cache_dir) / "datasets"), cfg.seed)
 
 
 def validate_before_fit(trainer: L.Trainer, module: L.LightningModule, datamodule: L.LightningDataModule) -> dict:
@@ -16,6 +29,26 @@ def validate_before_fit(trainer: L.Trainer, module: L.LightningModule, datamodul
     if isinstance(trainer.strategy, FSDPStrategy):
         return {}
     return trainer.validate(module, datamodule=datamodule, verbose=False)[0]
+
+
+def fit_and_validate(cfg: DictConfig, run: RunContext, stage: str, trainer: L.Trainer, module: L.LightningModule,
+                     datamodule: L.LightningDataModule, train: bool = True) -> tuple[dict, dict]:
+    """(held-out metrics before, after) training `module`, resumed from the stage's checkpoint if there is one.
+    train=False only evaluates (after = before, unless FSDP skipped that)."""
+    before = validate_before_fit(trainer, module, datamodule)
+    if train:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(cfg, run, stage, module), weights_only=True)
+    elif before:
+        return before, before
+    return before, trainer.validate(module, datamodule=datamodule, verbose=False)[0]
+
+
+def save_trained(trainer: L.Trainer, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, directory: Path) -> Path:
+    """The trained model and its tokenizer as a HF directory, written by one rank."""
+    if trainer.is_global_zero:
+        model.save_pretrained(str(directory))
+        tokenizer.save_pretrained(str(directory))
+    return directory
 
 
 def metric(results: dict, key: str) -> float | None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from omegaconf import DictConfig
 
 from ..console import console
@@ -11,9 +9,8 @@ from ..errors import UserError
 from ..lit.distill import DistillModule
 from ..lit.settings import DistillLoss, OptimSettings, from_config
 from ..lit.tokens import tokens_seen
-from ..runtime import RunContext, build_trainer, finish_logger, resume_path
-from ..data.build import build_datamodule
-from .common import metric, seed_everything, validate_before_fit
+from ..runtime import RunContext, build_trainer, finish_logger
+from .common import fit_and_validate, metric, save_trained, seed_everything, stage_datamodule
 from .student import calibrate_from_config, describe_student, student_from_config
 from .teacher import obtain_teacher
 
@@ -29,26 +26,19 @@ def run_distill(cfg: DictConfig, run: RunContext) -> dict:
     console.print(f"student: pattern [bold]{info['pattern']}[/] "
                   f"({info['params/trainable']:,} of {info['params/total']:,} parameters train)")
     recipe = cfg.stage
-    datamodule = build_datamodule(cfg.data, tokenizer, recipe.batch_size, recipe.seq_len,
-                                  str(Path(cfg.paths.cache_dir) / "datasets"), cfg.seed)
+    datamodule = stage_datamodule(cfg, tokenizer)
     info.update(calibrate_from_config(cfg, student, teacher, datamodule))
     max_steps = int(cfg.trainer.max_steps)
     module = DistillModule(teacher, student, loss, from_config(OptimSettings, recipe, "stage"), max_steps)
     trainer, logger = build_trainer(cfg, run, "distill", max_steps, recipe.grad_clip, recipe.val_every)
     for one in logger or []:
         one.log_hyperparams(info)
-    before = validate_before_fit(trainer, module, datamodule)
-    if info["params/trainable"] > 0:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(cfg, run, "distill", module))
-        after = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
-    else:  # e.g. mamba_ratio=0 with student.trainable=mamba: the teacher baseline of a sweep
+    train = info["params/trainable"] > 0
+    if not train:  # e.g. mamba_ratio=0 with student.trainable=mamba: the teacher baseline of a sweep
         console.print(f"nothing to train (pattern {info['pattern']}, student.trainable={cfg.student.trainable}): "
                       "evaluated only")
-        after = before or trainer.validate(module, datamodule=datamodule, verbose=False)[0]
-    student_dir = run.output_dir / "student"
-    if trainer.is_global_zero:
-        student.save_pretrained(str(student_dir))
-        tokenizer.save_pretrained(str(student_dir))
+    before, after = fit_and_validate(cfg, run, "distill", trainer, module, datamodule, train=train)
+    student_dir = save_trained(trainer, student, tokenizer, run.output_dir / "student")
     wandb_dir = finish_logger(logger)
     return {
         "pattern": info["pattern"],

@@ -12,9 +12,8 @@ from ..lit.dpo import DPOModule
 from ..lit.settings import DPOLoss, OptimSettings, from_config
 from ..lit.tokens import tokens_seen
 from ..models import set_trainable
-from ..runtime import RunContext, build_trainer, finish_logger, resume_path
-from ..data.build import build_datamodule
-from .common import metric, seed_everything, validate_before_fit
+from ..runtime import RunContext, build_trainer, finish_logger
+from .common import fit_and_validate, metric, save_trained, seed_everything, stage_datamodule
 from .student import load_student
 
 
@@ -33,18 +32,12 @@ def run_dpo(cfg: DictConfig, run: RunContext) -> dict:
     with reported_as_user_error(f"stage.init_from '{source}'"):
         tokenizer = AutoTokenizer.from_pretrained(str(source))
     recipe = cfg.stage
-    datamodule = build_datamodule(cfg.data, tokenizer, recipe.batch_size, recipe.seq_len,
-                                  str(Path(cfg.paths.cache_dir) / "datasets"), cfg.seed)
+    datamodule = stage_datamodule(cfg, tokenizer)
     max_steps = int(cfg.trainer.max_steps)
     module = DPOModule(policy, loss, from_config(OptimSettings, recipe, "stage"), max_steps)
     trainer, logger = build_trainer(cfg, run, "dpo", max_steps, recipe.grad_clip, recipe.val_every)
-    before = validate_before_fit(trainer, module, datamodule)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(cfg, run, "dpo", module))
-    after = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
-    student_dir = run.output_dir / "dpo_student"
-    if trainer.is_global_zero:
-        policy.save_pretrained(str(student_dir))
-        tokenizer.save_pretrained(str(student_dir))
+    before, after = fit_and_validate(cfg, run, "dpo", trainer, module, datamodule)
+    student_dir = save_trained(trainer, policy, tokenizer, run.output_dir / "dpo_student")
     return {
         "logp_margin_before": metric(before, "val/logp_margin"),
         "logp_margin": float(after["val/logp_margin"]),

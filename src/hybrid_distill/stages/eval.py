@@ -10,11 +10,12 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from ..atomic import check_writable
 from ..console import print_summary
 from ..eval.loading import Checkpoint, load_student, resolve_checkpoint
 from ..eval.suite import evaluate, print_recall
 from ..models.teacher import load_teacher
-from ..runtime import RunContext, is_multirun, job_config, swept_settings
+from ..runtime import RunContext, job_config, name_and_group, swept_settings
 from .student import student_from_config
 from .teacher import obtain_teacher
 
@@ -47,17 +48,12 @@ def run_eval(cfg: DictConfig, run: RunContext) -> dict:
 
 
 def run_identity(ck: Checkpoint, output_dir: Path) -> RunContext:
-    """The eval's W&B name and group: those of the evaluated training run (as runtime.run_context derived them from
-    its Hydra runtime, saved in .hydra/hydra.yaml), so an evaluation sits beside its training runs."""
+    """The eval's W&B name and group: those of the evaluated training run (from its saved .hydra/hydra.yaml, as the
+    run derived them), so an evaluation sits beside its training runs."""
     hydra_yaml = ck.run_dir / ".hydra" / "hydra.yaml" if ck.run_dir else None
     if hydra_yaml is None or not hydra_yaml.is_file():
         return RunContext(output_dir, "default", "eval")
-    hc = OmegaConf.load(hydra_yaml).hydra
-    run_cfg = ck.run_cfg
-    group = f"sweep-{Path(str(hc.sweep.dir)).name}" if is_multirun(hc.mode) else \
-        f"{run_cfg.task_name}-{run_cfg.stage.name}"
-    return RunContext(output_dir, str(hc.job.override_dirname or "default"),
-                      str(run_cfg.get("experiment_name") or group))
+    return RunContext(output_dir, *name_and_group(OmegaConf.load(hydra_yaml).hydra, ck.run_cfg))
 
 
 def training_settings(ck: Checkpoint) -> dict[str, Any]:
@@ -81,6 +77,8 @@ def evaluate_from_config(cfg: DictConfig) -> dict:
     ck = resolve_checkpoint(cfg.ckpt)
     output_dir = Path(HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    # the results go into the evaluated run's directory: refuse a read-only one before the suite runs, not after
+    check_writable(ck.run_dir or output_dir, "the results directory (the evaluated run's)")
     config = {**training_settings(ck), "eval": job_config(cfg)}
     summary = evaluate_checkpoint(ck, cfg.suite, cfg.logger, run_identity(ck, output_dir), int(cfg.seed),
                                   str(cfg.paths.cache_dir), config)

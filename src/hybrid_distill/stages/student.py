@@ -11,11 +11,12 @@ from transformers import LlamaForCausalLM
 
 from ..console import console, say
 from ..errors import UserError, reported_as_user_error
-from ..models import (HybridConfig, HybridForCausalLM, build_student, convert_student, param_counts, resolve_pattern,
+from ..export import load_saved_student, saved_student_config
+from ..models import (HybridForCausalLM, build_student, convert_student, param_counts, resolve_pattern,
                       set_trainable)
 from ..models.allocation import MAMBA
 from ..models.calibrate import calibrate_student
-from ..models.checkpoint import CONFIG_NAME
+from ..models.config import LLAMA_SHAPE
 from ..ops import resolve_backend
 
 
@@ -41,23 +42,18 @@ def student_from_config(cfg: DictConfig, teacher: LlamaForCausalLM) -> HybridFor
 
 
 def load_student(key: str, source: Path, scan_backend: str) -> HybridForCausalLM:
-    """A saved student directory named by config key `key`; a missing, truncated or mismatched file is a UserError."""
-    if not (source / "config.json").is_file():
-        raise UserError(f"{key} '{source}' is not a saved student (no config.json): pass a distill run's "
-                        "<run dir>/student")
-    with reported_as_user_error(f"{key} '{source}'"):
-        return HybridForCausalLM.from_pretrained(str(source), scan_backend=scan_backend)
+    """A saved student directory (or an export of one, see hybrid_distill.export) named by config key `key`; a
+    missing, truncated or mismatched file is a UserError naming the key."""
+    return load_saved_student(source, scan_backend, what=f"{key} '{source}'")
 
 
 # the student's shapes that must equal its teacher's, as HybridConfig fields
-SHARED_SHAPE = ("vocab_size", "hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads",
-                "head_dim")
 
 
 def check_same_architecture(student: HybridForCausalLM, teacher: LlamaForCausalLM, what: str) -> None:
     """A student converted further and distilled from `teacher` must have been made from a teacher of its shape."""
-    theirs = {**{k: getattr(teacher.config, k) for k in SHARED_SHAPE}, "layers": teacher.config.num_hidden_layers}
-    ours = {**{k: getattr(student.config, k) for k in SHARED_SHAPE}, "layers": len(student.config.pattern)}
+    theirs = {**{k: getattr(teacher.config, k) for k in LLAMA_SHAPE}, "layers": teacher.config.num_hidden_layers}
+    ours = {**{k: getattr(student.config, k) for k in LLAMA_SHAPE}, "layers": len(student.config.pattern)}
     differ = [f"{k}={ours[k]} but the teacher has {k}={theirs[k]}" for k in theirs if ours[k] != theirs[k]]
     if differ:
         raise UserError(f"{what} was made from another teacher architecture: {'; '.join(differ)}")
@@ -97,8 +93,7 @@ def new_mamba_layers(cfg: DictConfig, student: HybridForCausalLM) -> list[int]:
     """The Mamba layers this run created: all of them, or (student.init_from) those that were attention before."""
     if not cfg.student.init_from:
         return student.config.mamba_layers
-    saved = Path(str(cfg.student.init_from)) / CONFIG_NAME
-    before = HybridConfig.from_json(saved.read_text(), source=str(saved)).pattern
+    before = saved_student_config(Path(str(cfg.student.init_from))).pattern
     return [i for i in student.config.mamba_layers if before[i] != MAMBA]
 
 
@@ -130,7 +125,10 @@ def calibrate_from_config(cfg: DictConfig, student: HybridForCausalLM, teacher: 
         report = calibrate_student(student, teacher, batches, layers=layers)
     finally:
         teacher.to(homes[0]), student.to(homes[1])
-    mean = lambda key: sum(r[key] for r in report.values()) / len(report)
+
+    def mean(key):
+        return sum(r[key] for r in report.values()) / len(report)
+
     summary = {"calibration/batches": len(batches), "calibration/layers": len(layers),
                "calibration/rel_err_before": mean("rel_err_before"), "calibration/rel_err_after": mean("rel_err_after")}
     console.print(f"calibration: {len(layers)} new Mamba layers on {len(batches)} training batches; output error "

@@ -5,14 +5,13 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import shutil
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 from transformers import LlamaForCausalLM, PreTrainedTokenizerBase
 
 from ..console import console
-from ..atomic import publish_dir
+from ..atomic import publish_dir, remove_stale_temps
 from ..data.tokenizer import load_or_train_tokenizer
 from ..errors import UserError
 from ..lit.teacher_pretrain import TeacherPretrainModule
@@ -61,9 +60,10 @@ def pretraining_config(cfg: DictConfig) -> DictConfig:
     return own
 
 
-def pretrain_teacher(cfg: DictConfig, run: RunContext) -> dict:
-    """Train the tiny teacher on the embedded text and save it, atomically, as a HF checkpoint in the cache;
-    return its held-out metrics (callers load the saved teacher from the cache)."""
+def pretrain_teacher(cfg: DictConfig, run: RunContext, replace: bool = False) -> dict:
+    """Train the tiny teacher on the embedded text and save it, atomically, as a HF checkpoint in the cache (`replace`:
+    over the cached one, which stays until the new one is complete); return its held-out metrics (callers load the
+    saved teacher from the cache)."""
     recipe = cfg.model.recipe.pretrain_teacher
     seed_everything(cfg.seed)
     tokenizer = load_or_train_tokenizer(Path(cfg.paths.cache_dir) / "tokenizers", cfg.model.tokenizer.vocab_size)
@@ -75,7 +75,8 @@ def pretrain_teacher(cfg: DictConfig, run: RunContext) -> dict:
     trainer, logger = build_trainer(pretraining_config(cfg), run, "pretrain_teacher", recipe.max_steps, recipe.grad_clip,
                                     val_every=max(recipe.max_steps // 4, 1))
     console.print(f"[bold]pretrain_teacher[/]: training the {cfg.model.name} teacher for {recipe.max_steps} steps")
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(cfg, run, "pretrain_teacher", module))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(cfg, run, "pretrain_teacher", module),
+                weights_only=True)
     metrics = {k: float(v) for k, v in trainer.validate(module, datamodule=datamodule, verbose=False)[0].items()}
     finish_logger(logger)
     target = teacher_cache_dir(cfg)
@@ -84,7 +85,7 @@ def pretrain_teacher(cfg: DictConfig, run: RunContext) -> dict:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
 
-    publish_dir(target, save)  # if another run finished first, its copy is kept
+    publish_dir(target, save, replace=replace)  # unless replacing: if another run finished first, its copy is kept
     console.print(f"teacher saved to {target}")
     return metrics
 
@@ -98,6 +99,7 @@ def obtain_teacher(cfg: DictConfig, run: RunContext) -> tuple[LlamaForCausalLM, 
     if path is not None:
         return load_teacher(str(path), cfg.model.gguf_file, cfg.model.dtype, expected)
     cached = teacher_cache_dir(cfg)
+    remove_stale_temps(cached.parent)  # staging directories of pretraining runs that were killed
     if cached.is_dir():
         console.print(f"teacher: reusing cached {cached}")
         return load_teacher(str(cached), None, cfg.model.dtype, expected)
@@ -116,7 +118,5 @@ def run_pretrain_teacher(cfg: DictConfig, run: RunContext) -> dict:
     if cached.is_dir() and not cfg.stage.force:
         console.print(f"teacher already cached at {cached} (stage.force=true retrains)")
         return {"teacher_dir": str(cached)}
-    if cached.is_dir():
-        shutil.rmtree(cached)
-    metrics = pretrain_teacher(cfg, run)
+    metrics = pretrain_teacher(cfg, run, replace=cached.is_dir())  # the cached one stays until the new one is saved
     return {**metrics, "teacher_dir": str(cached)}
