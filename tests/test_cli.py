@@ -16,11 +16,14 @@ from hybrid_distill.stages.student import check_student_config
 
 
 def _help_groups(script: str) -> dict[str, set[str]]:
-    out = subprocess.run([sys.executable, str(REPO / script), "--help"], capture_output=True, text=True, timeout=300,
-                         check=True).stdout
+    out = subprocess.run(
+        [sys.executable, str(REPO / script), "--help"], capture_output=True, text=True, timeout=300, check=True
+    ).stdout
     block = out.split("== Configuration groups", 1)[1].split("== Config", 1)[0]
-    return {m[1]: {o.strip() for o in m[2].split(",")} for m in re.finditer(r"^([\w/@]+): ([\w., ]+?)(?:\s{2,}.*)?$",
-                                                                            block, re.M)}
+    return {
+        m[1]: {o.strip() for o in m[2].split(",")}
+        for m in re.finditer(r"^([\w/@]+): ([\w., ]+?)(?:\s{2,}.*)?$", block, re.M)
+    }
 
 
 def test_train_help_lists_exactly_the_train_groups_of_conf():
@@ -37,8 +40,9 @@ def test_train_help_lists_exactly_the_train_groups_of_conf():
 def test_cli_imports_neither_torch_nor_lightning():
     """--help, --cfg and every TAB completion import cli.py; Lightning and torch load only when a run starts."""
     code = "import sys, hybrid_distill.cli; print(sorted(m for m in ('torch', 'lightning') if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={"PYTHONPATH": str(REPO / "src")}).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={"PYTHONPATH": str(REPO / "src")}
+    ).stdout
     assert out.strip() == "[]"
 
 

@@ -20,9 +20,16 @@ from hybrid_distill.eval.report import collect, main
 from helpers import compose_eval, save_run_config
 
 RATIOS = (0.5, 0.75)
-EVAL = ["logger=none", "suite.quality.batch_size=4", "suite.quality.max_batches=2", "suite.recall.multiples=[1,2]",
-        "suite.recall.num_examples=2", "suite.recall.tasks=[mqar,copy]", "suite.throughput.enabled=false",
-        "suite.speculative.enabled=false"]
+EVAL = [
+    "logger=none",
+    "suite.quality.batch_size=4",
+    "suite.quality.max_batches=2",
+    "suite.recall.multiples=[1,2]",
+    "suite.recall.num_examples=2",
+    "suite.recall.tasks=[mqar,copy]",
+    "suite.throughput.enabled=false",
+    "suite.speculative.enabled=false",
+]
 # the throughput plot is fed from the committed H100 measurements (experiments/throughput/bench.py output)
 H100_ROWS = REPO / "experiments" / "throughput" / "results" / "h100-2" / "rows.jsonl"
 
@@ -53,8 +60,13 @@ def test_report_table_and_plots(sweep):
         assert row["eval/quality/student_ppl"] == evaluated["quality"]["student_ppl"]
 
     out = sweep / "custom_report"
-    proc = subprocess.run([sys.executable, "-m", "hybrid_distill.report", str(sweep), "--out", str(out),
-                           "--throughput", str(H100_ROWS)], capture_output=True, text=True, timeout=120, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "hybrid_distill.report", str(sweep), "--out", str(out), "--throughput", str(H100_ROWS)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     text = (out / "report.md").read_text()
     table = [line for line in text.splitlines() if line.startswith("| mamba_ratio=")]
@@ -74,8 +86,9 @@ def test_results_notebook_executes_on_the_sweep(sweep, monkeypatch):
     monkeypatch.setenv("HD_SWEEP_DIR", str(sweep))
     monkeypatch.setenv("HD_THROUGHPUT", str(H100_ROWS))
     notebook = nbformat.read(REPO / "notebooks" / "results.ipynb", as_version=4)
-    NotebookClient(notebook, timeout=300, kernel_name="python3",
-                   resources={"metadata": {"path": str(REPO / "notebooks")}}).execute()
+    NotebookClient(
+        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(REPO / "notebooks")}}
+    ).execute()
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     images = [o for o in outputs if "image/png" in o.get("data", {})]

@@ -21,10 +21,11 @@ def student_dir(tiny_teacher, tmp_path_factory):
 
 def _greedy(student_dir, tokenizer, turns, n):
     model = HybridForCausalLM.from_pretrained(student_dir).eval()
-    ids = tokenizer.apply_chat_template(turns, add_generation_prompt=True, return_tensors="pt",
-                                        return_dict=True)["input_ids"]
+    ids = tokenizer.apply_chat_template(turns, add_generation_prompt=True, return_tensors="pt", return_dict=True)[
+        "input_ids"
+    ]
     out = model.generate(ids, max_new_tokens=n, eos_token_id=tokenizer.eos_token_id)
-    return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
+    return tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip()
 
 
 def test_prompts_get_the_students_greedy_answers(student_dir, tiny_teacher):
@@ -36,12 +37,20 @@ def test_prompts_get_the_students_greedy_answers(student_dir, tiny_teacher):
 
 def test_interactive_chat_keeps_the_history(student_dir, tiny_teacher):
     out = io.StringIO()
-    generate.main([str(student_dir), "--interactive", "--max-new-tokens", "4"], stdin=io.StringIO("hi\nmore\n\n"),
-                  stdout=out)
+    generate.main(
+        [str(student_dir), "--interactive", "--max-new-tokens", "4"], stdin=io.StringIO("hi\nmore\n\n"), stdout=out
+    )
     first = _greedy(student_dir, tiny_teacher[1], [{"role": "user", "content": "hi"}], 4)
-    second = _greedy(student_dir, tiny_teacher[1], [{"role": "user", "content": "hi"},
-                                                    {"role": "assistant", "content": first},
-                                                    {"role": "user", "content": "more"}], 4)
+    second = _greedy(
+        student_dir,
+        tiny_teacher[1],
+        [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": first},
+            {"role": "user", "content": "more"},
+        ],
+        4,
+    )
     assert out.getvalue() == f"you> student> {first}\nyou> student> {second}\nyou> "
 
 

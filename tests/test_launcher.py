@@ -10,8 +10,10 @@ from helpers import compose_config
 from hybrid_distill.launcher import job_gpus
 
 
-@pytest.mark.parametrize("trainer, devices, gpus, tasks", [
-    ("cpu", [], 0, 1), ("gpu", [], 1, 1), ("ddp", [], 8, 8), ("fsdp", [], 8, 8), ("ddp", ["trainer.devices=4"], 4, 4)])
+@pytest.mark.parametrize(
+    "trainer, devices, gpus, tasks",
+    [("cpu", [], 0, 1), ("gpu", [], 1, 1), ("ddp", [], 8, 8), ("fsdp", [], 8, 8), ("ddp", ["trainer.devices=4"], 4, 4)],
+)
 def test_slurm_resources_follow_the_trainer(tmp_path, monkeypatch, trainer, devices, gpus, tasks):
     monkeypatch.delenv("HD_NODE_GPUS", raising=False)
     monkeypatch.setenv("HD_LOG_DIR", str(tmp_path))  # resolving the sweep dir claims it

@@ -33,14 +33,14 @@ def test_round_trip_in_a_fresh_process(tmp_path):
     script = textwrap.dedent(f"""
         import torch
         from hybrid_distill.models import HybridForCausalLM
-        ids = torch.load({str(tmp_path / 'ids.pt')!r})
+        ids = torch.load({str(tmp_path / "ids.pt")!r})
         out = {{}}
         for mixer in ("mamba2", "mamba1"):
             model = HybridForCausalLM.from_pretrained({str(tmp_path)!r} + "/" + mixer).eval()
             assert model.config.pattern == "MAMM" and model.config.mixer == mixer
             with torch.no_grad():
                 out[mixer] = model(ids).logits
-        torch.save(out, {str(tmp_path / 'out.pt')!r})
+        torch.save(out, {str(tmp_path / "out.pt")!r})
     """)
     subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
     got = torch.load(tmp_path / "out.pt")

@@ -13,7 +13,12 @@ def _linear_attention_mixer(mixer_name: str, teacher, layer: int):
     """A mixer with decay 1 (A=0), dt=1, identity conv, no gate, D=0, initialised from the teacher's attention."""
     attention = teacher.model.layers[layer].self_attn
     config = HybridConfig.from_llama(
-        teacher.config, "MMMM", mixer=mixer_name, conv_init="identity", conv_activation="identity", gate=False,
+        teacher.config,
+        "MMMM",
+        mixer=mixer_name,
+        conv_init="identity",
+        conv_activation="identity",
+        gate=False,
     )
     mixer = init_from_attention(make_mixer(config), attention)
     softplus_inv_1 = math.log(math.e - 1)  # softplus(x) = 1

@@ -13,8 +13,15 @@ from torch import nn
 
 from hybrid_distill.errors import UserError
 from hybrid_distill.export.bamba import check_exportable
-from hybrid_distill.models import (Attention, HybridConfig, HybridForCausalLM, MixerSpec, build_student,
-                                   convert_student, register)
+from hybrid_distill.models import (
+    Attention,
+    HybridConfig,
+    HybridForCausalLM,
+    MixerSpec,
+    build_student,
+    convert_student,
+    register,
+)
 from hybrid_distill.models.mixers import registry
 from test_models_common import make_teacher, perturb_, random_ids
 

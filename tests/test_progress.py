@@ -32,8 +32,14 @@ def test_the_configured_progress_bar_prints_lines_when_stdout_is_not_a_terminal(
     assert isinstance(bar, LineProgress)
     assert isinstance(progress_bar("rich"), RichProgressBar)
     data = torch.utils.data.DataLoader([{"input_ids": torch.randint(0, 16, (8,))} for _ in range(10)], batch_size=2)
-    trainer = L.Trainer(max_steps=5, callbacks=[bar], logger=False, enable_checkpointing=False,
-                        default_root_dir=str(tmp_path / "distill"), enable_model_summary=False)
+    trainer = L.Trainer(
+        max_steps=5,
+        callbacks=[bar],
+        logger=False,
+        enable_checkpointing=False,
+        default_root_dir=str(tmp_path / "distill"),
+        enable_model_summary=False,
+    )
     trainer.fit(_Toy(), train_dataloaders=data)
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("distill step")]
     assert [line.split(" | ")[0] for line in lines] == [f"distill step {i}/5" for i in range(1, 6)]
@@ -53,8 +59,11 @@ def test_the_summary_table_keeps_long_metric_names_whole_in_a_log_file(capsys):
     from hybrid_distill.console import print_summary
 
     keys = [f"throughput/decode_speedup_vs_teacher/L128/B{b}" for b in (1, 4)]
-    print_summary({keys[0]: 1.5, keys[1]: 2.5, "quality/data": "chat from /a/long/path/seqkd_dataset, validation split"},
-                  Path("/run"), 1.0)
+    print_summary(
+        {keys[0]: 1.5, keys[1]: 2.5, "quality/data": "chat from /a/long/path/seqkd_dataset, validation split"},
+        Path("/run"),
+        1.0,
+    )
     out = capsys.readouterr().out
     assert all(key in out for key in keys) and "chat from /a/long/path/seqkd_dataset, validation split" in out
 
@@ -68,8 +77,14 @@ def test_known_harmless_noise_is_silenced_and_real_warnings_still_show(caplog):
 
     with warnings.catch_warnings(record=True) as seen:
         quiet_known_noise()
-        warnings.warn("Found 58 module(s) in eval mode at the start of training. This may lead to ...", UserWarning, stacklevel=1)
-        warnings.warn("When using the `ThroughputMonitor`, you need to define a `flops_per_batch` attribute", UserWarning, stacklevel=1)
+        warnings.warn(
+            "Found 58 module(s) in eval mode at the start of training. This may lead to ...", UserWarning, stacklevel=1
+        )
+        warnings.warn(
+            "When using the `ThroughputMonitor`, you need to define a `flops_per_batch` attribute",
+            UserWarning,
+            stacklevel=1,
+        )
         warnings.warn("something real", UserWarning, stacklevel=1)
     assert [str(w.message) for w in seen] == ["something real"]
     with caplog.at_level(logging.INFO):
@@ -78,7 +93,8 @@ def test_known_harmless_noise_is_silenced_and_real_warnings_still_show(caplog):
     assert [r.getMessage() for r in caplog.records] == ["resuming from last.ckpt"]
 
     bar = StepsRichProgressBar()
-    trainer = L.Trainer(max_steps=7, default_root_dir="/runs/x/distill", logger=False, enable_checkpointing=False,
-                        callbacks=[bar])
+    trainer = L.Trainer(
+        max_steps=7, default_root_dir="/runs/x/distill", logger=False, enable_checkpointing=False, callbacks=[bar]
+    )
     bar.setup(trainer, None, "fit")
     assert bar._get_train_description(0) == "distill epoch 0 (max 7 steps)"  # not Lightning's "Epoch 0/-2"

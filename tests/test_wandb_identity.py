@@ -18,9 +18,17 @@ def _sweep_member(tmp_path: Path) -> Checkpoint:
     """A run directory as Hydra leaves a multirun member: .hydra/{config,hydra,overrides}.yaml."""
     run_dir = tmp_path / "multiruns" / "2026-12-01_10-00-00" / "3"
     save_run_config(compose_config(run_dir, ["mamba_ratio=0.75", "loss=kl"]), run_dir)
-    OmegaConf.save({"hydra": {"mode": "MULTIRUN", "sweep": {"dir": str(run_dir.parent)},
-                              "job": {"override_dirname": "loss=kl,mamba_ratio=0.75"}, "runtime": {"cwd": str(tmp_path)}}},
-                   run_dir / ".hydra" / "hydra.yaml")
+    OmegaConf.save(
+        {
+            "hydra": {
+                "mode": "MULTIRUN",
+                "sweep": {"dir": str(run_dir.parent)},
+                "job": {"override_dirname": "loss=kl,mamba_ratio=0.75"},
+                "runtime": {"cwd": str(tmp_path)},
+            }
+        },
+        run_dir / ".hydra" / "hydra.yaml",
+    )
     OmegaConf.save(["mamba_ratio=0.75", "loss=kl"], run_dir / ".hydra" / "overrides.yaml")
     return Checkpoint(run_dir / "student", None, run_dir, load_run_config(run_dir))
 
@@ -36,8 +44,11 @@ def test_the_eval_of_a_sweep_member_joins_the_sweeps_group_with_its_swept_settin
 
 def test_runs_are_tagged_with_stage_preset_and_experiment(tmp_path):
     cfg = compose_config(tmp_path, ["experiment=direct_0.875"])
-    assert run_tags(cfg.logger, "distill", cfg.model.name, cfg.experiment_name) == \
-        ["stage:distill", "model:tiny", "experiment:direct_0.875"]
+    assert run_tags(cfg.logger, "distill", cfg.model.name, cfg.experiment_name) == [
+        "stage:distill",
+        "model:tiny",
+        "experiment:direct_0.875",
+    ]
     assert cfg.logger.save_code is True
 
 

@@ -25,7 +25,9 @@ from .reliability.rundir import check_resume_dir, register_resolvers
 # computes its sweep directory, before any job (and its HydraConfig) exists
 if not OmegaConf.has_resolver("launch_dir"):
     OmegaConf.register_new_resolver("launch_dir", os.getcwd)
-register_resolvers(exiting_on_user_error)  # ${unique_dir:...}, ${run_dir:...}, ${config_subdir:...} of hydra/default.yaml
+register_resolvers(
+    exiting_on_user_error
+)  # ${unique_dir:...}, ${run_dir:...}, ${config_subdir:...} of hydra/default.yaml
 register_launch_resolvers()  # ${job_gpus:...} and ${job_tasks:...} of hydra/launcher/submitit_*.yaml
 
 
@@ -45,13 +47,17 @@ def run(cfg: DictConfig) -> dict:
     check_writable(ctx.output_dir, "the run directory")
     if cfg.get("resume"):
         if HydraConfig.initialized() and is_multirun(HydraConfig.get().mode):
-            raise UserError("resume= continues one run; to continue a sweep pass hydra.sweep.dir=<its sweep dir> "
-                            "with the same sweep overrides")
+            raise UserError(
+                "resume= continues one run; to continue a sweep pass hydra.sweep.dir=<its sweep dir> "
+                "with the same sweep overrides"
+            )
         check_resume_dir(ctx.output_dir)
     # a run continued in its directory keeps its recorded config (resume=, a requeued job, hydra.run.dir=)
     changes = check_recorded_config(job_config(cfg), ctx.output_dir)
     if rank_zero_only.rank == 0:
-        record_resume(ctx.output_dir, changes, list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [])
+        record_resume(
+            ctx.output_dir, changes, list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+        )
     runners = stage_runners()
     if cfg.stage.name not in runners:
         raise UserError(f"stage '{cfg.stage.name}' is not runnable; choose one of {', '.join(runners)}")
@@ -71,8 +77,10 @@ def optimized_value(results: dict, key: str | None) -> float | None:
     value = results.get(key)
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         numeric = sorted(k for k, v in results.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
-        raise UserError(f"optimized_metric={key!r} is not a number in this run's results "
-                        f"({'got ' + repr(value) if key in results else 'no such key'}); choose one of {numeric}")
+        raise UserError(
+            f"optimized_metric={key!r} is not a number in this run's results "
+            f"({'got ' + repr(value) if key in results else 'no such key'}); choose one of {numeric}"
+        )
     return float(value)
 
 

@@ -39,8 +39,11 @@ def say(label: str, message: str) -> None:
 
 def print_summary(results: dict, run_dir: Path, seconds: float) -> None:
     """The run's metrics as a table, then its directory and every `*_dir` it produced."""
-    rows = [(key, f"{value:.4g}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int) else str(value))
-             for key, value in results.items() if not key.endswith("_dir") and value is not None]
+    rows = [
+        (key, f"{value:.4g}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int) else str(value))
+        for key, value in results.items()
+        if not key.endswith("_dir") and value is not None
+    ]
     table = Table(title=f"hybrid_distill summary ({seconds:.0f} s)")
     # names are never cut: folded onto a second line on a narrow terminal, in full in a log file
     table.add_column("metric", overflow="fold")

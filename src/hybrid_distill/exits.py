@@ -38,8 +38,11 @@ def exit_on_user_error(fn: Callable[[DictConfig], T], cfg: DictConfig) -> T:
         mark_failed(Path(cfg.paths.output_dir), str(err), status)
         sys.exit(status)
     except (Preempted, SIGTERMException) as err:  # Lightning's: SIGTERM outside the training loop, nothing to save
-        say("[yellow]preempted:[/]", f"{str(err) or 'SIGTERM outside training'}; continue with "
-            f"`python train.py resume={cfg.paths.output_dir}` (a requeued job resumes by itself)")
+        say(
+            "[yellow]preempted:[/]",
+            f"{str(err) or 'SIGTERM outside training'}; continue with "
+            f"`python train.py resume={cfg.paths.output_dir}` (a requeued job resumes by itself)",
+        )
         sys.exit(EXIT_PREEMPTED)
 
 
@@ -60,8 +63,15 @@ def mark_failed(run_dir: Path, error: str, status: int) -> None:
         if all(p.name in _SETUP_ONLY or p.suffix == ".log" for p in run_dir.iterdir()):
             shutil.rmtree(run_dir)
         else:
-            write_file_atomic(run_dir / FAILED, lambda tmp: tmp.write_text(json.dumps(
-                {"error": error, "exit_status": status, "time": datetime.now(timezone.utc).isoformat()}, indent=2)))
+            write_file_atomic(
+                run_dir / FAILED,
+                lambda tmp: tmp.write_text(
+                    json.dumps(
+                        {"error": error, "exit_status": status, "time": datetime.now(timezone.utc).isoformat()},
+                        indent=2,
+                    )
+                ),
+            )
     except OSError:  # a read-only or full file system: the error line was printed; nothing more to do
         pass
 
@@ -69,6 +79,7 @@ def mark_failed(run_dir: Path, error: str, status: int) -> None:
 def exiting_on_user_error(resolver: Callable) -> Callable:
     """A config resolver that Hydra calls while it sets a run up (run directory, ...): a UserError there is one line
     and exit 2 too (Hydra would print its own traceback-like report and exit 1)."""
+
     @functools.wraps(resolver)
     def resolve(*args):
         try:

@@ -19,8 +19,9 @@ def encode(tokenizer, turns: list[dict[str, str]], template: str):
     one), else the last turn's plain text."""
     use_chat = template == "chat" or (template == "auto" and getattr(tokenizer, "chat_template", None))
     if use_chat:
-        return tokenizer.apply_chat_template(turns, add_generation_prompt=True, return_tensors="pt",
-                                             return_dict=True)["input_ids"]
+        return tokenizer.apply_chat_template(turns, add_generation_prompt=True, return_tensors="pt", return_dict=True)[
+            "input_ids"
+        ]
     return tokenizer(turns[-1]["content"], return_tensors="pt")["input_ids"]
 
 
@@ -30,9 +31,17 @@ def reply(model, tokenizer, turns: list[dict[str, str]], args: argparse.Namespac
 
     ids = encode(tokenizer, turns, args.template).to(next(model.parameters()).device)  # (1, T)
     generator = torch.Generator().manual_seed(args.seed) if args.sample else None
-    out = model.generate(ids, max_new_tokens=args.max_new_tokens, do_sample=args.sample, temperature=args.temperature,
-                         top_k=args.top_k, top_p=args.top_p, eos_token_id=tokenizer.eos_token_id, generator=generator)
-    return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
+    out = model.generate(
+        ids,
+        max_new_tokens=args.max_new_tokens,
+        do_sample=args.sample,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        eos_token_id=tokenizer.eos_token_id,
+        generator=generator,
+    )
+    return tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip()
 
 
 def chat(model, tokenizer, args: argparse.Namespace, stdin: TextIO, stdout: TextIO) -> None:
@@ -62,13 +71,20 @@ def load(path: str, scan_backend: str | None):
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m hybrid_distill.generate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m hybrid_distill.generate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("ckpt", help="a saved student directory, or a training run directory")
     parser.add_argument("--prompt", action="append", default=[], help="a prompt (repeat for several)")
     parser.add_argument("--interactive", action="store_true", help="chat: read user turns from stdin")
-    parser.add_argument("--template", choices=("auto", "chat", "plain"), default="auto",
-                        help="chat: the tokenizer's chat template; plain: the text as is; auto: chat if it has one")
+    parser.add_argument(
+        "--template",
+        choices=("auto", "chat", "plain"),
+        default="auto",
+        help="chat: the tokenizer's chat template; plain: the text as is; auto: chat if it has one",
+    )
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
     parser.add_argument("--temperature", type=float, default=1.0)
@@ -86,7 +102,9 @@ def main(argv: list[str] | None = None, stdin: TextIO = sys.stdin, stdout: TextI
     try:
         model, tokenizer = load(args.ckpt, args.scan_backend)
         for prompt in args.prompt:
-            stdout.write(f"prompt> {prompt}\nstudent> {reply(model, tokenizer, [{'role': 'user', 'content': prompt}], args)}\n")
+            stdout.write(
+                f"prompt> {prompt}\nstudent> {reply(model, tokenizer, [{'role': 'user', 'content': prompt}], args)}\n"
+            )
         if args.interactive:
             chat(model, tokenizer, args, stdin, stdout)
     except (UserError, ValueError) as err:

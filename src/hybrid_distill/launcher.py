@@ -19,8 +19,9 @@ def job_gpus(accelerator: str, devices, node_gpus: int) -> int:
         return len(ids)
     if str(devices) in ("auto", "-1"):
         return int(node_gpus)
-    raise ValueError(f"trainer.devices={devices!r}: a Slurm job needs a GPU count (a number, or auto = "
-                     f"hydra.launcher.node_gpus)")
+    raise ValueError(
+        f"trainer.devices={devices!r}: a Slurm job needs a GPU count (a number, or auto = hydra.launcher.node_gpus)"
+    )
 
 
 def job_tasks(accelerator: str, devices, node_gpus: int) -> int:

@@ -10,16 +10,28 @@ import warnings
 # (message regex, why it is harmless here)
 HARMLESS_WARNINGS = (
     (r".*isinstance\(treespec, LeafSpec\)` is deprecated", "Lightning's own call into torch's pytree API"),
-    (r"When using the `ThroughputMonitor`, you need to define a `flops_per_batch`",
-     "we log tokens/s (train/device/items_per_sec), not FLOPs"),
-    (r"Found \d+ module\(s\) in eval mode at the start of training",
-     "the frozen teacher / DPO reference stays in eval mode on purpose (lit/base.py)"),
-    (r"The '\w+_dataloader' does not have many workers",
-     "the embedded data is tokenised and cached up front; loader workers would not speed it up"),
+    (
+        r"When using the `ThroughputMonitor`, you need to define a `flops_per_batch`",
+        "we log tokens/s (train/device/items_per_sec), not FLOPs",
+    ),
+    (
+        r"Found \d+ module\(s\) in eval mode at the start of training",
+        "the frozen teacher / DPO reference stays in eval mode on purpose (lit/base.py)",
+    ),
+    (
+        r"The '\w+_dataloader' does not have many workers",
+        "the embedded data is tokenised and cached up front; loader workers would not speed it up",
+    ),
 )
 # Lightning's notices at every Trainer start: which accelerators exist, and advertisements
 # (and "fit stopped: max_steps reached", which is how every stage ends, printed twice under Hydra's logging)
-HARMLESS_NOTICES = ("GPU available:", "TPU available:", "HPU available:", "💡 Tip:", "`Trainer.fit` stopped: `max_steps=")
+HARMLESS_NOTICES = (
+    "GPU available:",
+    "TPU available:",
+    "HPU available:",
+    "💡 Tip:",
+    "`Trainer.fit` stopped: `max_steps=",
+)
 LIGHTNING_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
 
 

@@ -28,11 +28,26 @@ from ..errors import UserError  # noqa: E402
 from .results import results_files  # noqa: E402
 
 # swept settings read from each run's config: column -> config key
-SETTINGS = {"mamba_ratio": "mamba_ratio", "loss": "loss.name", "backend": "scan_backend",
-            "mixer": "student.mixer", "stage": "stage.name"}
+SETTINGS = {
+    "mamba_ratio": "mamba_ratio",
+    "loss": "loss.name",
+    "backend": "scan_backend",
+    "mixer": "student.mixer",
+    "stage": "stage.name",
+}
 # training metrics (metrics.json) and evaluation metrics (eval summary) shown in the table, in this order
-TABLE_METRICS = ("pattern", "student_ppl", "teacher_ppl", "kl", "top1_agree", "eval/quality/student_ppl",
-                 "eval/quality/kl", "eval/quality/top1_agree", "eval/recall@1x", "eval/recall@max")
+TABLE_METRICS = (
+    "pattern",
+    "student_ppl",
+    "teacher_ppl",
+    "kl",
+    "top1_agree",
+    "eval/quality/student_ppl",
+    "eval/quality/kl",
+    "eval/quality/top1_agree",
+    "eval/recall@1x",
+    "eval/recall@max",
+)
 
 
 def find_runs(root: Path) -> list[Path]:
@@ -42,8 +57,9 @@ def find_runs(root: Path) -> list[Path]:
     runs = [p.parent for p in root.rglob("metrics.json") if "wandb" not in p.parts]
     if not runs:
         raise UserError(f"report: no runs under '{root}' (no metrics.json found)")
-    return sorted(runs, key=lambda p: [int(s) if s.isdigit() else math.inf for s in p.relative_to(root).parts] +
-                  [str(p)])
+    return sorted(
+        runs, key=lambda p: [int(s) if s.isdigit() else math.inf for s in p.relative_to(root).parts] + [str(p)]
+    )
 
 
 def latest_eval(run: Path) -> dict | None:
@@ -60,8 +76,10 @@ def labels(runs: list[Path], root: Path) -> list[str]:
     """Each run's command-line overrides that differ between the runs (a sweep's swept values), else its folder."""
     overrides = [_overrides(run) for run in runs]
     common = set.intersection(*(set(o) for o in overrides)) if len(runs) > 1 else set()
-    return [",".join(o for o in own if o not in common) or (str(run.relative_to(root)) if run != root else run.name)
-            for run, own in zip(runs, overrides)]
+    return [
+        ",".join(o for o in own if o not in common) or (str(run.relative_to(root)) if run != root else run.name)
+        for run, own in zip(runs, overrides)
+    ]
 
 
 def _recall_means(rows: list[dict]) -> dict[float, float]:
@@ -119,8 +137,9 @@ def markdown_table(frame: pd.DataFrame) -> str:
 
 def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Settings that vary across runs (all of them if none vary), then the metrics present."""
-    varying = [c for c in SETTINGS if c in runs and runs[c].nunique(dropna=False) > 1] or \
-              [c for c in SETTINGS if c in runs and runs[c].notna().any()]
+    varying = [c for c in SETTINGS if c in runs and runs[c].nunique(dropna=False) > 1] or [
+        c for c in SETTINGS if c in runs and runs[c].notna().any()
+    ]
     metrics = [c for c in TABLE_METRICS if c in runs]
     return runs[["run", *varying, *metrics]].sort_values([c for c in ("mamba_ratio",) if c in varying] or ["run"])
 
@@ -161,8 +180,13 @@ def plot_recall_vs_length(recall: pd.DataFrame, out: Path) -> Path | None:
         for (run, model), group in rows.groupby(["run", "model"], sort=False):
             if model == "teacher" and run != rows["run"].iloc[0]:
                 continue  # the same teacher in every run of a sweep: draw it once
-            ax.plot(group["multiple"], group["accuracy"], marker="o", ls="--" if model == "teacher" else "-",
-                    label="teacher" if model == "teacher" else run)
+            ax.plot(
+                group["multiple"],
+                group["accuracy"],
+                marker="o",
+                ls="--" if model == "teacher" else "-",
+                label="teacher" if model == "teacher" else run,
+            )
         ax.set(xscale="log", xlabel="length / training length", ylabel="accuracy", ylim=(-0.02, 1.02), title=task)
         ax.legend(fontsize=6)
     return _save(fig, out / "recall_vs_length.png")
@@ -175,10 +199,20 @@ def plot_throughput(throughput: pd.DataFrame, out: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for (run, model, batch), group in rows.groupby(["run", "model", "batch"], sort=False):
         group = group.sort_values("prompt_len")
-        ax.plot(group["prompt_len"], group["decode_tok_s"], marker="o", ls="--" if model == "teacher" else "-",
-                label=f"{run}: {model}, batch {batch}")
-    ax.set(xscale="log", yscale="log", xlabel="prompt length (tokens)", ylabel="decode tokens/s",
-           title="generation throughput vs context")
+        ax.plot(
+            group["prompt_len"],
+            group["decode_tok_s"],
+            marker="o",
+            ls="--" if model == "teacher" else "-",
+            label=f"{run}: {model}, batch {batch}",
+        )
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="prompt length (tokens)",
+        ylabel="decode tokens/s",
+        title="generation throughput vs context",
+    )
     ax.legend(fontsize=6)
     return _save(fig, out / "throughput_vs_context.png")
 
@@ -196,8 +230,18 @@ def loss_curves(runs: pd.DataFrame) -> pd.DataFrame:
                 continue
             rows = frame[["step", metric]].dropna()
             objective = f"{metric} ({loss})" if metric == "train/loss" and loss else metric
-            frames.append(pd.DataFrame({"run": label, "stage": csv.parent.name, "step": rows["step"],
-                                        "metric": metric, "objective": objective, "value": rows[metric]}))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "run": label,
+                        "stage": csv.parent.name,
+                        "step": rows["step"],
+                        "metric": metric,
+                        "objective": objective,
+                        "value": rows[metric],
+                    }
+                )
+            )
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -238,13 +282,23 @@ def build_report(root: Path, out: Path | None = None, throughput_files: Iterable
     runs = collect(root)
     out = out or root / "report"
     out.mkdir(parents=True, exist_ok=True)
-    throughput = pd.concat([eval_rows(runs, "throughput"), read_throughput_files(throughput_files)],
-                           ignore_index=True)
-    plots = [plot_quality_vs_ratio(runs, out), plot_recall_vs_length(eval_rows(runs, "recall"), out),
-             plot_throughput(throughput, out), plot_loss_curves(loss_curves(runs), out)]
-    lines = [f"# Results: {root}", "", f"{len(runs)} run(s). Training metrics from metrics.json; `eval/...` from "
-             "each run's newest eval*.json (recall@1x / @max: student accuracy averaged over the recall tasks at "
-             "the training length / the longest length).", "", markdown_table(summary_table(runs)), ""]
+    throughput = pd.concat([eval_rows(runs, "throughput"), read_throughput_files(throughput_files)], ignore_index=True)
+    plots = [
+        plot_quality_vs_ratio(runs, out),
+        plot_recall_vs_length(eval_rows(runs, "recall"), out),
+        plot_throughput(throughput, out),
+        plot_loss_curves(loss_curves(runs), out),
+    ]
+    lines = [
+        f"# Results: {root}",
+        "",
+        f"{len(runs)} run(s). Training metrics from metrics.json; `eval/...` from "
+        "each run's newest eval*.json (recall@1x / @max: student accuracy averaged over the recall tasks at "
+        "the training length / the longest length).",
+        "",
+        markdown_table(summary_table(runs)),
+        "",
+    ]
     lines += [f"![{p.stem}]({p.name})" for p in plots if p is not None]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
@@ -252,12 +306,20 @@ def build_report(root: Path, out: Path | None = None, throughput_files: Iterable
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m hybrid_distill.report", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m hybrid_distill.report",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("root", type=Path, help="a multirun sweep directory, a run directory, or any folder of runs")
     parser.add_argument("--out", type=Path, default=None, help="where report.md and the plots go (<root>/report)")
-    parser.add_argument("--throughput", type=Path, nargs="*", default=[],
-                        help="rows.jsonl files from experiments/throughput/bench.py to add to the throughput plot")
+    parser.add_argument(
+        "--throughput",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="rows.jsonl files from experiments/throughput/bench.py to add to the throughput plot",
+    )
     args = parser.parse_args(argv)
     try:
         path = build_report(args.root.resolve(), args.out, args.throughput)

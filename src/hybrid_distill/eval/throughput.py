@@ -44,9 +44,17 @@ def device_ms_per_step(decoder, tok: torch.Tensor, steps: int) -> float:
 
 
 @torch.no_grad()
-def measure_generation(model: torch.nn.Module, prompt_len: int, batch: int, new_tokens: int, vocab_size: int,
-                       seed: int = 0, warmup: int = 2, prefill_chunk: int | None = None,
-                       profile_steps: int = 0) -> dict:
+def measure_generation(
+    model: torch.nn.Module,
+    prompt_len: int,
+    batch: int,
+    new_tokens: int,
+    vocab_size: int,
+    seed: int = 0,
+    warmup: int = 2,
+    prefill_chunk: int | None = None,
+    profile_steps: int = 0,
+) -> dict:
     """One measurement: random prompt tokens (the speed does not depend on their values). On CUDA with
     profile_steps > 0, that many more steps are decoded under the profiler for `device_ms_per_step`."""
     device = next(model.parameters()).device
@@ -101,9 +109,16 @@ def summarise_repeats(runs: list[dict]) -> dict:
     return row
 
 
-def throughput_grid(models: dict[str, torch.nn.Module], prompt_lens: Iterable[int], batches: Iterable[int],
-                    new_tokens: int, vocab_size: int, warmup: int = 2, prefill_chunk: int | None = None,
-                    repeats: int = 3) -> list[dict]:
+def throughput_grid(
+    models: dict[str, torch.nn.Module],
+    prompt_lens: Iterable[int],
+    batches: Iterable[int],
+    new_tokens: int,
+    vocab_size: int,
+    warmup: int = 2,
+    prefill_chunk: int | None = None,
+    repeats: int = 3,
+) -> list[dict]:
     """Every model at every (prompt length, batch), measured `repeats` times; rows carry `model`, medians and spread
     (summarise_repeats), and the other models' rows get `decode_speedup_vs_<first model>`: the median over repeats
     of the decode tokens/s ratio, with its range as `decode_speedup_range_vs_<first model>`.
@@ -114,8 +129,9 @@ def throughput_grid(models: dict[str, torch.nn.Module], prompt_lens: Iterable[in
         raise ValueError(f"throughput repeats must be >= 1, got {repeats}")
     prompt_lens, batches = list(prompt_lens), list(batches)
     for model in models.values():  # untimed: first-call costs (allocations, kernel compilation, lazy init)
-        measure_generation(model, min(prompt_lens), min(batches), 1, vocab_size, warmup=warmup,
-                           prefill_chunk=prefill_chunk)
+        measure_generation(
+            model, min(prompt_lens), min(batches), 1, vocab_size, warmup=warmup, prefill_chunk=prefill_chunk
+        )
     names = list(models)
     base_name = names[0]
     rows = []
@@ -124,8 +140,17 @@ def throughput_grid(models: dict[str, torch.nn.Module], prompt_lens: Iterable[in
             runs: dict[str, list[dict]] = {name: [] for name in names}
             for repeat in range(repeats):
                 for name in names if repeat % 2 == 0 else reversed(names):
-                    runs[name].append(measure_generation(models[name], prompt_len, batch, new_tokens, vocab_size,
-                                                         warmup=warmup, prefill_chunk=prefill_chunk))
+                    runs[name].append(
+                        measure_generation(
+                            models[name],
+                            prompt_len,
+                            batch,
+                            new_tokens,
+                            vocab_size,
+                            warmup=warmup,
+                            prefill_chunk=prefill_chunk,
+                        )
+                    )
             group = {name: {"model": name, **summarise_repeats(runs[name])} for name in names}
             for name in names[1:]:
                 ratios = [own["decode_tok_s"] / base["decode_tok_s"] for own, base in zip(runs[name], runs[base_name])]

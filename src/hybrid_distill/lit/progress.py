@@ -73,8 +73,9 @@ class LineProgress(ProgressBar):
         self._start = self._last = time.perf_counter()
         self._start_step, self._tokens = trainer.global_step, 0
 
-    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         self._tokens += batch_tokens(batch)
         step, total, now = trainer.global_step, trainer.max_steps, time.perf_counter()
         if not (step == self._start_step + 1 or step >= total or now - self._last >= self.every_s):
@@ -98,5 +99,7 @@ class LineProgress(ProgressBar):
         values = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         if values and (trainer.global_step, values) != self._last_validation:  # fit's own, then the stage's again
             self._last_validation = (trainer.global_step, values)
-            self._say(f"{self._stage(trainer)} validation at step {trainer.global_step} | "
-                      + " | ".join(f"{k} {v:.4g}" for k, v in sorted(values.items())))
+            self._say(
+                f"{self._stage(trainer)} validation at step {trainer.global_step} | "
+                + " | ".join(f"{k} {v:.4g}" for k, v in sorted(values.items()))
+            )

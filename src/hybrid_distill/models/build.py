@@ -31,7 +31,13 @@ def build_student(
     pattern = resolve_pattern(tcfg.num_hidden_layers, mamba_ratio, pattern)
     ref = teacher.get_input_embeddings().weight
     config = HybridConfig.from_llama(
-        tcfg, pattern, dtype=ref.dtype, mixer=mixer, init=init, scan_backend=scan_backend, conv_init=conv_init,
+        tcfg,
+        pattern,
+        dtype=ref.dtype,
+        mixer=mixer,
+        init=init,
+        scan_backend=scan_backend,
+        conv_init=conv_init,
         **mixer_options,
     )
     with torch.device(ref.device):

@@ -23,15 +23,31 @@ CONV_INITS = ("identity", "random")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 # options that every config.json written before the mixer registry held, whichever Mamba mixer it named
-LEGACY_OPTIONS = frozenset({
-    "d_conv", "conv_activation", "gate", "gate_norm", "dt_min", "dt_max", "dt_init_floor", "A_init_range", "dt_rank",
-})
+LEGACY_OPTIONS = frozenset(
+    {
+        "d_conv",
+        "conv_activation",
+        "gate",
+        "gate_norm",
+        "dt_min",
+        "dt_max",
+        "dt_init_floor",
+        "A_init_range",
+        "dt_rank",
+    }
+)
 
 
 # Llama fields a student copies from its teacher and hands back to the HF pieces it reuses (MLP, rotary embedding):
 # the shape (also what a converted or imported student must share with the teacher) and the layer settings
-LLAMA_SHAPE = ("vocab_size", "hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads",
-               "head_dim")
+LLAMA_SHAPE = (
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+)
 LLAMA_SETTINGS = ("hidden_act", "rms_norm_eps", "max_position_embeddings", "attention_bias", "mlp_bias")
 
 
@@ -154,8 +170,11 @@ class HybridConfig:
         unknown = sorted(set(d) - set(fields) - takes - LEGACY_OPTIONS)
         if unknown:
             raise ValueError(f"{source}: unknown HybridConfig key(s) {', '.join(unknown)}")
-        required = [n for n, f in fields.items()
-                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        required = [
+            n
+            for n, f in fields.items()
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
         missing = [n for n in required if n not in d]
         if missing:
             raise ValueError(f"{source}: missing HybridConfig key(s) {', '.join(missing)}")

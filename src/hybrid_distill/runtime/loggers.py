@@ -25,8 +25,12 @@ def wandb_mode(requested: str) -> str:
 
 def run_tags(logger_cfg: DictConfig, stage: str, model: str | None, experiment: str | None) -> list[str]:
     """W&B tags: the configured ones, plus the stage, the teacher preset and the experiment (for dashboard filters)."""
-    tags = [*logger_cfg.get("tags", []), f"stage:{stage}", *([f"model:{model}"] if model else []),
-            *([f"experiment:{experiment}"] if experiment else [])]
+    tags = [
+        *logger_cfg.get("tags", []),
+        f"stage:{stage}",
+        *([f"model:{model}"] if model else []),
+        *([f"experiment:{experiment}"] if experiment else []),
+    ]
     return list(dict.fromkeys(str(t) for t in tags))
 
 

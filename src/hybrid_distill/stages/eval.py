@@ -31,8 +31,15 @@ def load_teacher_for(ck: Checkpoint, spec: str | None, ctx: RunContext):
     return obtain_teacher(ck.run_cfg, ctx)
 
 
-def evaluate_checkpoint(ck: Checkpoint, suite: DictConfig, logger_cfg: DictConfig, ctx: RunContext, seed: int,
-                        cache_dir: str, config: dict[str, Any]) -> dict:
+def evaluate_checkpoint(
+    ck: Checkpoint,
+    suite: DictConfig,
+    logger_cfg: DictConfig,
+    ctx: RunContext,
+    seed: int,
+    cache_dir: str,
+    config: dict[str, Any],
+) -> dict:
     """Load the student of `ck` and the teacher `suite.teacher` names, then run the suite on them."""
     teacher, teacher_tokenizer = load_teacher_for(ck, suite.teacher, ctx)
     student, tokenizer = load_student(ck, teacher, teacher_tokenizer, suite.scan_backend, build=student_from_config)
@@ -43,8 +50,15 @@ def run_eval(cfg: DictConfig, run: RunContext) -> dict:
     """Stage `eval` (for stage=pipeline): the suite's settings live under cfg.stage, the student at cfg.stage.ckpt.
     Its W&B config is the step's own config (the pipeline's settings) plus the run's command-line overrides."""
     swept = swept_settings(list(HydraConfig.get().overrides.task)) if HydraConfig.initialized() else {}
-    return evaluate_checkpoint(resolve_checkpoint(cfg.stage.ckpt), cfg.stage, cfg.logger, run, int(cfg.seed),
-                               str(cfg.paths.cache_dir), {**job_config(cfg), "swept": swept})
+    return evaluate_checkpoint(
+        resolve_checkpoint(cfg.stage.ckpt),
+        cfg.stage,
+        cfg.logger,
+        run,
+        int(cfg.seed),
+        str(cfg.paths.cache_dir),
+        {**job_config(cfg), "swept": swept},
+    )
 
 
 def run_identity(ck: Checkpoint, output_dir: Path) -> RunContext:
@@ -80,9 +94,11 @@ def evaluate_from_config(cfg: DictConfig) -> dict:
     # the results go into the evaluated run's directory: refuse a read-only one before the suite runs, not after
     check_writable(ck.run_dir or output_dir, "the results directory (the evaluated run's)")
     config = {**training_settings(ck), "eval": job_config(cfg)}
-    summary = evaluate_checkpoint(ck, cfg.suite, cfg.logger, run_identity(ck, output_dir), int(cfg.seed),
-                                  str(cfg.paths.cache_dir), config)
-    print_summary({k: v for k, v in summary.items() if not k.startswith("recall/")}, output_dir,
-                  time.perf_counter() - start)
+    summary = evaluate_checkpoint(
+        ck, cfg.suite, cfg.logger, run_identity(ck, output_dir), int(cfg.seed), str(cfg.paths.cache_dir), config
+    )
+    print_summary(
+        {k: v for k, v in summary.items() if not k.startswith("recall/")}, output_dir, time.perf_counter() - start
+    )
     print_recall(summary)
     return summary

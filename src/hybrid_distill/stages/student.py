@@ -12,8 +12,7 @@ from transformers import LlamaForCausalLM
 from ..console import console, say
 from ..errors import UserError, reported_as_user_error
 from ..export import load_saved_student, saved_student_config
-from ..models import (HybridForCausalLM, build_student, convert_student, param_counts, resolve_pattern,
-                      set_trainable)
+from ..models import HybridForCausalLM, build_student, convert_student, param_counts, resolve_pattern, set_trainable
 from ..models.allocation import MAMBA
 from ..models.calibrate import calibrate_student
 from ..models.config import LLAMA_SHAPE
@@ -33,8 +32,13 @@ def student_from_config(cfg: DictConfig, teacher: LlamaForCausalLM) -> HybridFor
             student = convert_student(student, mamba_ratio=ratio, pattern=s.pattern)
         else:
             student = build_student(
-                teacher, mamba_ratio=ratio, pattern=s.pattern, mixer=s.mixer, init=s.init,
-                scan_backend=cfg.scan_backend, conv_init=s.conv_init,
+                teacher,
+                mamba_ratio=ratio,
+                pattern=s.pattern,
+                mixer=s.mixer,
+                init=s.init,
+                scan_backend=cfg.scan_backend,
+                conv_init=s.conv_init,
                 **OmegaConf.to_container(s.options, resolve=True),
             )
         set_trainable(student, s.trainable)
@@ -62,8 +66,9 @@ def check_same_architecture(student: HybridForCausalLM, teacher: LlamaForCausalL
 def check_student_config(cfg: DictConfig, num_layers: int) -> None:
     """Ratio, pattern and scan backend are checked before anything is built: one clear error each."""
     try:
-        pattern = resolve_pattern(num_layers, None if cfg.student.pattern else float(cfg.mamba_ratio),
-                                  cfg.student.pattern)
+        pattern = resolve_pattern(
+            num_layers, None if cfg.student.pattern else float(cfg.mamba_ratio), cfg.student.pattern
+        )
     except ValueError as err:
         raise UserError(f"mamba_ratio / student.pattern: {err}") from err
     if not cfg.student.pattern:
@@ -80,8 +85,11 @@ def warn_if_rounded(ratio: float, pattern: str) -> None:
     layers silently becomes a pure Mamba model."""
     mamba = pattern.count(MAMBA)
     if abs(mamba / len(pattern) - ratio) > 1e-9:
-        say("[yellow]warning:[/]", f"mamba_ratio={ratio:g} of {len(pattern)} layers rounds to {mamba} Mamba layers "
-            f"(ratio {mamba / len(pattern):g}): pattern {pattern}; student.pattern=... sets it exactly")
+        say(
+            "[yellow]warning:[/]",
+            f"mamba_ratio={ratio:g} of {len(pattern)} layers rounds to {mamba} Mamba layers "
+            f"(ratio {mamba / len(pattern):g}): pattern {pattern}; student.pattern=... sets it exactly",
+        )
 
 
 def describe_student(student: HybridForCausalLM) -> dict:
@@ -97,8 +105,7 @@ def new_mamba_layers(cfg: DictConfig, student: HybridForCausalLM) -> list[int]:
     return [i for i in student.config.mamba_layers if before[i] != MAMBA]
 
 
-def calibrate_from_config(cfg: DictConfig, student: HybridForCausalLM, teacher: LlamaForCausalLM,
-                          datamodule) -> dict:
+def calibrate_from_config(cfg: DictConfig, student: HybridForCausalLM, teacher: LlamaForCausalLM, datamodule) -> dict:
     """student.calibration_batches > 0: fit the new Mamba layers' output scales (and open their gates) to the
     teacher's attention on that many training batches, once, before the first step (models/calibrate.py).
     Returns the summary that is logged: mean relative error of the new layers' outputs before and after."""
@@ -129,9 +136,16 @@ def calibrate_from_config(cfg: DictConfig, student: HybridForCausalLM, teacher: 
     def mean(key):
         return sum(r[key] for r in report.values()) / len(report)
 
-    summary = {"calibration/batches": len(batches), "calibration/layers": len(layers),
-               "calibration/rel_err_before": mean("rel_err_before"), "calibration/rel_err_after": mean("rel_err_after")}
-    console.print(f"calibration: {len(layers)} new Mamba layers on {len(batches)} training batches; output error "
-                  f"vs the teacher's attention (1 = zero output) {summary['calibration/rel_err_before']:.3g} -> "
-                  f"{summary['calibration/rel_err_after']:.3f}", soft_wrap=True)
+    summary = {
+        "calibration/batches": len(batches),
+        "calibration/layers": len(layers),
+        "calibration/rel_err_before": mean("rel_err_before"),
+        "calibration/rel_err_after": mean("rel_err_after"),
+    }
+    console.print(
+        f"calibration: {len(layers)} new Mamba layers on {len(batches)} training batches; output error "
+        f"vs the teacher's attention (1 = zero output) {summary['calibration/rel_err_before']:.3g} -> "
+        f"{summary['calibration/rel_err_after']:.3f}",
+        soft_wrap=True,
+    )
     return summary

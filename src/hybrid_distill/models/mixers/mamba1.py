@@ -40,7 +40,7 @@ class Mamba1Mixer(MambaMixerBase):
         d_inner, N = self.n_heads * self.head_dim, self.head_dim
         self.dt_proj = nn.Linear(rank, d_inner, bias=True)
         with torch.no_grad():
-            std = rank ** -0.5
+            std = rank**-0.5
             self.dt_proj.weight.uniform_(-std, std)
             self.dt_proj.bias.copy_(softplus_inverse_dt(d_inner, config.options))
         self.A_log = nn.Parameter(torch.arange(1, N + 1, dtype=torch.float32).log().repeat(d_inner, 1))  # (D, N)
@@ -54,11 +54,32 @@ class Mamba1Mixer(MambaMixerBase):
         A = -torch.exp(self.A_log.float())  # (D, N)
         backend = self.config.scan_backend
         if state is not None and u.shape[-1] == 1:  # decode: one recurrent step
-            y, new_state = selective_step(state, u[..., 0], delta[..., 0], A, B[..., 0], C[..., 0], self.D,
-                                          delta_bias=self.dt_proj.bias, delta_softplus=True, backend=backend)
+            y, new_state = selective_step(
+                state,
+                u[..., 0],
+                delta[..., 0],
+                A,
+                B[..., 0],
+                C[..., 0],
+                self.D,
+                delta_bias=self.dt_proj.bias,
+                delta_softplus=True,
+                backend=backend,
+            )
             return y[:, None], new_state
-        out = selective_scan(u, delta, A, B, C, self.D, delta_bias=self.dt_proj.bias, delta_softplus=True,
-                             initial_state=state, return_final_state=use_cache, backend=backend)
+        out = selective_scan(
+            u,
+            delta,
+            A,
+            B,
+            C,
+            self.D,
+            delta_bias=self.dt_proj.bias,
+            delta_softplus=True,
+            initial_state=state,
+            return_final_state=use_cache,
+            backend=backend,
+        )
         y, new_state = out if use_cache else (out, None)
         return y.transpose(1, 2), new_state  # (B, T, D)
 

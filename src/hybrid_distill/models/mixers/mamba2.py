@@ -41,11 +41,23 @@ class Mamba2Mixer(MambaMixerBase):
         A = -torch.exp(self.A_log.float())  # (H,)
         backend = self.config.scan_backend
         if state is not None and x.shape[1] == 1:  # decode: one recurrent step
-            y, new_state = ssd_step(state, x[:, 0], dt[:, 0], A, B[:, 0], C[:, 0], self.D, self.dt_bias,
-                                    dt_softplus=True, backend=backend)
+            y, new_state = ssd_step(
+                state, x[:, 0], dt[:, 0], A, B[:, 0], C[:, 0], self.D, self.dt_bias, dt_softplus=True, backend=backend
+            )
             return y[:, None].flatten(2), new_state
-        out = ssd_scan(x, dt, A, B, C, self.D, self.dt_bias, dt_softplus=True, initial_state=state,
-                       return_final_state=use_cache, backend=backend)
+        out = ssd_scan(
+            x,
+            dt,
+            A,
+            B,
+            C,
+            self.D,
+            self.dt_bias,
+            dt_softplus=True,
+            initial_state=state,
+            return_final_state=use_cache,
+            backend=backend,
+        )
         y, new_state = out if use_cache else (out, None)
         return y.flatten(2), new_state  # (B, T, H*P)
 

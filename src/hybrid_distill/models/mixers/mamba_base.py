@@ -46,8 +46,9 @@ class MambaOptions:
 
     def resolve(self, config: HybridConfig) -> None:
         if self.conv_activation not in CONV_ACTIVATIONS:
-            raise ValueError(f"conv_activation must be one of {', '.join(CONV_ACTIVATIONS)}; "
-                             f"got {self.conv_activation!r}")
+            raise ValueError(
+                f"conv_activation must be one of {', '.join(CONV_ACTIVATIONS)}; got {self.conv_activation!r}"
+            )
         for key in ("gate", "gate_norm"):
             if not isinstance(getattr(self, key), bool):
                 raise ValueError(f"{key} must be true or false, got {getattr(self, key)!r}")
@@ -91,7 +92,10 @@ class MambaMixerBase(nn.Module):
         self.config = config  # shared with the model: scan_backend can be switched at runtime
         options: MambaOptions = config.options
         self.n_heads, self.n_kv_heads, self.head_dim = (
-            config.num_attention_heads, config.num_key_value_heads, config.head_dim)
+            config.num_attention_heads,
+            config.num_key_value_heads,
+            config.head_dim,
+        )
         d_inner = self.n_heads * self.head_dim  # query width
         d_xb = self.n_kv_heads * self.head_dim  # key/value width
         self.sizes = {"z": d_inner if options.gate else 0, "x": d_xb, "B": d_xb, "C": d_inner, "dt": dt_width}
@@ -118,7 +122,9 @@ class MambaMixerBase(nn.Module):
         raise KeyError(name)
 
     def _causal_conv(
-        self, xBC: torch.Tensor, conv_state: torch.Tensor | None  # (B, T, C), (B, C, K-1)
+        self,
+        xBC: torch.Tensor,
+        conv_state: torch.Tensor | None,  # (B, T, C), (B, C, K-1)
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Depthwise causal conv continuing from `conv_state`; one path for training, prefill and decode."""
         bsz, T, channels = xBC.shape
@@ -130,7 +136,7 @@ class MambaMixerBase(nn.Module):
         y = F.conv1d(u, self.conv1d.weight, self.conv1d.bias, groups=channels)  # (B, C, T)
         if self.config.options.conv_activation == "silu":
             y = F.silu(y)
-        return y.transpose(1, 2), u[..., u.shape[-1] - keep:]
+        return y.transpose(1, 2), u[..., u.shape[-1] - keep :]
 
     def ssm(self, x, B, C, dt, state, use_cache):
         """x (B,T,Hkv,P), B (B,T,Hkv,N), C (B,T,H,N), dt (B,T,dt_width) -> y (B,T,H*P), new SSM state or None."""

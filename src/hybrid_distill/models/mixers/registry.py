@@ -40,8 +40,10 @@ class MixerSpec:
         """The mixer's options from `given` (name -> value; the rest default), checked against `config`."""
         unknown = sorted(set(given) - set(self.option_names()))
         if unknown:
-            raise ValueError(f"mixer {self.name!r} does not take option(s) {', '.join(unknown)}; "
-                             f"its options: {', '.join(self.option_names()) or 'none'}")
+            raise ValueError(
+                f"mixer {self.name!r} does not take option(s) {', '.join(unknown)}; "
+                f"its options: {', '.join(self.option_names()) or 'none'}"
+            )
         options = self.options(**given)
         options.resolve(config)
         return options
