@@ -56,10 +56,14 @@ def specs() -> dict[str, MixerSpec]:
     global _specs
     if _specs is None:
         _specs = {}
-        for info in pkgutil.iter_modules(importlib.import_module(__package__).__path__):
-            spec = getattr(importlib.import_module(f"{__package__}.{info.name}"), "SPEC", None)
-            if spec is not None:
-                register(spec)
+        try:
+            for info in pkgutil.iter_modules(importlib.import_module(__package__).__path__):
+                spec = getattr(importlib.import_module(f"{__package__}.{info.name}"), "SPEC", None)
+                if spec is not None:
+                    register(spec)
+        except BaseException:
+            _specs = None  # a module that fails to import must not leave a registry without the others
+            raise
     return _specs
 
 
