@@ -21,8 +21,9 @@ install: $(STAMP)
 run: install           ## embedded default: tiny teacher -> 50% hybrid, KL+CE, perplexity, W&B offline
 	$(PY) train.py
 
-lint: install          ## ruff check (rules in pyproject.toml)
+lint: install          ## ruff check and ruff format --check (rules in pyproject.toml)
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 test: install lint     ## lint, then the default (fast) suite; CI runs exactly this
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -85,14 +85,30 @@ def run_variant(variant: str, batch: int, seq: int, vocab: int, dtype: torch.dty
 def machine() -> str:
     cpu = re.search(r"^model name\s*:\s*(.*)$", open("/proc/cpuinfo").read(), re.M)
     ram_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return (f"{cpu.group(1) if cpu else platform.processor()}, {os.cpu_count()} cores visible, "
-            f"torch {torch.__version__} ({torch.get_num_threads()} threads), {ram_gib:.1f} GiB RAM, "
-            f"{platform.system()} {platform.release()}")
+    return (
+        f"{cpu.group(1) if cpu else platform.processor()}, {os.cpu_count()} cores visible, "
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads), {ram_gib:.1f} GiB RAM, "
+        f"{platform.system()} {platform.release()}"
+    )
 
 
 def spawn(variant: str, args: argparse.Namespace, dtype: str) -> dict:
-    cmd = [sys.executable, __file__, "--worker", variant, "--dtype", dtype, "--batch", str(args.batch),
-           "--seq", str(args.seq), "--vocab", str(args.vocab), "--chunk", str(args.chunk)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        variant,
+        "--dtype",
+        dtype,
+        "--batch",
+        str(args.batch),
+        "--seq",
+        str(args.seq),
+        "--vocab",
+        str(args.vocab),
+        "--chunk",
+        str(args.chunk),
+    ]
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(MMAP_THRESHOLD))
     return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout)
 
@@ -122,9 +138,11 @@ def main() -> None:
             print(f"{dtype:<9} {variant:<8} {r['peak_extra_mb']:>13.0f} {r['seconds']:>7.2f} {r['loss']:>12.6f}")
         full, chunked = results["full"], results["chunked"]
         grad_mb = args.batch * args.seq * args.vocab * getattr(torch, dtype).itemsize / MB
-        print(f"{dtype:<9} full/chunked peak memory = {full['peak_extra_mb'] / chunked['peak_extra_mb']:.1f}x "
-              f"(of which the .grad buffer both need: {grad_mb:.0f} MB), "
-              f"|loss difference| = {abs(full['loss'] - chunked['loss']):.1e}")
+        print(
+            f"{dtype:<9} full/chunked peak memory = {full['peak_extra_mb'] / chunked['peak_extra_mb']:.1f}x "
+            f"(of which the .grad buffer both need: {grad_mb:.0f} MB), "
+            f"|loss difference| = {abs(full['loss'] - chunked['loss']):.1e}"
+        )
 
 
 if __name__ == "__main__":

@@ -54,8 +54,10 @@ def main() -> None:
     architecture = OmegaConf.to_container(cfg.model.architecture)
     recipe = OmegaConf.to_container(cfg.model.recipe.distill)
     loss = from_config(DistillLoss, cfg.loss, "loss")  # the default mix, kl_sft
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads); tiny preset, ratio 0.5, batch {recipe['batch_size']} x {recipe['seq_len']}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads); tiny preset, ratio 0.5, batch {recipe['batch_size']} x {recipe['seq_len']}"
+    )
     rates = {b: tokens_per_second(b, architecture, recipe, loss, args.steps) for b in args.backends.split(",")}
     base = next(iter(rates.values()))
     for backend, rate in rates.items():

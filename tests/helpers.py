@@ -40,8 +40,9 @@ TINY = [
 ]
 
 
-def compose_config(tmp_path: Path, overrides: list[str] = (), shrink: bool = True,
-                   config_name: str = "train") -> DictConfig:
+def compose_config(
+    tmp_path: Path, overrides: list[str] = (), shrink: bool = True, config_name: str = "train"
+) -> DictConfig:
     """The real config, composed like `python train.py` (or `python eval.py`: config_name="eval") would, with
     outputs under tmp_path (and the tiny preset shrunk by TINY unless shrink=False)."""
     with initialize_config_dir(config_dir(), version_base="1.3"):
@@ -57,8 +58,14 @@ def train_cli(args: list[str], tmp_path: Path, cache_dir: Path, multirun: bool =
     """`python train.py` in a child process, outputs under tmp_path, the shrunk tiny preset, W&B offline."""
     env = {**os.environ, "HD_CACHE_DIR": str(cache_dir), "HD_LOG_DIR": str(tmp_path), "WANDB_MODE": "offline"}
     flags = ["-m"] if multirun else []
-    return subprocess.run([sys.executable, str(REPO / "train.py"), *flags, *TINY, *args], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(REPO / "train.py"), *flags, *TINY, *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def compose_eval(tmp_path: Path, overrides: list[str]):

@@ -71,8 +71,12 @@ def test_renames_are_made_durable_and_files_get_the_usual_permissions(tmp_path, 
         model.config = type("C", (), {"tie_word_embeddings": False, "to_json": lambda self: "{}"})()
         save_checkpoint(model, tmp_path / "student")
         publish_dir(tmp_path / "published", lambda d: (d / "f").write_text("x"))
-        paths = [tmp_path / "a.json", tmp_path / "student" / "model.safetensors", write_new_json(tmp_path, {"a": 1}),
-                 tmp_path / "published" / "f"]
+        paths = [
+            tmp_path / "a.json",
+            tmp_path / "student" / "model.safetensors",
+            write_new_json(tmp_path, {"a": 1}),
+            tmp_path / "published" / "f",
+        ]
         assert {p.name: oct(p.stat().st_mode & 0o777) for p in paths} == {p.name: "0o644" for p in paths}
         assert oct((tmp_path / "published").stat().st_mode & 0o777) == "0o755"
     finally:

@@ -35,12 +35,25 @@ def test_every_group_option_composes_and_resolves(tmp_path):
     assert composed >= 30
 
 
-@pytest.mark.parametrize("override", [
-    "student=mamba1", "student=mamba2",
-    "loss=kl", "loss=kl_sft", "loss=sft", "loss=rkl", "loss=jsd",
-    "scan_backend=auto", "scan_backend=torch_ref", "scan_backend=torch_chunked",
-    "data=chat", "logger=csv", "callbacks=default", "debug=fast_dev_run",
-])
+@pytest.mark.parametrize(
+    "override",
+    [
+        "student=mamba1",
+        "student=mamba2",
+        "loss=kl",
+        "loss=kl_sft",
+        "loss=sft",
+        "loss=rkl",
+        "loss=jsd",
+        "scan_backend=auto",
+        "scan_backend=torch_ref",
+        "scan_backend=torch_chunked",
+        "data=chat",
+        "logger=csv",
+        "callbacks=default",
+        "debug=fast_dev_run",
+    ],
+)
 def test_runnable_option_trains_one_step(tiny_teacher, tmp_path, override):
     results = run(compose_config(tmp_path, [*ONE_STEP, override]))
     assert math.isfinite(results["student_ppl"]) and results["student_ppl"] > 1
@@ -73,7 +86,7 @@ def test_gpu_trainer_presets_compose_and_need_a_gpu(tmp_path, trainer):
 
 
 def test_slurm_launcher_defaults(tmp_path):
-    cfg = compose_config(tmp_path, ["hydra/launcher=submitit_slurm"])
+    cfg = compose_config(tmp_path, ["hydra/launcher=submitit_slurm", "trainer=ddp"])  # GPUs follow the trainer
     launcher = cfg.hydra.launcher
     assert launcher.gpus_per_node == 8 and launcher.nodes == 1 and launcher.signal_delay_s > 0
     assert "SlurmLauncher" in launcher._target_

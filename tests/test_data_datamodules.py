@@ -93,7 +93,9 @@ def test_preference_datamodule_batches(tokenizer, tmp_path):
 def test_text_datamodule_packs_shakespeare_and_can_mix_in_chat(tokenizer, tmp_path, monkeypatch):
     def two_short_plays(num_validation_plays: int) -> DatasetDict:  # the full corpus takes seconds to tokenize
         plays = shakespeare_documents(num_validation_plays)
-        return DatasetDict({split: plays[split].select([0]).map(lambda r: {"text": r["text"][:20_000]}) for split in plays})
+        return DatasetDict(
+            {split: plays[split].select([0]).map(lambda r: {"text": r["text"][:20_000]}) for split in plays}
+        )
 
     monkeypatch.setattr(datamodules, "shakespeare_documents", two_short_plays)
     text = TextDataModule(tokenizer, seq_len=128, batch_size=4, cache_dir=tmp_path)
@@ -102,8 +104,15 @@ def test_text_datamodule_packs_shakespeare_and_can_mix_in_chat(tokenizer, tmp_pa
     check_batch(batch)
     assert batch["input_ids"].shape == (4, 128) and torch.equal(batch["labels"], batch["input_ids"])
     assert "Athens" in tokenizer.decode(text.train_dataset[0]["input_ids"])  # a-midsummer-night-s-dream
-    mixed = TextDataModule(tokenizer, seq_len=128, batch_size=4, cache_dir=tmp_path, chat_source="builtin",
-                           num_chat_train_rows=40, num_chat_val_rows=10)
+    mixed = TextDataModule(
+        tokenizer,
+        seq_len=128,
+        batch_size=4,
+        cache_dir=tmp_path,
+        chat_source="builtin",
+        num_chat_train_rows=40,
+        num_chat_val_rows=10,
+    )
     mixed.setup()
     assert len(mixed.train_dataset) == len(text.train_dataset) + 40
     assert len(mixed.val_dataset) == len(text.val_dataset) + 10

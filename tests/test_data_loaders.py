@@ -61,7 +61,10 @@ def test_preference_fixtures_normalise_to_shared_prompt_conversations(as_source,
 
 
 def test_builtin_sources_and_splits():
-    train, val = load_chat_dataset("builtin", "train", num_rows=20), load_chat_dataset("builtin", "validation", num_rows=20)
+    train, val = (
+        load_chat_dataset("builtin", "train", num_rows=20),
+        load_chat_dataset("builtin", "validation", num_rows=20),
+    )
     assert len(train) == 20 and train["messages"] != val["messages"]
     assert load_chat_dataset("builtin", "train", num_rows=20)["messages"] == train["messages"]
     pairs = load_preference_dataset("builtin", num_rows=8)
@@ -126,7 +129,9 @@ def test_bad_preference_row_names_source_row_and_field(tmp_path, bad_row, proble
 def test_conversation_pairs_must_share_their_prompt():
     good = read_jsonl(ULTRAFEEDBACK)[0]
     bad = {**good, "rejected": [{"role": "user", "content": "Another question"}, good["rejected"][1]]}
-    with pytest.raises(DataRowError, match=re.escape("row 1 of in-memory Dataset: 'rejected' does not start with the same prompt")):
+    with pytest.raises(
+        DataRowError, match=re.escape("row 1 of in-memory Dataset: 'rejected' does not start with the same prompt")
+    ):
         load_preference_dataset(Dataset.from_list([good, bad]))
 
 
@@ -152,5 +157,7 @@ def test_conversation_chosen_must_end_with_the_answer():
     question, answer = {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}
     rows = [{"chosen": [question, answer], "rejected": [question, answer]},
             {"chosen": [question, answer, question], "rejected": [question, answer]}]  # fmt: skip
-    with pytest.raises(DataRowError, match=re.escape("row 1 of in-memory Dataset: 'chosen' does not end with an assistant turn")):
+    with pytest.raises(
+        DataRowError, match=re.escape("row 1 of in-memory Dataset: 'chosen' does not end with an assistant turn")
+    ):
         load_preference_dataset(Dataset.from_list(rows))

@@ -13,6 +13,7 @@ from hybrid_distill.data.corpus import shakespeare_documents
 from hybrid_distill.data.loaders import load_chat_dataset
 from hybrid_distill.data.tokenize import IGNORE_INDEX, pack_text, tokenize_chat, tokenize_preference, tokenize_prompts
 from hybrid_distill.data.tokenizer import train_tokenizer
+
 ULTRACHAT = Path(__file__).parent / "fixtures" / "ultrachat_sample.jsonl"
 
 # Meta-Llama-3-8B-Instruct's chat template, verbatim: stands in for a real checkpoint's template
@@ -59,8 +60,9 @@ def test_labels_cover_exactly_the_assistant_turns(request, tokenizer, template):
         assert all(row["labels"][i] == row["input_ids"][i] for i in labelled)
         responses = [m["content"] + end_of_turn for m in messages if m["role"] == "assistant"]
         assert trained_text(tok, row["labels"]) == "".join(responses)
-        first_prompt = tok.apply_chat_template(messages[:1 + (messages[0]["role"] == "system")], tokenize=False,
-                                               add_generation_prompt=True)
+        first_prompt = tok.apply_chat_template(
+            messages[: 1 + (messages[0]["role"] == "system")], tokenize=False, add_generation_prompt=True
+        )
         assert tok.decode(row["input_ids"][: prompt_length(row["labels"])]) == first_prompt
 
 
@@ -81,12 +83,16 @@ def test_chat_tasks_fit_in_short_sequences(tokenizer):
 
 def test_overlong_rows_are_counted_and_skipped(tokenizer):
     ds = Dataset.from_list(chat_rows(40, 0))
-    lengths = [len(tokenizer(tokenizer.apply_chat_template(m, tokenize=False), add_special_tokens=False)["input_ids"])
-               for m in ds["messages"]]
+    lengths = [
+        len(tokenizer(tokenizer.apply_chat_template(m, tokenize=False), add_special_tokens=False)["input_ids"])
+        for m in ds["messages"]
+    ]
     limit = sorted(lengths)[len(lengths) // 2]
     too_long = sum(length > limit for length in lengths)
     assert 0 < too_long < len(ds)
-    with pytest.warns(UserWarning, match=f"tokenize_chat: skipped {too_long} of 40 rows longer than max_length={limit}"):
+    with pytest.warns(
+        UserWarning, match=f"tokenize_chat: skipped {too_long} of 40 rows longer than max_length={limit}"
+    ):
         out = tokenize_chat(ds, tokenizer, max_length=limit)
     assert sorted(map(len, out["input_ids"])) == sorted(n for n in lengths if n <= limit)
 
@@ -112,7 +118,9 @@ def test_prompts_end_with_the_generation_prompt(tokenizer):
     for row, original in zip(out, rows):
         assert row["prompt_messages"] == original["messages"][:1]
         assert row["reference"] == original["messages"][1]["content"]
-        assert tokenizer.decode(row["input_ids"]).endswith(f"{original['messages'][0]['content']}<|eos|><|assistant|>\n")
+        assert tokenizer.decode(row["input_ids"]).endswith(
+            f"{original['messages'][0]['content']}<|eos|><|assistant|>\n"
+        )
 
 
 def test_second_call_reuses_the_cache(tokenizer, tmp_path, monkeypatch):

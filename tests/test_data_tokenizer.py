@@ -31,7 +31,9 @@ def test_round_trip_is_lossless(tokenizer, text):
 
 def test_vocabulary_and_digit_split(tokenizer):
     assert len(tokenizer) == 512
-    assert [tokenizer.convert_ids_to_tokens(i) for i in tokenizer("2025", add_special_tokens=False)["input_ids"]] == list("2025")
+    assert [
+        tokenizer.convert_ids_to_tokens(i) for i in tokenizer("2025", add_special_tokens=False)["input_ids"]
+    ] == list("2025")
     assert tokenizer.pad_token_id not in (None, tokenizer.eos_token_id)
 
 
@@ -50,7 +52,9 @@ def test_chat_template_renders_roles_like_llama3(tokenizer):
 def test_saved_tokenizer_reloads_identically(tmp_path):
     tokenizer = train_tokenizer(TEXTS, vocab_size=300, out_dir=tmp_path)
     reloaded = AutoTokenizer.from_pretrained(tmp_path)
-    assert reloaded.apply_chat_template(CONVERSATION, tokenize=False) == tokenizer.apply_chat_template(CONVERSATION, tokenize=False)
+    assert reloaded.apply_chat_template(CONVERSATION, tokenize=False) == tokenizer.apply_chat_template(
+        CONVERSATION, tokenize=False
+    )
     assert reloaded(TEXTS[1])["input_ids"] == tokenizer(TEXTS[1])["input_ids"]
 
 
@@ -64,4 +68,6 @@ def test_cache_is_reused_and_keyed_by_vocab_and_corpus(tmp_path, monkeypatch):
     other_corpus = load_or_train_tokenizer(tmp_path, vocab_size=400, texts=TEXTS[:50])
     names = {t.name_or_path for t in (first, other_vocab, other_corpus)}
     assert len(names) == 3
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(n.rsplit("/", 1)[-1] for n in names)  # no temp dirs left
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        n.rsplit("/", 1)[-1] for n in names
+    )  # no temp dirs left

@@ -9,8 +9,9 @@ from helpers import train_cli
 
 
 def test_ddp_with_two_cpu_processes(tiny_teacher, cache_dir, tmp_path):
-    proc = train_cli(["trainer.strategy=ddp", "trainer.devices=2", "trainer.max_steps=3", "logger=csv"],
-                      tmp_path, cache_dir)
+    proc = train_cli(
+        ["trainer.strategy=ddp", "trainer.devices=2", "trainer.max_steps=3", "logger=csv"], tmp_path, cache_dir
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "MEMBER: 2/2" in proc.stdout + proc.stderr  # Lightning's rank-1 start-up line: two processes ran
     run_dirs = list((tmp_path / "train" / "runs").iterdir())

@@ -43,9 +43,18 @@ def student_dir(cache_dir, tmp_path_factory) -> Path:
     """A small random hybrid saved with the tiny tokenizer (lm_eval only needs a loadable student)."""
     tokenizer = load_or_train_tokenizer(cache_dir / "tokenizers", 2048)
     torch.manual_seed(0)
-    teacher = LlamaForCausalLM(LlamaConfig(vocab_size=2048, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
-                                           num_attention_heads=4, num_key_value_heads=2, head_dim=8,
-                                           max_position_embeddings=48))
+    teacher = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=2048,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=8,
+            max_position_embeddings=48,
+        )
+    )
     path = tmp_path_factory.mktemp("lm_eval_student")
     build_student(teacher, mamba_ratio=0.5).save_pretrained(path)
     tokenizer.save_pretrained(path)
@@ -56,8 +65,10 @@ def write_tasks(path: Path) -> Path:
     """The local YAML tasks (TASKS on the fixture data) in `path`, for TaskManager(include_path=path)."""
     for name, body in TASKS.items():
         data = FIXTURES / DATA[name]
-        (path / f"{name}.yaml").write_text(f"task: {name}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n"
-                                           f"    test: {data}\ntest_split: test\n{body}\n")
+        (path / f"{name}.yaml").write_text(
+            f"task: {name}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n"
+            f"    test: {data}\ntest_split: test\n{body}\n"
+        )
     return path
 
 
@@ -77,18 +88,25 @@ def reference_logprob(lm: HybridLM, context: list[int], continuation: list[int])
 
 def test_loglikelihood_is_exact_across_batches(student_dir):
     lm = HybridLM(pretrained=str(student_dir), device="cpu", batch_size=2, max_length=48)
-    pairs = [("Remember: apple=12.", " 12"), ("Hi", " there friend"), ("A longer context with more words", " x"),
-             ("", "Start of text")]
+    pairs = [
+        ("Remember: apple=12.", " 12"),
+        ("Hi", " there friend"),
+        ("A longer context with more words", " x"),
+        ("", "Start of text"),
+    ]
     requests = [Instance("loglikelihood", {}, pair, i) for i, pair in enumerate(pairs)]
     results = lm.loglikelihood(requests)
     for (context, continuation), (logprob, greedy) in zip(pairs, results):
-        ctx, cont = ((lm.prefix_token_id,), lm.tok_encode(continuation, add_special_tokens=False)) if not context else \
-            lm._encode_pair(context, continuation)
+        ctx, cont = (
+            ((lm.prefix_token_id,), lm.tok_encode(continuation, add_special_tokens=False))
+            if not context
+            else lm._encode_pair(context, continuation)
+        )
         expected, expected_greedy = reference_logprob(lm, list(ctx), list(cont))
         assert logprob == pytest.approx(expected, abs=1e-4) and logprob < 0 and greedy == expected_greedy
     # the model's own greedy continuation is reported as greedy
     prompt = lm.tok_encode("Once upon")
-    own = lm.model.generate(torch.tensor([prompt]), max_new_tokens=3)[0, len(prompt):].tolist()
+    own = lm.model.generate(torch.tensor([prompt]), max_new_tokens=3)[0, len(prompt) :].tolist()
     [(_, greedy)] = lm._loglikelihood_tokens([(None, prompt, own)])
     assert greedy
 
@@ -105,7 +123,7 @@ def test_rolling_loglikelihood_scores_every_token_once(student_dir, max_length):
     expected = 0.0
     for start in range(0, len(tokens), max_length):
         end = min(start + max_length, len(tokens))  # the window predicts seq[start + 1 : end + 1]
-        expected += reference_logprob(lm, seq[max(0, end - max_length):start + 1], seq[start + 1:end + 1])[0]
+        expected += reference_logprob(lm, seq[max(0, end - max_length) : start + 1], seq[start + 1 : end + 1])[0]
     assert total == pytest.approx(expected, rel=1e-4)
 
 
@@ -113,12 +131,16 @@ def test_generate_until_stops_at_the_stop_string(student_dir):
     lm = HybridLM(pretrained=str(student_dir), device="cpu")
     free = lm.generate_until([Instance("generate_until", {}, ("Copy exactly:", {"max_gen_toks": 12}), 0)])[0]
     prompt = lm.tok_encode("Copy exactly:")
-    reference = lm.tok_decode(lm.model.generate(torch.tensor([prompt]), max_new_tokens=12,
-                                                eos_token_id=lm.eot_token_id)[0, len(prompt):].tolist())
+    reference = lm.tok_decode(
+        lm.model.generate(torch.tensor([prompt]), max_new_tokens=12, eos_token_id=lm.eot_token_id)[
+            0, len(prompt) :
+        ].tolist()
+    )
     assert free == reference and len(free) > 1
     stop = free[len(free) // 2]
-    [cut] = lm.generate_until([Instance("generate_until", {}, ("Copy exactly:", {"max_gen_toks": 12, "until": [stop]}),
-                                        0)])
+    [cut] = lm.generate_until(
+        [Instance("generate_until", {}, ("Copy exactly:", {"max_gen_toks": 12, "until": [stop]}), 0)]
+    )
     assert cut == free.split(stop)[0]
 
 
@@ -126,9 +148,14 @@ def test_harness_runs_local_tasks(student_dir, task_dir):
     import lm_eval
     from lm_eval.tasks import TaskManager
 
-    out = lm_eval.simple_evaluate(model="hybrid_distill", model_args=f"pretrained={student_dir},max_length=48",
-                                  tasks=list(TASKS), task_manager=TaskManager(include_path=str(task_dir)),
-                                  device="cpu", batch_size=2)
+    out = lm_eval.simple_evaluate(
+        model="hybrid_distill",
+        model_args=f"pretrained={student_dir},max_length=48",
+        tasks=list(TASKS),
+        task_manager=TaskManager(include_path=str(task_dir)),
+        device="cpu",
+        batch_size=2,
+    )
     results = out["results"]
     assert 0 <= results["hd_recall_mc"]["acc,none"] <= 1
     assert results["hd_copy_gen"]["exact_match,none"] in (0.0, 0.5, 1.0)
@@ -136,10 +163,29 @@ def test_harness_runs_local_tasks(student_dir, task_dir):
 
 
 def test_command_line_registers_the_model(student_dir, task_dir, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "hybrid_distill.eval.lm_eval_cli", "--model", "hybrid_distill",
-                           "--model_args", f"pretrained={student_dir},max_length=48", "--tasks", "hd_recall_mc",
-                           "--include_path", str(task_dir), "--device", "cpu", "--output_path", str(tmp_path)],
-                          capture_output=True, text=True, timeout=300, cwd=REPO)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hybrid_distill.eval.lm_eval_cli",
+            "--model",
+            "hybrid_distill",
+            "--model_args",
+            f"pretrained={student_dir},max_length=48",
+            "--tasks",
+            "hd_recall_mc",
+            "--include_path",
+            str(task_dir),
+            "--device",
+            "cpu",
+            "--output_path",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     [result_file] = tmp_path.rglob("results_*.json")
     assert "acc,none" in json.loads(result_file.read_text())["results"]["hd_recall_mc"]

@@ -22,11 +22,19 @@ from hybrid_distill.runtime import run_context
 
 # a small suite: every section runs, in seconds
 SMALL_SUITE = [
-    "suite.quality.batch_size=4", "suite.quality.max_batches=2",  # the distill stage's validation batches (TINY)
-    "suite.recall.multiples=[1,2]", "suite.recall.num_examples=4",
-    "suite.throughput.prompt_lens=[16]", "suite.throughput.batches=[2]", "suite.throughput.new_tokens=4",
-    "suite.speculative.num_prompts=1", "suite.speculative.max_new_tokens=8", "suite.speculative.prompt_len=16",
-    "suite.samples.num_prompts=2", "suite.samples.max_new_tokens=6",
+    "suite.quality.batch_size=4",
+    "suite.quality.max_batches=2",  # the distill stage's validation batches (TINY)
+    "suite.recall.multiples=[1,2]",
+    "suite.recall.num_examples=4",
+    "suite.recall.min_teacher_accuracy=null",  # score every length (the 4-step tiny models are at chance)
+    "suite.throughput.prompt_lens=[16]",
+    "suite.throughput.batches=[2]",
+    "suite.throughput.new_tokens=4",
+    "suite.speculative.num_prompts=1",
+    "suite.speculative.max_new_tokens=8",
+    "suite.speculative.prompt_len=16",
+    "suite.samples.num_prompts=2",
+    "suite.samples.max_new_tokens=6",
 ]
 
 
@@ -53,7 +61,8 @@ def test_eval_of_a_run_dir(distilled_run, tmp_path):
     assert results["pattern"] == trained["pattern"] and results["train_length"] == 64
     recall = results["recall"]
     assert {(r["task"], r["length"], r["model"]) for r in recall} == {
-        (t, n, m) for t in ("mqar", "phonebook", "copy", "needle") for n in (64, 128) for m in ("student", "teacher")}
+        (t, n, m) for t in ("mqar", "phonebook", "copy", "needle") for n in (64, 128) for m in ("student", "teacher")
+    }
     assert all(r["accuracy"] is None or 0 <= r["accuracy"] <= 1 for r in recall)
     teacher_row, student_row = results["throughput"]
     assert (teacher_row["model"], student_row["model"]) == ("teacher", "student")
@@ -76,19 +85,37 @@ def test_eval_of_a_run_dir(distilled_run, tmp_path):
 
     # a second evaluation gets its own file; the first is untouched
     first = path.read_bytes()
-    again = evaluate_from_config(compose_eval(tmp_path / "again", [f"ckpt={distilled_run / 'student'}",
-                                                                   "suite.recall.enabled=false",
-                                                                   "suite.throughput.enabled=false",
-                                                                   "suite.speculative.enabled=false", *SMALL_SUITE]))
+    again = evaluate_from_config(
+        compose_eval(
+            tmp_path / "again",
+            [
+                f"ckpt={distilled_run / 'student'}",
+                "suite.recall.enabled=false",
+                "suite.throughput.enabled=false",
+                "suite.speculative.enabled=false",
+                *SMALL_SUITE,
+            ],
+        )
+    )
     assert Path(again["eval_json"]) == distilled_run / "eval-2.json" and path.read_bytes() == first
     assert again["quality/student_ppl"] == pytest.approx(q["student_ppl"], rel=1e-6)
 
 
 def test_eval_of_a_lightning_checkpoint(distilled_run, tmp_path):
     ckpt = distilled_run / "distill" / "checkpoints" / "last.ckpt"
-    summary = evaluate_from_config(compose_eval(tmp_path, [
-        f"ckpt={ckpt}", "logger=none", "suite.recall.enabled=false", "suite.throughput.enabled=false",
-        "suite.speculative.enabled=false", *SMALL_SUITE]))
+    summary = evaluate_from_config(
+        compose_eval(
+            tmp_path,
+            [
+                f"ckpt={ckpt}",
+                "logger=none",
+                "suite.recall.enabled=false",
+                "suite.throughput.enabled=false",
+                "suite.speculative.enabled=false",
+                *SMALL_SUITE,
+            ],
+        )
+    )
     trained = json.loads((distilled_run / "metrics.json").read_text())
     assert summary["quality/student_ppl"] == pytest.approx(trained["student_ppl"], rel=1e-4)
 
@@ -113,8 +140,12 @@ def test_bad_ckpt_is_one_clear_error(tmp_path, distilled_run):
 
 def test_eval_cli_reports_a_missing_ckpt_in_one_line(tmp_path):
     missing = tmp_path / "no_such_run"
-    proc = subprocess.run([sys.executable, str(REPO / "eval.py"), f"ckpt={missing}", "logger=none",
-                           f"hydra.run.dir={tmp_path / 'out'}"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "eval.py"), f"ckpt={missing}", "logger=none", f"hydra.run.dir={tmp_path / 'out'}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     output = " ".join((proc.stdout + proc.stderr).split())  # the console wraps long lines
     assert proc.returncode == 2
     assert f"ckpt '{missing}' does not exist" in output and "Traceback" not in output
@@ -132,11 +163,14 @@ def test_eval_as_a_pipeline_stage(distilled_run, tmp_path):
     """run_eval takes a train config whose `stage` holds the suite (conf/eval/default.yaml) and `stage.ckpt`."""
     cfg = compose_config(tmp_path, ["logger=none"])
     suite = OmegaConf.load(Path(config_dir()) / "eval" / "default.yaml")
-    small = OmegaConf.from_dotlist([o.removeprefix("suite.") for o in SMALL_SUITE] +
-                                   ["recall.enabled=false", "throughput.enabled=false", "speculative.enabled=false"])
+    small = OmegaConf.from_dotlist(
+        [o.removeprefix("suite.") for o in SMALL_SUITE]
+        + ["recall.enabled=false", "throughput.enabled=false", "speculative.enabled=false"]
+    )
     with open_dict(cfg):
-        cfg.stage = OmegaConf.merge(suite, small,
-                                    {"name": "eval", "max_steps": 0, "ckpt": str(distilled_run / "student")})
+        cfg.stage = OmegaConf.merge(
+            suite, small, {"name": "eval", "max_steps": 0, "ckpt": str(distilled_run / "student")}
+        )
     summary = run_eval(cfg, run_context(cfg))
     written = Path(summary["eval_json"])
     assert written.parent == distilled_run and written.name.startswith("eval")

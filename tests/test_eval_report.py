@@ -20,9 +20,16 @@ from hybrid_distill.eval.report import collect, main
 from helpers import compose_eval, save_run_config
 
 RATIOS = (0.5, 0.75)
-EVAL = ["logger=none", "suite.quality.batch_size=4", "suite.quality.max_batches=2", "suite.recall.multiples=[1,2]",
-        "suite.recall.num_examples=2", "suite.recall.tasks=[mqar,copy]", "suite.throughput.enabled=false",
-        "suite.speculative.enabled=false"]
+EVAL = [
+    "logger=none",
+    "suite.quality.batch_size=4",
+    "suite.quality.max_batches=2",
+    "suite.recall.multiples=[1,2]",
+    "suite.recall.num_examples=2",
+    "suite.recall.tasks=[mqar,copy]",
+    "suite.throughput.enabled=false",
+    "suite.speculative.enabled=false",
+]
 # the throughput plot is fed from the committed H100 measurements (experiments/throughput/bench.py output)
 H100_ROWS = REPO / "experiments" / "throughput" / "results" / "h100-2" / "rows.jsonl"
 
@@ -53,8 +60,13 @@ def test_report_table_and_plots(sweep):
         assert row["eval/quality/student_ppl"] == evaluated["quality"]["student_ppl"]
 
     out = sweep / "custom_report"
-    proc = subprocess.run([sys.executable, "-m", "hybrid_distill.report", str(sweep), "--out", str(out),
-                           "--throughput", str(H100_ROWS)], capture_output=True, text=True, timeout=120, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "hybrid_distill.report", str(sweep), "--out", str(out), "--throughput", str(H100_ROWS)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     text = (out / "report.md").read_text()
     table = [line for line in text.splitlines() if line.startswith("| mamba_ratio=")]
@@ -74,8 +86,9 @@ def test_results_notebook_executes_on_the_sweep(sweep, monkeypatch):
     monkeypatch.setenv("HD_SWEEP_DIR", str(sweep))
     monkeypatch.setenv("HD_THROUGHPUT", str(H100_ROWS))
     notebook = nbformat.read(REPO / "notebooks" / "results.ipynb", as_version=4)
-    NotebookClient(notebook, timeout=300, kernel_name="python3",
-                   resources={"metadata": {"path": str(REPO / "notebooks")}}).execute()
+    NotebookClient(
+        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(REPO / "notebooks")}}
+    ).execute()
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     images = [o for o in outputs if "image/png" in o.get("data", {})]
@@ -83,3 +96,20 @@ def test_results_notebook_executes_on_the_sweep(sweep, monkeypatch):
     assert len(images) == 4
     assert "| mamba_ratio=0.5 |" in markdown and "| mamba_ratio=0.75 |" in markdown and "| mqar |" in markdown
     assert (sweep / "report" / "recall_vs_length.png").is_file()
+
+
+def test_legends_name_settings_and_each_loss_objective_gets_its_own_axis(tmp_path):
+    import pandas as pd
+
+    from hybrid_distill.eval.report import group_label, loss_curves, loss_panels
+
+    assert group_label(["loss"], ("kl",)) == "loss=kl"  # pandas' key for a one-column groupby is a 1-tuple
+    assert group_label(["loss", "backend"], ("kl", "triton")) == "loss=kl, backend=triton"
+    assert group_label([], ()) == "all runs"
+    dirs = []
+    for name in ("a", "b", "c"):
+        (tmp_path / name / "distill").mkdir(parents=True)
+        pd.DataFrame({"step": [1, 2], "train/loss": [2.0, 1.0]}).to_csv(tmp_path / name / "distill" / "metrics.csv")
+        dirs.append(str(tmp_path / name))
+    runs = pd.DataFrame({"run": ["a", "b", "c"], "dir": dirs, "loss": ["kl", "kl_sft", "kl"]})
+    assert loss_panels(loss_curves(runs)) == [("distill", "train/loss (kl)"), ("distill", "train/loss (kl_sft)")]

@@ -13,8 +13,15 @@ from hybrid_distill.eval.decoders import HFDecoder, HybridDecoder
 from hybrid_distill.eval.speculative import speculative_benchmark, speculative_generate
 from hybrid_distill.models import build_student
 
-CONFIG = dict(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
-              num_key_value_heads=2, head_dim=8)
+CONFIG = dict(
+    vocab_size=64,
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=8,
+)
 
 
 def llama(seed: int) -> LlamaForCausalLM:

@@ -25,7 +25,7 @@ def test_mqar_queries_ask_for_the_paired_values():
     assert batch.input_ids.shape == (20, L) and batch.per_token_queries
     for ids, labels in zip(batch.input_ids.tolist(), batch.labels.tolist()):
         assert ids[0] == 0
-        keys, values = ids[1:1 + 2 * n:2], ids[2:2 + 2 * n:2]
+        keys, values = ids[1 : 1 + 2 * n : 2], ids[2 : 2 + 2 * n : 2]
         assert all(1 < k < V // 2 for k in keys) and all(V // 2 <= v < V and v != 40 for v in values)
         assert len(set(keys)) == n
         pairs = dict(zip(keys, values))
@@ -55,7 +55,7 @@ def test_text_tasks_fit_the_budget_and_answer_from_the_context(tokenizer, text_f
                 assert real <= length and counted.any()
                 # the answer is the end of the sequence and sits in labels at its own positions
                 assert torch.equal(labels[counted], ids[counted]) and counted.nonzero().max() == real - 1
-                prompt = tokenizer.decode(ids[:int(counted.nonzero().min())], skip_special_tokens=True)
+                prompt = tokenizer.decode(ids[: int(counted.nonzero().min())], skip_special_tokens=True)
                 answer = tokenizer.decode(labels[counted]).strip()
                 if task == "phonebook":
                     name = re.search(r"(?:Number of |\n)([A-Z]\w+ [A-Z]\w+)[?:]\s*$", prompt).group(1)
@@ -77,6 +77,7 @@ def test_text_task_too_short_is_reported(tokenizer):
 
 def oracle(batch, vocab: int, wrong: dict[tuple[int, int], int] | None = None):
     """Logits that predict every label, except at the (row, label position) keys of `wrong`: that token instead."""
+
     def fn(ids):
         assert torch.equal(ids, batch.input_ids)  # one pass: the logits budget holds every row
         logits = torch.zeros(*ids.shape, vocab)  # (N, T, V)
@@ -87,13 +88,18 @@ def oracle(batch, vocab: int, wrong: dict[tuple[int, int], int] | None = None):
             logits[row, t - 1] = 0.0
             logits[row, t - 1, token] = 1.0
         return logits
+
     return fn
 
 
 def test_score_counts_queries_and_tokens():
     batch = mqar(100, 40, 4, 3, torch.Generator().manual_seed(1))
-    assert score(oracle(batch, 100), batch, 100) == {"accuracy": 1.0, "token_accuracy": 1.0, "queries": 12,
-                                                "answer_tokens": 12}
+    assert score(oracle(batch, 100), batch, 100) == {
+        "accuracy": 1.0,
+        "token_accuracy": 1.0,
+        "queries": 12,
+        "answer_tokens": 12,
+    }
     t = int((batch.labels[1] != IGNORE_INDEX).nonzero()[0])
     assert score(oracle(batch, 100, {(1, t): 0}), batch, 100)["accuracy"] == pytest.approx(11 / 12)
 
@@ -108,9 +114,71 @@ def test_score_one_query_per_row(tokenizer):
 
 
 def test_recall_suite_rows_and_skips(tokenizer):
-    rows = recall_suite({"oracle": lambda ids: torch.zeros(*ids.shape, len(tokenizer))}, tokenizer, len(tokenizer),
-                        ["mqar", "phonebook"], train_length=16, multiples=[1, 8], num_examples=2, seed=0)
-    assert [(r["task"], r["length"]) for r in rows] == [("mqar", 16), ("mqar", 128), ("phonebook", 16),
-                                                         ("phonebook", 128)]
+    rows = recall_suite(
+        {"oracle": lambda ids: torch.zeros(*ids.shape, len(tokenizer))},
+        tokenizer,
+        len(tokenizer),
+        ["mqar", "phonebook"],
+        train_length=16,
+        multiples=[1, 8],
+        num_examples=2,
+        seed=0,
+    )
+    assert [(r["task"], r["length"]) for r in rows] == [
+        ("mqar", 16),
+        ("mqar", 128),
+        ("phonebook", 16),
+        ("phonebook", 128),
+    ]
     assert rows[2]["accuracy"] is None and "cannot hold" in rows[2]["skipped"]
     assert rows[3]["accuracy"] == 0.0 and rows[3]["queries"] == 2
+
+
+def test_the_recall_suite_stops_where_the_teacher_is_at_chance_and_says_so(tokenizer):
+    calls = []
+
+    def blind(ids):  # predicts token 0 everywhere: accuracy 0 on every task (at chance)
+        calls.append(ids.shape[1])
+        return torch.zeros(*ids.shape, len(tokenizer))
+
+    said = []
+    rows = recall_suite(
+        {"student": blind, "teacher": blind},
+        tokenizer,
+        len(tokenizer),
+        ["mqar"],
+        train_length=64,
+        multiples=[2, 1, 4],
+        num_examples=2,
+        seed=0,
+        min_teacher_accuracy=0.0,
+        say=said.append,
+    )
+    assert [(r["multiple"], r["model"], r["accuracy"]) for r in rows] == [
+        (1, "teacher", 0.0),
+        (1, "student", None),
+        (2, "teacher", None),
+        (2, "student", None),
+        (4, "teacher", None),
+        (4, "student", None),
+    ]
+    assert calls == [64]  # only the teacher at 1x ran
+    assert all(r["skipped"].startswith("teacher at chance from 1x") for r in rows[1:])
+    assert said == [
+        "recall mqar 1x (64 tokens): teacher 0.00; teacher at chance from 1x (accuracy 0.00 <= "
+        "recall.min_teacher_accuracy=0): skipped here and at longer lengths"
+    ]
+    calls.clear()
+    full = recall_suite(
+        {"student": blind, "teacher": blind},
+        tokenizer,
+        len(tokenizer),
+        ["mqar"],
+        train_length=64,
+        multiples=[1, 2],
+        num_examples=2,
+        seed=0,
+        min_teacher_accuracy=None,
+        say=said.append,
+    )
+    assert all(r["accuracy"] == 0.0 for r in full) and len(calls) == 4

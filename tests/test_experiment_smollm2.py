@@ -42,6 +42,17 @@ def test_seqkd_dpo_and_stepwise_studies_compose(tmp_path):
 
 def test_the_study_distillation_config_trains_on_text_and_chat(tiny_teacher, tmp_path):
     # the tiny teacher stands in for SmolLM2; builtin chat rows stand in for the seqkd answers
-    results = run(compose_config(tmp_path, ["experiment=smollm2/distill", "model=tiny", "trainer=cpu", "logger=none",
-                                            "data.chat_source=builtin", "trainer.max_steps=2"]))
+    results = run(
+        compose_config(
+            tmp_path,
+            [
+                "experiment=smollm2/distill",
+                "model=tiny",
+                "trainer=cpu",
+                "logger=none",
+                "data.chat_source=builtin",
+                "trainer.max_steps=2",
+            ],
+        )
+    )
     assert results["tokens_seen"] > 0 and results["kl"] > 0

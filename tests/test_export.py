@@ -14,8 +14,14 @@ from typing import NamedTuple
 import pytest
 import safetensors.torch
 import torch
-from transformers import (AutoModelForCausalLM, AutoTokenizer, BambaConfig, BambaForCausalLM, LlamaConfig,
-                          LlamaForCausalLM)
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    BambaConfig,
+    BambaForCausalLM,
+    LlamaConfig,
+    LlamaForCausalLM,
+)
 
 from helpers import REPO, compose_config
 from hybrid_distill.cli import run
@@ -57,10 +63,18 @@ def compare(student: HybridForCausalLM, export_dir: Path, label: str, tolerance:
     diff = float((model(ids).logits - student(ids).logits).abs().max())
     eos, pad = student.config.eos_token_id, student.config.pad_token_id
     ours = student.generate(ids, max_new_tokens=NEW_TOKENS, eos_token_id=eos)
-    theirs = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=NEW_TOKENS, do_sample=False,
-                            eos_token_id=eos, pad_token_id=eos if pad is None else pad)
-    print(f"\n{label}: pattern {student.config.pattern}, max abs logit diff {diff:.3g}, "
-          f"{ours.shape[1] - ids.shape[1]} greedy tokens identical: {torch.equal(ours, theirs)}")
+    theirs = model.generate(
+        ids,
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=NEW_TOKENS,
+        do_sample=False,
+        eos_token_id=eos,
+        pad_token_id=eos if pad is None else pad,
+    )
+    print(
+        f"\n{label}: pattern {student.config.pattern}, max abs logit diff {diff:.3g}, "
+        f"{ours.shape[1] - ids.shape[1]} greedy tokens identical: {torch.equal(ours, theirs)}"
+    )
     assert diff < tolerance
     assert torch.equal(ours, theirs)
     return diff
@@ -74,10 +88,23 @@ def print_cost(report, label: str) -> None:
 def random_teacher(**overrides) -> LlamaForCausalLM:
     """A random Llama of the shrunk tiny preset's shape (conftest.TINY), with a wider init than HF's default."""
     torch.manual_seed(0)
-    config = {"vocab_size": 2048, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 4,
-              "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "max_position_embeddings": 128,
-              "rms_norm_eps": 1e-5, "tie_word_embeddings": True, "initializer_range": 0.1, "bos_token_id": 1,
-              "eos_token_id": 2, "pad_token_id": 0, **overrides}
+    config = {
+        "vocab_size": 2048,
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 16,
+        "max_position_embeddings": 128,
+        "rms_norm_eps": 1e-5,
+        "tie_word_embeddings": True,
+        "initializer_range": 0.1,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "pad_token_id": 0,
+        **overrides,
+    }
     return LlamaForCausalLM(LlamaConfig(**config))
 
 
@@ -97,9 +124,13 @@ def exported(request, tiny_teacher, tmp_path_factory) -> Exported:
     teacher, tokenizer = tiny_teacher
     ratio = float(request.param.removeprefix("ratio"))
     if ratio == 0.875:
-        teacher = random_teacher(num_hidden_layers=8, vocab_size=teacher.config.vocab_size,
-                                 bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                                 pad_token_id=tokenizer.pad_token_id)
+        teacher = random_teacher(
+            num_hidden_layers=8,
+            vocab_size=teacher.config.vocab_size,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
     torch.manual_seed(0)
     student = build_student(teacher, mamba_ratio=ratio)
     ids = prompts(student.config.vocab_size)
@@ -127,8 +158,9 @@ def test_exported_directory_has_the_tokenizer_and_chat_template(exported, tiny_t
     theirs = AutoTokenizer.from_pretrained(out)
     chat = [{"role": "user", "content": "What is 2+3?"}]
     assert theirs.chat_template == tokenizer.chat_template
-    assert theirs.apply_chat_template(chat, add_generation_prompt=True) == \
-        tokenizer.apply_chat_template(chat, add_generation_prompt=True)
+    assert theirs.apply_chat_template(chat, add_generation_prompt=True) == tokenizer.apply_chat_template(
+        chat, add_generation_prompt=True
+    )
     assert "auto_map" not in (out / "config.json").read_text()  # nothing asks for remote code
 
 
@@ -146,7 +178,7 @@ def test_a_wrong_head_order_would_be_caught(exported):
     model = AutoModelForCausalLM.from_pretrained(out)
     layer = next(i for i, kind in enumerate(student.config.pattern) if kind == "M")
     hd, heads = student.config.head_dim, student.config.num_attention_heads
-    x_rows = model.model.layers[layer].mamba.in_proj.weight.data[heads * hd:2 * heads * hd]  # (H * hd, d)
+    x_rows = model.model.layers[layer].mamba.in_proj.weight.data[heads * hd : 2 * heads * hd]  # (H * hd, d)
     first, last = x_rows[:hd].clone(), x_rows[-hd:].clone()  # query head 0 and H-1: different KV heads
     x_rows[:hd], x_rows[-hd:] = last, first
     ids = prompts(student.config.vocab_size)
@@ -157,9 +189,18 @@ def test_a_wrong_head_order_would_be_caught(exported):
 # --- architecture options the export carries -----------------------------------------------------------------------
 VARIANTS = {
     "attention_bias, mlp_bias, untied, llama3 RoPE": {
-        "attention_bias": True, "mlp_bias": True, "tie_word_embeddings": False,
-        "rope_parameters": {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
-                            "high_freq_factor": 4.0, "original_max_position_embeddings": 16}},
+        "attention_bias": True,
+        "mlp_bias": True,
+        "tie_word_embeddings": False,
+        "rope_parameters": {
+            "rope_type": "llama3",
+            "rope_theta": 500000.0,
+            "factor": 8.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 16,
+        },
+    },
     "MHA, heads * head_dim = 2 * hidden": {"num_key_value_heads": 4, "head_dim": 32},
 }
 
@@ -232,8 +273,14 @@ def test_existing_output_directory_is_refused(exported, tmp_path):
 @pytest.mark.parametrize("exported", ["ratio0.5"], indirect=True)  # once: a subprocess imports everything anew
 def test_command_line_exports_and_reports(exported, tmp_path):
     student_dir = exported.student_dir
-    proc = subprocess.run([sys.executable, "-m", "hybrid_distill.export", str(student_dir), str(tmp_path / "out")],
-                          check=False, capture_output=True, text=True, timeout=300, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "hybrid_distill.export", str(student_dir), str(tmp_path / "out")],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "parameters: student" in proc.stdout and "max abs logit difference" in proc.stdout
     assert type(AutoModelForCausalLM.from_pretrained(tmp_path / "out")) is BambaForCausalLM
@@ -264,8 +311,7 @@ def test_eval_loads_an_export_as_the_student(exported):
 
     student, tokenizer = load_student(resolve_checkpoint(str(exported.out)), None, None, None)
     assert student.config.to_dict() == exported.student.config.to_dict()
-    assert all(torch.equal(a, b) for a, b in zip(student.state_dict().values(),
-                                                 exported.student.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(student.state_dict().values(), exported.student.state_dict().values()))
     assert tokenizer.chat_template is not None
 
 
@@ -283,9 +329,19 @@ def test_import_refuses_a_model_trained_apart_after_export(exported, tmp_path):
 
 
 def test_import_refuses_a_bamba_model_of_another_shape(tmp_path):
-    config = BambaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                      num_attention_heads=4, num_key_value_heads=2, mamba_n_heads=4, mamba_d_head=16,
-                                      mamba_expand=2, mamba_d_state=8, attn_layer_indices=[1])
+    config = BambaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        mamba_n_heads=4,
+        mamba_d_head=16,
+        mamba_expand=2,
+        mamba_d_state=8,
+        attn_layer_indices=[1],
+    )
     BambaForCausalLM(config).save_pretrained(tmp_path / "other")
     with pytest.raises(UserError, match="has no hybrid_distill student form: mamba_d_head=16 .needs 8."):
         import_student(tmp_path / "other")
@@ -294,8 +350,12 @@ def test_import_refuses_a_bamba_model_of_another_shape(tmp_path):
 def test_an_export_distils_further_as_student_init_from(tiny_teacher, tmp_path):
     distilled = run(compose_config(tmp_path / "first", ["logger=none", "trainer.max_steps=2"]))["student_dir"]
     export_student(distilled, tmp_path / "bamba")
-    results = run(compose_config(tmp_path / "second", ["logger=none", "trainer.max_steps=2", "mamba_ratio=0.75",
-                                                       f"student.init_from={tmp_path / 'bamba'}"]))
+    results = run(
+        compose_config(
+            tmp_path / "second",
+            ["logger=none", "trainer.max_steps=2", "mamba_ratio=0.75", f"student.init_from={tmp_path / 'bamba'}"],
+        )
+    )
     assert results["pattern"] == "MMMA" and results["init_from"] == str(tmp_path / "bamba")
     assert results["student_ppl"] < float("inf")
     before = import_student(tmp_path / "bamba").state_dict()
@@ -316,12 +376,13 @@ def test_lm_eval_hf_model_on_the_export_equals_the_adapter_on_the_student(export
     student_dir, out = exported.student_dir, exported.out
     tasks = TaskManager(include_path=str(write_tasks(tmp_path)))
     common = {"tasks": list(TASKS), "task_manager": tasks, "device": "cpu", "batch_size": 2, "log_samples": True}
-    ours = lm_eval.simple_evaluate(model="hybrid_distill", model_args=f"pretrained={student_dir},max_length=48",
-                                   **common)
+    ours = lm_eval.simple_evaluate(
+        model="hybrid_distill", model_args=f"pretrained={student_dir},max_length=48", **common
+    )
     theirs = lm_eval.simple_evaluate(model="hf", model_args=f"pretrained={out},max_length=48", **common)
     for task in TASKS:
         numbers = {k: v for k, v in ours["results"][task].items() if isinstance(v, float) and "stderr" not in k}
-        print(f"\n{task}: hybrid_distill {numbers}; hf {({k: theirs['results'][task][k] for k in numbers})}")
+        print(f"\n{task}: hybrid_distill {numbers}; hf { ({k: theirs['results'][task][k] for k in numbers}) }")
         assert numbers and all(theirs["results"][task][k] == pytest.approx(v, rel=1e-4) for k, v in numbers.items())
         # per document: every log-likelihood (and greedy flag) and every generated text
         mine = {s["doc_id"]: s["filtered_resps"] for s in ours["samples"][task]}

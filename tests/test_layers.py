@@ -37,9 +37,12 @@ def imported_units(path: Path) -> set[str]:
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.level:
-            base = package.split(".")[:len(package.split(".")) - node.level + 1]
-            targets = [".".join(base + [node.module])] if node.module else \
-                [".".join(base + [alias.name]) for alias in node.names]
+            base = package.split(".")[: len(package.split(".")) - node.level + 1]
+            targets = (
+                [".".join(base + [node.module])]
+                if node.module
+                else [".".join(base + [alias.name]) for alias in node.names]
+            )
         elif isinstance(node, ast.ImportFrom):
             targets = [node.module or ""]
         elif isinstance(node, ast.Import):
@@ -53,14 +56,20 @@ def imported_units(path: Path) -> set[str]:
 def test_each_layer_imports_only_the_layers_above_it():
     layers = readme_layers()
     rank = {unit: i for i, layer in enumerate(layers) for unit in layer}
-    units = {p.stem if p.suffix == ".py" else p.name for p in PACKAGE.iterdir()
-             if (p.suffix == ".py" and p.stem != "__init__") or (p / "__init__.py").is_file()}
+    units = {
+        p.stem if p.suffix == ".py" else p.name
+        for p in PACKAGE.iterdir()
+        if (p.suffix == ".py" and p.stem != "__init__") or (p / "__init__.py").is_file()
+    }
     assert units <= set(rank), f"modules missing from the README's architecture table: {sorted(units - set(rank))}"
     wrong = []
     for path in PACKAGE.rglob("*.py"):
         unit = unit_of(".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts))
         if unit == "__init__":
             continue
-        wrong += [f"{path.relative_to(PACKAGE)} imports {dep}" for dep in imported_units(path)
-                  if dep != "__init__" and rank[dep] > rank[unit]]
+        wrong += [
+            f"{path.relative_to(PACKAGE)} imports {dep}"
+            for dep in imported_units(path)
+            if dep != "__init__" and rank[dep] > rank[unit]
+        ]
     assert not wrong, "imports against the README's layering:\n" + "\n".join(sorted(wrong))

@@ -33,8 +33,13 @@ def test_mamba_layers_cost_the_chunked_scan_and_frozen_weights_no_weight_grads(t
     assert mixing_flops_per_token(c.pattern, c, 256) == c.pattern.count("M") * scan + c.pattern.count("A") * attention
     weight_grads = 2 * matmul_params(student, trainable_only=True)
     assert 0 < weight_grads < 2 * matmul_params(student)
-    expected = (2 * matmul_params(teacher) + mixing_flops_per_token("A" * len(c.pattern), teacher.config, 256)
-                + 4 * matmul_params(student) + 3 * mixing_flops_per_token(c.pattern, c, 256) + weight_grads)
+    expected = (
+        2 * matmul_params(teacher)
+        + mixing_flops_per_token("A" * len(c.pattern), teacher.config, 256)
+        + 4 * matmul_params(student)
+        + 3 * mixing_flops_per_token(c.pattern, c, 256)
+        + weight_grads
+    )
     assert distill_flops_per_token(teacher, student, 256) == expected
 
 

@@ -23,14 +23,25 @@ def test_every_distillation_loss_config_builds_its_settings(tmp_path, loss):
 
 def test_dpo_loss_config_builds_its_settings(tmp_path):
     cfg = compose_config(tmp_path, ["stage=dpo"])
-    assert from_config(DPOLoss, cfg.loss, "loss") == DPOLoss(dpo_beta=0.01, loss_type="sigmoid",
-                                                            label_smoothing=0.0, ce_weight=0.0)
+    assert from_config(DPOLoss, cfg.loss, "loss") == DPOLoss(
+        dpo_beta=0.01, loss_type="sigmoid", label_smoothing=0.0, ce_weight=0.0
+    )
 
 
 def test_missing_or_wrong_settings_name_their_key():
     with pytest.raises(UserError, match=r"loss: missing loss\.ce_weight"):
-        from_config(DistillLoss, {"divergence": "kl", "divergence_weight": 1.0, "temperature": 1.0,
-                                  "t2_scaling": False, "jsd_beta": 0.5, "vocab_chunk": None}, "loss")
+        from_config(
+            DistillLoss,
+            {
+                "divergence": "kl",
+                "divergence_weight": 1.0,
+                "temperature": 1.0,
+                "t2_scaling": False,
+                "jsd_beta": 0.5,
+                "vocab_chunk": None,
+            },
+            "loss",
+        )
     with pytest.raises(UserError, match="loss.loss_type='hinge'"):
         DPOLoss(dpo_beta=0.1, loss_type="hinge", label_smoothing=0.0, ce_weight=0.0)
 
@@ -41,8 +52,15 @@ def test_t2_scaling_multiplies_the_divergence_by_the_squared_temperature():
     mask = torch.ones(2, 5, dtype=torch.bool)
 
     def divergence(t2_scaling: bool) -> torch.Tensor:
-        loss = DistillLoss(divergence="kl", divergence_weight=1.0, ce_weight=0.0, temperature=2.0,
-                           t2_scaling=t2_scaling, jsd_beta=0.5, vocab_chunk=None)
+        loss = DistillLoss(
+            divergence="kl",
+            divergence_weight=1.0,
+            ce_weight=0.0,
+            temperature=2.0,
+            t2_scaling=t2_scaling,
+            jsd_beta=0.5,
+            vocab_chunk=None,
+        )
         module = DistillModule(torch.nn.Linear(1, 1), torch.nn.Linear(1, 1), loss, OptimSettings(lr=1e-3), 1)
         return module._divergence(student, teacher, mask)
 

@@ -91,8 +91,12 @@ def test_divergences_are_positive_when_distributions_differ(name):
 @given(batch=logit_batches())
 def test_jsd_is_symmetric_at_half(batch):
     student, teacher, mask = batch
-    torch.testing.assert_close(L.generalized_jsd(student, teacher, mask, beta=0.5),
-                               L.generalized_jsd(teacher, student, mask, beta=0.5), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(
+        L.generalized_jsd(student, teacher, mask, beta=0.5),
+        L.generalized_jsd(teacher, student, mask, beta=0.5),
+        atol=1e-6,
+        rtol=1e-5,
+    )
 
 
 def test_jsd_at_half_is_bounded_by_log2_and_reaches_it_for_disjoint_supports():
@@ -140,8 +144,11 @@ def test_normalisation_is_per_token_not_per_sequence():
 
 
 @PROPERTY
-@given(batch=logit_batches(), name=st.sampled_from(DIVERGENCE_NAMES),
-       garbage=st.sampled_from([1e4, -1e4, float("nan"), float("inf")]))
+@given(
+    batch=logit_batches(),
+    name=st.sampled_from(DIVERGENCE_NAMES),
+    garbage=st.sampled_from([1e4, -1e4, float("nan"), float("inf")]),
+)
 def test_mask_excludes_positions(batch, name, garbage):
     student, teacher, mask = batch
     loss, grad_s, grad_t = loss_and_grads(name, student, teacher, mask)
@@ -228,7 +235,8 @@ def test_chunked_kl_passes_gradcheck_in_float64():
     student, teacher, mask = make_logits(b=2, t=3, v=9, dtype=torch.float64)
     inputs = (student.requires_grad_(), teacher.requires_grad_())
     assert torch.autograd.gradcheck(
-        lambda s, t: L.chunked_forward_kl(s, t, mask, temperature=1.3, chunk_size=4), inputs)
+        lambda s, t: L.chunked_forward_kl(s, t, mask, temperature=1.3, chunk_size=4), inputs
+    )
 
 
 def test_chunked_kl_on_bf16_computes_in_float32_and_returns_bf16_gradients():
@@ -269,12 +277,18 @@ def test_divergence_dispatches_by_config_name():
     student, teacher, mask = make_logits()
     torch.testing.assert_close(L.divergence("kl", student, teacher, mask), L.forward_kl(student, teacher, mask))
     torch.testing.assert_close(L.divergence("rkl", student, teacher, mask), L.reverse_kl(student, teacher, mask))
-    torch.testing.assert_close(L.divergence("jsd", student, teacher, mask, jsd_beta=0.2),
-                               L.generalized_jsd(student, teacher, mask, beta=0.2))
-    torch.testing.assert_close(L.divergence("kl_chunked", student, teacher, mask),
-                               L.forward_kl(student, teacher, mask), atol=1e-6, rtol=1e-6)
-    torch.testing.assert_close(L.divergence("kl", student, teacher, mask, vocab_chunk=4, temperature=2.0),
-                               L.forward_kl(student, teacher, mask, temperature=2.0), atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(
+        L.divergence("jsd", student, teacher, mask, jsd_beta=0.2), L.generalized_jsd(student, teacher, mask, beta=0.2)
+    )
+    torch.testing.assert_close(
+        L.divergence("kl_chunked", student, teacher, mask), L.forward_kl(student, teacher, mask), atol=1e-6, rtol=1e-6
+    )
+    torch.testing.assert_close(
+        L.divergence("kl", student, teacher, mask, vocab_chunk=4, temperature=2.0),
+        L.forward_kl(student, teacher, mask, temperature=2.0),
+        atol=1e-6,
+        rtol=1e-6,
+    )
 
 
 def test_divergence_rejects_unknown_names_and_vocab_chunk_without_chunked_form():
@@ -377,8 +391,9 @@ def test_sequence_logprobs_sums_or_averages_labelled_tokens():
     keep = labels != L.IGNORE_INDEX
     expected_sum = (token_logps * keep).sum(-1)
     torch.testing.assert_close(L.sequence_logprobs(logits, labels), expected_sum)
-    torch.testing.assert_close(L.sequence_logprobs(logits, labels, average=True),
-                               expected_sum / keep.sum(-1).clamp(min=1))
+    torch.testing.assert_close(
+        L.sequence_logprobs(logits, labels, average=True), expected_sum / keep.sum(-1).clamp(min=1)
+    )
     assert L.sequence_logprobs(logits, labels)[1] == 0
 
 
@@ -424,12 +439,15 @@ def test_dpo_matches_formulas_and_returns_detached_rewards():
     torch.testing.assert_close(ipo, ((margin - 1 / (2 * beta)) ** 2).mean())
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(loss_type="hinge"), "loss_type"),
-    (dict(beta=0.0), "beta"),
-    (dict(label_smoothing=0.5), "label_smoothing"),
-    (dict(label_smoothing=0.1, loss_type="ipo"), "label_smoothing"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(loss_type="hinge"), "loss_type"),
+        (dict(beta=0.0), "beta"),
+        (dict(label_smoothing=0.5), "label_smoothing"),
+        (dict(label_smoothing=0.1, loss_type="ipo"), "label_smoothing"),
+    ],
+)
 def test_dpo_rejects_bad_options(kwargs, match):
     with pytest.raises(ValueError, match=match):
         L.dpo_loss(*dpo_inputs(), **kwargs)

@@ -40,8 +40,10 @@ def test_calibrated_start_is_closer_to_the_teacher_than_zeroed_and_reference(tin
     make = lambda: build_student(teacher, pattern="MAMA", mixer=mixer).eval()  # noqa: E731
     reference, zeroed, calibrated = make(), _zeroed(make()), make()
     report = calibrate_student(calibrated, teacher, calib)
-    kl = {name: _kl(teacher, s, held_out) for name, s in
-          [("reference", reference), ("zeroed", zeroed), ("calibrated", calibrated)]}
+    kl = {
+        name: _kl(teacher, s, held_out)
+        for name, s in [("reference", reference), ("zeroed", zeroed), ("calibrated", calibrated)]
+    }
     assert kl["calibrated"] < kl["zeroed"] and kl["calibrated"] < kl["reference"], kl
     for layer in report.values():  # never worse than a zero output on the calibration data, and better than before
         assert layer["rel_err_after"] <= 1.0 and layer["rel_err_after"] < layer["rel_err_before"], report
@@ -57,13 +59,17 @@ def test_calibration_changes_only_the_gate_rows_and_out_proj_of_the_chosen_layer
     changed = {k for k, v in student.state_dict().items() if not torch.equal(before[k], v)}
     assert changed == {"layers.2.mixer.in_proj.weight", "layers.2.mixer.out_proj.weight"}
     w_before, w = before["layers.2.mixer.in_proj.weight"], mixer.in_proj.weight
-    assert torch.equal(w[z.stop:], w_before[z.stop:])  # x, B, C, dt rows untouched
+    assert torch.equal(w[z.stop :], w_before[z.stop :])  # x, B, C, dt rows untouched
     assert torch.equal(w[z], w[z][:1].expand_as(w[z]))  # open gate: every z row the same direction
 
 
 def test_channel_scales_are_the_least_squares_solution():
     g = torch.Generator().manual_seed(0)
-    feats, weight, targets = torch.randn(200, 6, generator=g), torch.randn(5, 6, generator=g), torch.randn(200, 5, generator=g)
+    feats, weight, targets = (
+        torch.randn(200, 6, generator=g),
+        torch.randn(5, 6, generator=g),
+        torch.randn(200, 5, generator=g),
+    )
     scales = fit_channel_scales(feats, weight, targets, ridge=0.0)
     # slow reference: the explicit design matrix, one column per channel: column c = weight[:, c] * feats[t, c]
     design = (feats[:, None, :] * weight[None]).reshape(-1, 6)  # (200*5, 6)
@@ -115,3 +121,21 @@ def test_calibration_batches_config(tiny_teacher, tmp_path):
     assert summary["calibration/rel_err_after"] < min(1.0, summary["calibration/rel_err_before"])
     with pytest.raises(UserError, match="student.calibration_batches must be an integer >= 0"):
         student_and_summary(-1)
+
+
+def test_reported_error_is_the_calibrated_mixers_own_error():
+    teacher = make_teacher()
+    student = build_student(teacher, pattern="MAMA").eval()
+    ids = random_ids(3, 16)
+    report = calibrate_student(student, teacher, [ids])
+    with torch.no_grad():  # recompute independently: the teacher attention's output vs the calibrated mixer's
+        seen = {}
+        hook = teacher.model.layers[2].self_attn.register_forward_hook(
+            lambda m, args, kwargs, out: seen.update(h=kwargs["hidden_states"], a=out[0]), with_kwargs=True
+        )
+        teacher(input_ids=ids)
+        hook.remove()
+        got, _ = student.layers[2].mixer(seen["h"])
+    expected = float((seen["a"] - got).pow(2).sum() / seen["a"].pow(2).sum())
+    assert report[2]["rel_err_after"] == pytest.approx(expected, rel=1e-4)
+    assert expected < 1.0

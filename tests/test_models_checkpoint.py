@@ -33,14 +33,14 @@ def test_round_trip_in_a_fresh_process(tmp_path):
     script = textwrap.dedent(f"""
         import torch
         from hybrid_distill.models import HybridForCausalLM
-        ids = torch.load({str(tmp_path / 'ids.pt')!r})
+        ids = torch.load({str(tmp_path / "ids.pt")!r})
         out = {{}}
         for mixer in ("mamba2", "mamba1"):
             model = HybridForCausalLM.from_pretrained({str(tmp_path)!r} + "/" + mixer).eval()
             assert model.config.pattern == "MAMM" and model.config.mixer == mixer
             with torch.no_grad():
                 out[mixer] = model(ids).logits
-        torch.save(out, {str(tmp_path / 'out.pt')!r})
+        torch.save(out, {str(tmp_path / "out.pt")!r})
     """)
     subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
     got = torch.load(tmp_path / "out.pt")
@@ -127,3 +127,21 @@ def test_config_dict_round_trip_and_missing_key():
         HybridConfig.from_dict(d, source="x.json")
     with pytest.raises(ValueError, match=r"x\.json: conv_activation must be one of silu, identity; got 'relu'"):
         HybridConfig.from_dict({**config.to_dict(), "conv_activation": "relu"}, source="x.json")
+
+
+# what config.json held before the mixer registry, beyond the options of its own mixer: the other Mamba mixer's
+# option (dt_rank auto on hidden 32; A_init_range's default)
+LEGACY_EXTRA = {"mamba2": {"dt_rank": 2}, "mamba1": {"A_init_range": [1.0, 16.0]}}
+
+
+@pytest.mark.parametrize("mixer", list(LEGACY_EXTRA))
+def test_a_student_saved_before_the_mixer_registry_loads(mixer, tmp_path):
+    student = _trained_student(mixer)
+    student.save_pretrained(tmp_path)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **LEGACY_EXTRA[mixer]}))
+    loaded = HybridForCausalLM.from_pretrained(tmp_path).eval()
+    assert loaded.config == student.config
+    ids = random_ids()
+    with torch.no_grad():
+        assert torch.equal(loaded(ids).logits, student(ids).logits)

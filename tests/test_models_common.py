@@ -11,8 +11,16 @@ VOCAB = 64
 def tiny_llama_config(**overrides) -> transformers.LlamaConfig:
     """4 layers, hidden 32, 4 query heads / 2 KV heads (GQA) of head_dim 8."""
     kwargs = dict(
-        vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=128, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
     )
     kwargs.update(overrides)
     return transformers.LlamaConfig(**kwargs)

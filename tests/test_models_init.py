@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from hybrid_distill.models import HybridConfig, build_student, init_from_attention, make_mamba_mixer
+from hybrid_distill.models import HybridConfig, build_student, init_from_attention, make_mixer
 from test_models_common import make_teacher
 
 
@@ -13,9 +13,14 @@ def _linear_attention_mixer(mixer_name: str, teacher, layer: int):
     """A mixer with decay 1 (A=0), dt=1, identity conv, no gate, D=0, initialised from the teacher's attention."""
     attention = teacher.model.layers[layer].self_attn
     config = HybridConfig.from_llama(
-        teacher.config, "MMMM", mixer=mixer_name, conv_init="identity", conv_activation="identity", gate=False,
+        teacher.config,
+        "MMMM",
+        mixer=mixer_name,
+        conv_init="identity",
+        conv_activation="identity",
+        gate=False,
     )
-    mixer = init_from_attention(make_mamba_mixer(config), attention)
+    mixer = init_from_attention(make_mixer(config), attention)
     softplus_inv_1 = math.log(math.e - 1)  # softplus(x) = 1
     with torch.no_grad():
         mixer.A_log.fill_(-math.inf)  # A = -exp(-inf) = 0: no decay
@@ -98,5 +103,5 @@ def test_random_init_does_not_copy_attention():
 def test_unknown_mixer_option_is_named():
     with pytest.raises(ValueError, match="dstate"):
         build_student(make_teacher(), mamba_ratio=0.5, dstate=16)
-    with pytest.raises(ValueError, match="mixer must be one of mamba2, mamba1; got 'mamba3'"):
+    with pytest.raises(ValueError, match="mixer must be one of mamba1, mamba2; got 'mamba3'"):
         build_student(make_teacher(), mamba_ratio=0.5, mixer="mamba3")

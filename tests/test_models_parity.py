@@ -7,15 +7,24 @@ from hybrid_distill.models import build_student
 from test_models_common import make_teacher, random_ids
 
 LLAMA3_ROPE = {
-    "rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
-    "high_freq_factor": 4.0, "original_max_position_embeddings": 16,
+    "rope_type": "llama3",
+    "rope_theta": 500000.0,
+    "factor": 8.0,
+    "low_freq_factor": 1.0,
+    "high_freq_factor": 4.0,
+    "original_max_position_embeddings": 16,
 }
 
 VARIANTS = {
     "gqa": {},
     "gqa_llama3_rope": {"rope_parameters": LLAMA3_ROPE},
-    "mha_tied_bias_headdim": {"num_key_value_heads": 4, "tie_word_embeddings": True, "attention_bias": True,
-                              "mlp_bias": True, "head_dim": 16},
+    "mha_tied_bias_headdim": {
+        "num_key_value_heads": 4,
+        "tie_word_embeddings": True,
+        "attention_bias": True,
+        "mlp_bias": True,
+        "head_dim": 16,
+    },
 }
 
 

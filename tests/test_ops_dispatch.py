@@ -38,8 +38,14 @@ def test_triton_on_cpu_without_interpreter_is_refused_clearly(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     x = torch.zeros(1, 4, 2, 16)
     with pytest.raises(RuntimeError, match="triton"):
-        ssd_scan(x, torch.zeros(1, 4, 2), -torch.ones(2), torch.zeros(1, 4, 1, 16), torch.zeros(1, 4, 1, 16),
-                 backend="triton")
+        ssd_scan(
+            x,
+            torch.zeros(1, 4, 2),
+            -torch.ones(2),
+            torch.zeros(1, 4, 1, 16),
+            torch.zeros(1, 4, 1, 16),
+            backend="triton",
+        )
 
 
 def test_auto_on_gpu_prefers_own_triton_for_ssd_and_mamba_ssm_for_mamba1(monkeypatch):

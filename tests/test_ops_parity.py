@@ -75,7 +75,8 @@ def make_ssd_inputs(shape, options, dtype, device, seed=0):
     inputs = dict(
         x=rnd(batch, length, nheads, headdim),
         # softplus(dt + bias) lands in about [1e-3, 0.3], as after Mamba's dt init; raw dt in [0.01, 0.2]
-        dt=rnd(batch, length, nheads, scale=0.5, shift=-1.0) if softplus
+        dt=rnd(batch, length, nheads, scale=0.5, shift=-1.0)
+        if softplus
         else (torch.rand(batch, length, nheads, generator=g) * 0.19 + 0.01).to(device),
         A=-torch.exp(torch.rand(nheads, generator=g) * 2.77).to(device),  # -[1, 16]
         B=rnd(batch, length, gb, dstate),
@@ -105,8 +106,10 @@ def _ssd_outputs_and_grads(fn, inputs, softplus, seed=1):
 
 # every shape with two of the options, every option with two shapes (the interpreter makes each case slow)
 OPTION_IDS = ["D-softplus-init", "Dp-raw", "noD-softplus"]
-SSD_CASES = [pytest.param(SSD_SHAPES[s], SSD_OPTIONS[o], id="x".join(map(str, SSD_SHAPES[s])) + "-" + OPTION_IDS[o])
-             for s, o in ((0, 0), (0, 1), (1, 0), (1, 2), (2, 1), (2, 2))]
+SSD_CASES = [
+    pytest.param(SSD_SHAPES[s], SSD_OPTIONS[o], id="x".join(map(str, SSD_SHAPES[s])) + "-" + OPTION_IDS[o])
+    for s, o in ((0, 0), (0, 1), (1, 0), (1, 2), (2, 1), (2, 2))
+]
 
 
 @pytest.mark.parametrize("dtype", ["fp32", "bf16"])
@@ -144,8 +147,18 @@ def test_ssd_step_continues_the_scan(backend, device, dtype):
     head = {k: (v[:, :-1] if k in ("x", "dt", "B", "C") else v) for k, v in inputs.items()}
     _, state = ssd_scan(**head, dt_softplus=softplus, return_final_state=True, backend=backend)
     state_before = state.clone()
-    y_last, new_state = ssd_step(state, inputs["x"][:, -1], inputs["dt"][:, -1], inputs["A"], inputs["B"][:, -1],
-                                 inputs["C"][:, -1], inputs["D"], inputs["dt_bias"], softplus, backend=backend)
+    y_last, new_state = ssd_step(
+        state,
+        inputs["x"][:, -1],
+        inputs["dt"][:, -1],
+        inputs["A"],
+        inputs["B"][:, -1],
+        inputs["C"][:, -1],
+        inputs["D"],
+        inputs["dt_bias"],
+        softplus,
+        backend=backend,
+    )
     assert torch.equal(state, state_before), "ssd_step must not modify its input state"
     tol = _tol(backend, dtype)
     _check_close("y_last", y_last, y_ref[:, -1], tol)
@@ -234,9 +247,19 @@ def test_selective_step_continues_the_scan(backend, device):
     y_ref, final_ref = selective_scan_ref(**inputs, delta_softplus=True, return_final_state=True)
     head = {k: (v[..., :-1] if k in ("u", "delta", "B", "C", "z") else v) for k, v in inputs.items()}
     _, state = selective_scan(**head, delta_softplus=True, return_final_state=True, backend=backend)
-    y_last, new_state = selective_step(state, inputs["u"][..., -1], inputs["delta"][..., -1], inputs["A"],
-                                       inputs["B"][..., -1], inputs["C"][..., -1], inputs["D"], inputs["z"][..., -1],
-                                       inputs["delta_bias"], True, backend=backend)
+    y_last, new_state = selective_step(
+        state,
+        inputs["u"][..., -1],
+        inputs["delta"][..., -1],
+        inputs["A"],
+        inputs["B"][..., -1],
+        inputs["C"][..., -1],
+        inputs["D"],
+        inputs["z"][..., -1],
+        inputs["delta_bias"],
+        True,
+        backend=backend,
+    )
     tol = _tol(backend, "fp32")
     _check_close("y_last", y_last, y_ref[..., -1], tol)
     _check_close("state", new_state, final_ref, tol)
@@ -244,8 +267,12 @@ def test_selective_step_continues_the_scan(backend, device):
 
 def test_chunked_scans_handle_a_single_token():
     inputs, softplus = make_ssd_inputs((1, 1, 2, 16, 16, 1, 1), SSD_OPTIONS[0], torch.float32, "cpu")
-    _check_close("ssd", ssd_scan(**inputs, dt_softplus=softplus, backend="torch_chunked"),
-                 ssd_scan_ref(**inputs, dt_softplus=softplus), TOL["fp32"])
+    _check_close(
+        "ssd",
+        ssd_scan(**inputs, dt_softplus=softplus, backend="torch_chunked"),
+        ssd_scan_ref(**inputs, dt_softplus=softplus),
+        TOL["fp32"],
+    )
     sel = make_selective_inputs((1, 4, 4, 1, None), torch.float32, "cpu", with_z=False, with_init=True)
     _check_close("selective", selective_scan(**sel, backend="torch_chunked"), selective_scan_ref(**sel), TOL["fp32"])
 
@@ -261,5 +288,6 @@ def test_chunked_ssd_stays_finite_with_strong_decay():
 def test_softplus_dt_matches_explicit_softplus():
     inputs, _ = make_ssd_inputs(SSD_SHAPES[0], SSD_OPTIONS[0], torch.float32, "cpu")
     explicit = dict(inputs, dt=F.softplus(inputs["dt"] + inputs["dt_bias"]), dt_bias=None)
-    _check_close("y", ssd_scan(**inputs, dt_softplus=True, backend="torch_chunked"),
-                 ssd_scan_ref(**explicit), TOL["fp32"])
+    _check_close(
+        "y", ssd_scan(**inputs, dt_softplus=True, backend="torch_chunked"), ssd_scan_ref(**explicit), TOL["fp32"]
+    )

@@ -24,10 +24,15 @@ TRITON = BACKENDS["triton"]
 KERNELS_RUN_HERE = TRITON.is_available() and (TRITON.supports_cpu or torch.cuda.is_available())
 # the kernel tests below run on CPU tensors in the interpreter child, and (marked gpu) on CUDA
 DEVICES = [
-    pytest.param("cpu", marks=pytest.mark.skipif(not (KERNELS_RUN_HERE and TRITON.supports_cpu),
-                                                 reason="run by the interpreter child process")),
-    pytest.param("cuda", marks=[pytest.mark.gpu,
-                                pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]),
+    pytest.param(
+        "cpu",
+        marks=pytest.mark.skipif(
+            not (KERNELS_RUN_HERE and TRITON.supports_cpu), reason="run by the interpreter child process"
+        ),
+    ),
+    pytest.param(
+        "cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
+    ),
 ]
 
 
@@ -37,9 +42,18 @@ def test_kernels_under_the_interpreter():
     tests = Path(__file__).parent
     env = dict(os.environ, TRITON_INTERPRET="1")
     # selective-scan cases are left out: the triton backend routes Mamba-1 to the torch_chunked code tested here
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-           "-k", "triton and not selective and not interpreter",
-           str(tests / "test_ops_parity.py"), str(tests / "test_ops_triton.py")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-k",
+        "triton and not selective and not interpreter",
+        str(tests / "test_ops_parity.py"),
+        str(tests / "test_ops_triton.py"),
+    ]
     child = subprocess.run(cmd, cwd=tests.parent, env=env, capture_output=True, text=True, timeout=600)
     assert child.returncode == 0, f"interpreted kernel tests failed:\n{child.stdout[-6000:]}\n{child.stderr[-3000:]}"
     summary = child.stdout.strip().splitlines()[-1]
@@ -55,9 +69,16 @@ def test_triton_scan_reads_strided_projection_slices(dtype, device):
     width = nheads * headdim + 2 * dstate + nheads
     proj = torch.randn(batch, length, width, generator=g).to(device, dtype)
     x, B, C, dt = torch.split(proj, [nheads * headdim, dstate, dstate, nheads], dim=-1)
-    inputs = dict(x=x.unflatten(-1, (nheads, headdim)), dt=dt, A=-torch.linspace(1, 8, nheads, device=device),
-                  B=B[:, :, None], C=C[:, :, None], D=torch.ones(nheads, device=device), dt_bias=None,
-                  initial_state=None)
+    inputs = dict(
+        x=x.unflatten(-1, (nheads, headdim)),
+        dt=dt,
+        A=-torch.linspace(1, 8, nheads, device=device),
+        B=B[:, :, None],
+        C=C[:, :, None],
+        D=torch.ones(nheads, device=device),
+        dt_bias=None,
+        initial_state=None,
+    )
     assert not inputs["x"].is_contiguous()
     y, final, grads = _ssd_outputs_and_grads(lambda **kw: ssd_scan(**kw, backend="triton"), inputs, True)
     y_ref, final_ref, grads_ref = _ssd_outputs_and_grads(ssd_scan_ref, inputs, True)
@@ -73,8 +94,16 @@ def test_triton_step_updates_in_place_when_asked(device):
     from hybrid_distill import kernels
 
     inputs, softplus = make_ssd_inputs((2, 1, 4, 24, 20, 2, 1), SSD_OPTIONS[0], torch.float32, device)
-    step = (inputs["x"][:, 0], inputs["dt"][:, 0], inputs["A"], inputs["B"][:, 0], inputs["C"][:, 0], inputs["D"],
-            inputs["dt_bias"], softplus)
+    step = (
+        inputs["x"][:, 0],
+        inputs["dt"][:, 0],
+        inputs["A"],
+        inputs["B"][:, 0],
+        inputs["C"][:, 0],
+        inputs["D"],
+        inputs["dt_bias"],
+        softplus,
+    )
     state = inputs["initial_state"].clone()
     y_ref, state_ref = ssd_step_ref(state, *step)
     y, out = kernels.ssd_step(state, *step, out_state=state)
@@ -87,7 +116,17 @@ def test_triton_step_updates_in_place_when_asked(device):
 def test_triton_step_with_grad_goes_through_the_reference(device):
     inputs, softplus = make_ssd_inputs((1, 1, 2, 16, 16, 1, 1), SSD_OPTIONS[0], torch.float32, device)
     x = inputs["x"][:, 0].clone().requires_grad_(True)
-    y, _ = ssd_step(inputs["initial_state"], x, inputs["dt"][:, 0], inputs["A"], inputs["B"][:, 0],
-                    inputs["C"][:, 0], inputs["D"], inputs["dt_bias"], softplus, backend="triton")
+    y, _ = ssd_step(
+        inputs["initial_state"],
+        x,
+        inputs["dt"][:, 0],
+        inputs["A"],
+        inputs["B"][:, 0],
+        inputs["C"][:, 0],
+        inputs["D"],
+        inputs["dt_bias"],
+        softplus,
+        backend="triton",
+    )
     y.sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()

@@ -22,8 +22,21 @@ def build_wheel(tmp_path: Path) -> Path:
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, project / name)
     shutil.copytree(PACKAGE, project / "src" / "hybrid_distill", ignore=shutil.ignore_patterns("__pycache__"))
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(tmp_path / "dist"), str(project)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path / "dist"),
+            str(project),
+        ],
+        check=True,
+    )
     (wheel,) = (tmp_path / "dist").glob("hybrid_distill-*.whl")
     return wheel
 
@@ -40,8 +53,10 @@ def test_wheel_carries_the_configs_and_the_installed_package_finds_them(tmp_path
     zipfile.ZipFile(wheel).extractall(site)
     env = {**os.environ, "PYTHONPATH": str(site)}
     env.pop("HD_CONFIG_DIR", None)
-    probe = ("import hybrid_distill.paths as p, pathlib; d = pathlib.Path(p.config_dir()); "
-             "print(d); assert (d / 'train.yaml').is_file() and (d / 'eval.yaml').is_file()")
+    probe = (
+        "import hybrid_distill.paths as p, pathlib; d = pathlib.Path(p.config_dir()); "
+        "print(d); assert (d / 'train.yaml').is_file() and (d / 'eval.yaml').is_file()"
+    )
     out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert Path(out.stdout.strip()).is_relative_to(site)

@@ -52,23 +52,31 @@ def test_hydra_composition_errors_are_short_and_name_the_option(tmp_path):
         assert len(output.strip().splitlines()) < 20
 
 
-@pytest.mark.parametrize("override,match", [
-    ("student.pattern=MAM", "mamba_ratio / student.pattern: pattern 'MAM' has 3 letters but the model has 4 layers"),
-    ("mamba_ratio=half", "mamba_ratio='half' must be a number"),  # config_checks, before the teacher loads
-    ("scan_backend=cuda_magic", "scan_backend=cuda_magic: unknown scan_backend 'cuda_magic'"),
-    ("student.mixer=mamba3", "student: mixer must be one of mamba2, mamba1"),
-    ("student.trainable=everything", "student: .*must be one of mamba, mamba_mlp, all; got 'everything'"),
-    ("loss.divergence=wasserstein", "loss.divergence='wasserstein'; choose one of kl"),
-    ("logger.name=tensorboard", "logger.name='tensorboard'; choose wandb, csv or none"),
-    ("callbacks.nonfinite.action=ignore", "callbacks.nonfinite.action='ignore'; choose one of stop, skip"),
-    ("callbacks.preemption.signals=[SIGFOO]", "callbacks.preemption.signals: unknown signal 'SIGFOO'"),
-])
+@pytest.mark.parametrize(
+    "override,match",
+    [
+        (
+            "student.pattern=MAM",
+            "mamba_ratio / student.pattern: pattern 'MAM' has 3 letters but the model has 4 layers",
+        ),
+        ("mamba_ratio=half", "mamba_ratio='half' must be a number"),  # config_checks, before the teacher loads
+        ("scan_backend=cuda_magic", "scan_backend=cuda_magic: unknown scan_backend 'cuda_magic'"),
+        ("student.mixer=mamba3", "student: mixer must be one of mamba1, mamba2"),
+        ("student.trainable=everything", "student: .*must be one of mamba, mamba_mlp, all; got 'everything'"),
+        ("loss.divergence=wasserstein", "loss.divergence='wasserstein'; choose one of kl"),
+        ("logger.name=tensorboard", "logger.name='tensorboard'; choose wandb, csv or none"),
+        ("callbacks.nonfinite.action=ignore", "callbacks.nonfinite.action='ignore'; choose one of stop, skip"),
+        ("callbacks.preemption.signals=[SIGFOO]", "callbacks.preemption.signals: unknown signal 'SIGFOO'"),
+    ],
+)
 def test_unknown_or_out_of_range_config_values_are_named(tiny_teacher, tmp_path, override, match):
     fails_with(tmp_path, [override], match)
 
 
 def test_pipeline_is_resumed_with_resume_not_ckpt_path(tmp_path):
-    fails_with(tmp_path, ["stage=pipeline", "ckpt_path=last"], "stage=pipeline resumes by itself: continue it with resume=")
+    fails_with(
+        tmp_path, ["stage=pipeline", "ckpt_path=last"], "stage=pipeline resumes by itself: continue it with resume="
+    )
 
 
 def test_missing_teacher_path_on_the_command_line(tmp_path):
@@ -93,15 +101,21 @@ def distill_run(tiny_teacher, tmp_path_factory) -> Path:
 
 def test_lightning_checkpoint_of_another_architecture(distill_run, tmp_path):
     ckpt = last_checkpoint(distill_run / "distill")
-    fails_with(tmp_path, [f"ckpt_path={ckpt}", "mamba_ratio=0.75"],
-               rf"checkpoint {ckpt} is not a checkpoint of this model \(missing student.layers.1.mixer.A_log, .*; "
-               r"unexpected student.layers.1.mixer.k_proj.weight, .*\): it comes from another stage or architecture")
+    fails_with(
+        tmp_path,
+        [f"ckpt_path={ckpt}", "mamba_ratio=0.75"],
+        rf"checkpoint {ckpt} is not a checkpoint of this model \(missing student.layers.1.mixer.A_log, .*; "
+        r"unexpected student.layers.1.mixer.k_proj.weight, .*\): it comes from another stage or architecture",
+    )
 
 
 def test_lightning_checkpoint_of_another_stage(distill_run, tmp_path):
     ckpt = last_checkpoint(distill_run / "distill")
-    fails_with(tmp_path, ["stage=dpo", f"stage.init_from={distill_run / 'student'}", f"ckpt_path={ckpt}"],
-               r"is not a checkpoint of this model \(missing policy\..*unexpected student\.")
+    fails_with(
+        tmp_path,
+        ["stage=dpo", f"stage.init_from={distill_run / 'student'}", f"ckpt_path={ckpt}"],
+        r"is not a checkpoint of this model \(missing policy\..*unexpected student\.",
+    )
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage"])
@@ -114,18 +128,25 @@ def test_truncated_or_corrupted_lightning_checkpoint(distill_run, tmp_path, dama
 
 def test_ckpt_path_that_does_not_exist(tiny_teacher, tmp_path):
     fails_with(tmp_path, [f"ckpt_path={tmp_path}/nope.ckpt"], f"ckpt_path={tmp_path}/nope.ckpt: .* does not exist")
-    fails_with(tmp_path, ["ckpt_path=last"], "ckpt_path=last: .*last.ckpt does not exist; to continue an earlier run "
-                                             "pass resume=<its run dir>")
+    fails_with(
+        tmp_path,
+        ["ckpt_path=last"],
+        "ckpt_path=last: .*last.ckpt does not exist; to continue an earlier run pass resume=<its run dir>",
+    )
 
 
 def test_student_init_from_a_student_of_other_dimensions(tiny_teacher, tmp_path):
     teacher, _ = tiny_teacher
-    narrow = build_random_teacher({**teacher.config.to_dict(), "hidden_size": 32, "head_dim": 8,
-                                   "intermediate_size": 64})
+    narrow = build_random_teacher(
+        {**teacher.config.to_dict(), "hidden_size": 32, "head_dim": 8, "intermediate_size": 64}
+    )
     build_student(narrow, mamba_ratio=0.5).save_pretrained(tmp_path / "narrow")
-    fails_with(tmp_path, [f"student.init_from={tmp_path / 'narrow'}"],
-               "student.init_from '.*narrow' was made from another teacher architecture: hidden_size=32 but the "
-               "teacher has hidden_size=64")
+    fails_with(
+        tmp_path,
+        [f"student.init_from={tmp_path / 'narrow'}"],
+        "student.init_from '.*narrow' was made from another teacher architecture: hidden_size=32 but the "
+        "teacher has hidden_size=64",
+    )
 
 
 def test_student_directory_with_a_truncated_weights_file(distill_run, tmp_path):
@@ -133,22 +154,30 @@ def test_student_directory_with_a_truncated_weights_file(distill_run, tmp_path):
     shutil.copytree(distill_run / "student", student)
     weights = student / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
-    fails_with(tmp_path, [f"student.init_from={student}"], f"student.init_from '{student}': .*model.safetensors: "
-                                                            "cannot read safetensors file")
+    fails_with(
+        tmp_path,
+        [f"student.init_from={student}"],
+        f"student.init_from '{student}': .*model.safetensors: cannot read safetensors file",
+    )
     fails_with(tmp_path, ["stage=dpo", f"stage.init_from={student}"], f"stage.init_from '{student}': .*cannot read")
 
 
 def test_dpo_from_a_teacher_directory_instead_of_a_student(random_teacher_dir, tmp_path):
-    fails_with(tmp_path, ["stage=dpo", f"stage.init_from={random_teacher_dir}"],
-               f"stage.init_from '{random_teacher_dir}': .*config.json: .*HybridConfig key")
+    fails_with(
+        tmp_path,
+        ["stage=dpo", f"stage.init_from={random_teacher_dir}"],
+        f"stage.init_from '{random_teacher_dir}': .*config.json: .*HybridConfig key",
+    )
 
 
 # ----------------------------------------------------------------------------------------- data
 
 
 def test_bad_data_row_on_the_command_line(tiny_teacher, cache_dir, tmp_path):
-    rows = [{"messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]},
-            {"messages": [{"role": "user", "content": "3+3?"}, {"role": "assistant", "content": ""}]}]
+    rows = [
+        {"messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]},
+        {"messages": [{"role": "user", "content": "3+3?"}, {"role": "assistant", "content": ""}]},
+    ]
     source = tmp_path / "chat.jsonl"
     source.write_text("\n".join(json.dumps(r) for r in rows))
     line = one_error_line(train_cli(["data=chat", f"data.source={source}", "logger=none"], tmp_path, cache_dir))
@@ -166,5 +195,8 @@ def test_missing_data_file(tiny_teacher, tmp_path):
 
 
 def test_every_row_longer_than_the_limit(tiny_teacher, tmp_path):
-    fails_with(tmp_path, ["data=chat", "model.recipe.distill.seq_len=8"],
-               r"data: no training rows left \(rows longer than 8 tokens are skipped")
+    fails_with(
+        tmp_path,
+        ["data=chat", "model.recipe.distill.seq_len=8"],
+        r"data: no training rows left \(rows longer than 8 tokens are skipped",
+    )

@@ -26,13 +26,16 @@ def no_model_loads(monkeypatch):
     monkeypatch.setattr(distill, "obtain_teacher", load)
 
 
-@pytest.mark.parametrize("override,match", [
-    ("stage.lr=abc", "stage.lr='abc' must be a number"),
-    ("seed=abc", "seed='abc' must be an integer"),
-    ("stage.batch_size=0", "stage.batch_size=0 must be >= 1"),
-    ("trainer.max_steps=-5", "trainer.max_steps=-5 must be >= 0"),
-    ("loss.temperature=0", "loss.temperature=0 must be > 0"),
-])
+@pytest.mark.parametrize(
+    "override,match",
+    [
+        ("stage.lr=abc", "stage.lr='abc' must be a number"),
+        ("seed=abc", "seed='abc' must be an integer"),
+        ("stage.batch_size=0", "stage.batch_size=0 must be >= 1"),
+        ("trainer.max_steps=-5", "trainer.max_steps=-5 must be >= 0"),
+        ("loss.temperature=0", "loss.temperature=0 must be > 0"),
+    ],
+)
 def test_bad_numbers_are_named_before_any_model_loads(no_model_loads, tmp_path, override, match):
     with pytest.raises(UserError, match=f"^{match}$"):
         run(compose_config(tmp_path, ["logger=none", override]))
@@ -46,13 +49,19 @@ def test_bad_numbers_on_the_command_line_are_one_line(tmp_path):
 CHAT = '{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}\n'
 
 
-@pytest.mark.parametrize("content,match", [
-    (b"", "{path} is empty: no rows"),
-    (b"\n  \n", "{path} is empty: no rows"),
-    (CHAT.encode() + b'{"messages": [\n', r"row 2 of {path} is not valid JSON \(Expecting value at column 15\)"),
-    (CHAT.encode() + b"[1, 2]\n", "row 2 of {path} is not a JSON object"),
-    (CHAT.encode() * 2 + "caf\xe9".encode("latin-1") + b"\n", r"row 3 of {path} is not UTF-8 text \(byte 3: 0xe9\)"),
-])
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        (b"", "{path} is empty: no rows"),
+        (b"\n  \n", "{path} is empty: no rows"),
+        (CHAT.encode() + b'{"messages": [\n', r"row 2 of {path} is not valid JSON \(Expecting value at column 15\)"),
+        (CHAT.encode() + b"[1, 2]\n", "row 2 of {path} is not a JSON object"),
+        (
+            CHAT.encode() * 2 + "caf\xe9".encode("latin-1") + b"\n",
+            r"row 3 of {path} is not UTF-8 text \(byte 3: 0xe9\)",
+        ),
+    ],
+)
 def test_empty_malformed_or_non_utf8_jsonl_names_file_and_row(tmp_path, content, match):
     path = tmp_path / "chat.jsonl"
     path.write_bytes(content)
@@ -88,8 +97,10 @@ def read_only_dir(tmp_path):
 def test_a_read_only_log_dir_is_one_line(read_only_dir, tmp_path):
     env_log_dir = ["paths.log_dir=" + str(read_only_dir)]
     line = one_error_line(train_cli([*env_log_dir, "logger=none"], tmp_path, tmp_path / "cache"))
-    assert f"cannot create the run directory {read_only_dir}/train/runs" in line or \
-        f"cannot create {read_only_dir}/train/runs" in line
+    assert (
+        f"cannot create the run directory {read_only_dir}/train/runs" in line
+        or f"cannot create {read_only_dir}/train/runs" in line
+    )
     assert "must be a writable directory" in line
 
 
@@ -98,8 +109,11 @@ def test_a_full_disk_while_saving_a_checkpoint_keeps_the_previous_one(tmp_path):
     torch.save({"step": 1}, target)
     # the temp file the write goes to is /dev/full: every write fails with ENOSPC, as on a full disk
     (tmp_path / f".last.ckpt.tmp-{os.getpid()}").symlink_to("/dev/full")
-    with pytest.raises(UserError, match=rf"^checkpoint {target} could not be written \(.*\); the previous one is "
-                                        r"kept; .* free on that file system"):
+    with pytest.raises(
+        UserError,
+        match=rf"^checkpoint {target} could not be written \(.*\); the previous one is "
+        r"kept; .* free on that file system",
+    ):
         AtomicCheckpointIO().save_checkpoint({"step": 2, "weights": torch.zeros(100_000)}, target)
     assert torch.load(target, weights_only=True) == {"step": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
@@ -131,10 +145,17 @@ def test_eval_refuses_a_read_only_results_directory_before_running_the_suite(rea
     from hybrid_distill.stages import eval as eval_stage
 
     # a student directory inside a read-only run directory is simulated by pointing the results directory there
-    monkeypatch.setattr(eval_stage, "resolve_checkpoint",
-                        lambda ckpt: eval_stage.Checkpoint(read_only_dir, None, read_only_dir, None))
-    monkeypatch.setattr(eval_stage, "evaluate_checkpoint",
-                        lambda *args, **kwargs: pytest.fail("the suite ran before the directory was checked"))
-    with pytest.raises(UserError, match=f"the results directory \\(the evaluated run's\\) {read_only_dir} is not "
-                                        "writable \\(Read-only file system|Permission denied\\)"):
+    monkeypatch.setattr(
+        eval_stage, "resolve_checkpoint", lambda ckpt: eval_stage.Checkpoint(read_only_dir, None, read_only_dir, None)
+    )
+    monkeypatch.setattr(
+        eval_stage,
+        "evaluate_checkpoint",
+        lambda *args, **kwargs: pytest.fail("the suite ran before the directory was checked"),
+    )
+    with pytest.raises(
+        UserError,
+        match=f"the results directory \\(the evaluated run's\\) {read_only_dir} is not "
+        "writable \\(Read-only file system|Permission denied\\)",
+    ):
         eval_stage.evaluate_from_config(compose_eval(tmp_path / "out", ["ckpt=unused", "logger=none"]))

@@ -29,13 +29,19 @@ def nan_divergence_at(monkeypatch, steps: set[int]) -> None:
     monkeypatch.setattr(DistillModule, "_divergence", poisoned)
 
 
-def test_nan_loss_stops_naming_step_and_component_and_keeps_the_last_good_checkpoint(tiny_teacher, tmp_path,
-                                                                                     monkeypatch):
+def test_nan_loss_stops_naming_step_and_component_and_keeps_the_last_good_checkpoint(
+    tiny_teacher, tmp_path, monkeypatch
+):
     nan_divergence_at(monkeypatch, {3})
-    cfg = compose_config(tmp_path, ["logger=csv", "trainer.max_steps=6", "callbacks.model_checkpoint.every_n_train_steps=2"])
+    cfg = compose_config(
+        tmp_path, ["logger=csv", "trainer.max_steps=6", "callbacks.model_checkpoint.every_n_train_steps=2"]
+    )
     finite = last_checkpoint(tmp_path / "distill").with_name("last-finite.ckpt")
-    with pytest.raises(TrainingDiverged, match=rf"^step 3: train/divergence is nan, .*the last checkpoint with finite "
-                                               rf"weights and loss is {finite} \(continue from it with ckpt_path="):
+    with pytest.raises(
+        TrainingDiverged,
+        match=rf"^step 3: train/divergence is nan, .*the last checkpoint with finite "
+        rf"weights and loss is {finite} \(continue from it with ckpt_path=",
+    ):
         run(cfg)
     checkpoint = torch.load(finite, weights_only=True)
     assert checkpoint["global_step"] == 2  # the nan step did not overwrite it
@@ -45,11 +51,22 @@ def test_nan_loss_stops_naming_step_and_component_and_keeps_the_last_good_checkp
 
 def test_skip_drops_nan_batches_and_counts_them(tiny_teacher, tmp_path, monkeypatch):
     nan_divergence_at(monkeypatch, {1, 3})
-    results = run(compose_config(tmp_path, ["logger=csv", "trainer.max_steps=5", "callbacks.nonfinite.action=skip",
-                                            "callbacks.nonfinite.max_skipped_fraction=0.4"]))
+    results = run(
+        compose_config(
+            tmp_path,
+            [
+                "logger=csv",
+                "trainer.max_steps=5",
+                "callbacks.nonfinite.action=skip",
+                "callbacks.nonfinite.max_skipped_fraction=0.4",
+            ],
+        )
+    )
     assert math.isfinite(results["student_ppl"]) and math.isfinite(results["kl"])
     with open(tmp_path / "distill" / "metrics.csv") as f:
-        skipped = {int(r["step"]): float(r["train/skipped_batches"]) for r in csv.DictReader(f) if r["train/skipped_batches"]}
+        skipped = {
+            int(r["step"]): float(r["train/skipped_batches"]) for r in csv.DictReader(f) if r["train/skipped_batches"]
+        }
     assert skipped == {0: 0, 1: 1, 2: 1, 3: 2, 4: 2}
 
 
@@ -69,8 +86,11 @@ def test_nan_gradient_is_named_by_parameter(tmp_path):
 def test_skipped_batches_leave_parameters_and_optimizer_moments_untouched(tmp_path):
     torch.manual_seed(0)
     initial = {k: v.clone() for k, v in NanGradientToy().state_dict().items()}  # fit_toy seeds the same way
-    module = fit_toy(tmp_path, ["callbacks.nonfinite.action=skip", "callbacks.nonfinite.max_skipped_fraction=1"],
-                     module_cls=NanGradientToy)
+    module = fit_toy(
+        tmp_path,
+        ["callbacks.nonfinite.action=skip", "callbacks.nonfinite.max_skipped_fraction=1"],
+        module_cls=NanGradientToy,
+    )
     assert module.trainer.global_step == TOY_STEPS  # every step was attempted, and skipped
     assert all(torch.equal(initial[k], v) for k, v in module.state_dict().items())
     assert module.trainer.optimizers[0].state == {}  # AdamW never saw a gradient
@@ -101,8 +121,14 @@ def test_the_named_checkpoint_is_the_last_one_whose_weights_gave_a_finite_loss(t
 
 def test_skipping_more_than_the_allowed_fraction_stops_the_run(tmp_path):
     # every step's gradient is nan: 12 steps at most 0.25 skipped -> the 4th skip stops it
-    with pytest.raises(TrainingDiverged, match=r"^step 3: the gradient of net.0.weight is not finite; 4 batches "
-                                               r"skipped, more than callbacks.nonfinite.max_skipped_fraction=0.25 "
-                                               r"of the run's 12 steps"):
-        fit_toy(tmp_path, ["callbacks.nonfinite.action=skip", "callbacks.nonfinite.max_skipped_fraction=0.25"],
-                module_cls=NanGradientToy)
+    with pytest.raises(
+        TrainingDiverged,
+        match=r"^step 3: the gradient of net.0.weight is not finite; 4 batches "
+        r"skipped, more than callbacks.nonfinite.max_skipped_fraction=0.25 "
+        r"of the run's 12 steps",
+    ):
+        fit_toy(
+            tmp_path,
+            ["callbacks.nonfinite.action=skip", "callbacks.nonfinite.max_skipped_fraction=0.25"],
+            module_cls=NanGradientToy,
+        )

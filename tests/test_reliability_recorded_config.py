@@ -23,8 +23,11 @@ def recorded_run(tmp_path, overrides=()):
 def test_a_changed_setting_is_refused_naming_it(tmp_path):
     run_dir = recorded_run(tmp_path)
     cfg = compose_config(run_dir, ["logger=none", "stage.lr=0.5", "seed=7"])
-    with pytest.raises(UserError, match=r"recorded with another config: seed 1234 -> 7; stage.lr .* -> 0.5; "
-                                        r"a resumed run keeps its config"):
+    with pytest.raises(
+        UserError,
+        match=r"recorded with another config: seed 1234 -> 7; stage.lr .* -> 0.5; "
+        r"a resumed run keeps its config",
+    ):
         check_recorded_config(job_config(cfg), run_dir)
 
 
@@ -38,8 +41,9 @@ def test_another_stage_is_refused(tmp_path):
 def test_allowed_changes_are_recorded_in_a_new_file(tmp_path):
     run_dir = recorded_run(tmp_path)
     record = (run_dir / ".hydra" / "config.yaml").read_text()
-    cfg = compose_config(run_dir, ["logger=csv", "trainer.max_steps=9", f"resume={run_dir}",
-                                   "callbacks.nonfinite.action=skip"])
+    cfg = compose_config(
+        run_dir, ["logger=csv", "trainer.max_steps=9", f"resume={run_dir}", "callbacks.nonfinite.action=skip"]
+    )
     changes = check_recorded_config(job_config(cfg), run_dir)
     assert changes["trainer.max_steps"] == (4, 9) and changes["callbacks.nonfinite.action"] == ("stop", "skip")
     path = record_resume(run_dir, changes, ["trainer.max_steps=9"])
@@ -61,8 +65,10 @@ def test_cli_resume_with_another_stage_or_setting_leaves_the_run_intact(tiny_tea
     [run_dir] = (tmp_path / "train" / "runs").iterdir()
     before = {p: p.read_bytes() for p in [run_dir / "metrics.json", *(run_dir / ".hydra").iterdir()]}
 
-    for args, message in [(["stage=distill"], "is a stage=pretrain_teacher run; it cannot continue as stage=distill"),
-                          (["stage=pretrain_teacher", "stage.force=true"], "stage.force False -> True")]:
+    for args, message in [
+        (["stage=distill"], "is a stage=pretrain_teacher run; it cannot continue as stage=distill"),
+        (["stage=pretrain_teacher", "stage.force=true"], "stage.force False -> True"),
+    ]:
         again = train_cli([*args, "logger=none", f"resume={run_dir}"], tmp_path, cache_dir)
         assert again.returncode == 2, again.stderr[-3000:]
         assert message in again.stdout and "Traceback" not in again.stdout + again.stderr

@@ -78,7 +78,11 @@ def fit_toy(run_dir: Path, overrides: list[str] = (), module_cls: type[Toy] = To
 
 
 def drill(step: int, signal_name: str) -> list[str]:
-    return ["callbacks=preemption_drill", f"callbacks.drill.at_step={step}", f"callbacks.drill.signal_name={signal_name}"]
+    return [
+        "callbacks=preemption_drill",
+        f"callbacks.drill.at_step={step}",
+        f"callbacks.drill.signal_name={signal_name}",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -132,8 +136,10 @@ def test_cli_signalled_distill_exits_75_and_resume_gives_the_uninterrupted_losse
     stopped = train_cli([*common, *drill(3, "SIGUSR1")], tmp_path, cache_dir)
     [run_dir] = (tmp_path / "train" / "runs").iterdir()
     assert stopped.returncode == 75, stopped.stderr[-3000:]
-    assert (f"preempted: SIGUSR1 at step 4: saved {run_dir}/distill/checkpoints/last.ckpt; continue with "
-            f"`python train.py resume={run_dir}`") in stopped.stdout
+    assert (
+        f"preempted: SIGUSR1 at step 4: saved {run_dir}/distill/checkpoints/last.ckpt; continue with "
+        f"`python train.py resume={run_dir}`"
+    ) in stopped.stdout
     assert "Traceback" not in stopped.stdout + stopped.stderr
     assert not (run_dir / "metrics.json").exists()  # the stage did not pretend to finish
 
@@ -150,7 +156,9 @@ def test_cli_signalled_distill_exits_75_and_resume_gives_the_uninterrupted_losse
 
 def test_a_preempted_pipeline_skips_its_finished_steps_and_resumes_the_interrupted_one(tiny_teacher, tmp_path):
     common = ["logger=csv", "experiment=stepwise", "trainer.max_steps=3"]
-    second_step_drilled = "stage.steps.1.overrides=['mamba_ratio=0.75','callbacks=preemption_drill','callbacks.drill.at_step=1']"
+    second_step_drilled = (
+        "stage.steps.1.overrides=['mamba_ratio=0.75','callbacks=preemption_drill','callbacks.drill.at_step=1']"
+    )
     with pytest.raises(Preempted, match=f"at step 2: saved {tmp_path}/ratio_0.75/distill/checkpoints/last.ckpt"):
         run(compose_config(tmp_path, [*common, second_step_drilled]))
     state_file = tmp_path / "pipeline_state.json"
@@ -165,7 +173,13 @@ def test_a_preempted_pipeline_skips_its_finished_steps_and_resumes_the_interrupt
 
 
 def test_a_resumed_seqkd_reuses_the_answers_it_saved(random_teacher_dir, tmp_path, monkeypatch):
-    overrides = ["logger=none", "stage=seqkd", "stage.max_prompts=4", "stage.max_val_prompts=2", f"model.path={random_teacher_dir}"]
+    overrides = [
+        "logger=none",
+        "stage=seqkd",
+        "stage.max_prompts=4",
+        "stage.max_val_prompts=2",
+        f"model.path={random_teacher_dir}",
+    ]
     first = run(compose_config(tmp_path, overrides))
 
     def generate_again(*args, **kwargs):
@@ -199,10 +213,17 @@ def test_metrics_csv_holds_each_step_once_after_resuming_from_an_earlier_checkpo
     assert _losses(tmp_path / "toy" / "metrics.csv") == uninterrupted
 
 
-def test_a_signal_during_seqkd_generation_keeps_the_answers_and_resume_continues(random_teacher_dir, tmp_path,
-                                                                                 monkeypatch):
-    overrides = ["logger=none", "stage=seqkd", "stage.max_prompts=6", "stage.max_val_prompts=2",
-                 "model.recipe.seqkd.batch_size=2", f"model.path={random_teacher_dir}"]
+def test_a_signal_during_seqkd_generation_keeps_the_answers_and_resume_continues(
+    random_teacher_dir, tmp_path, monkeypatch
+):
+    overrides = [
+        "logger=none",
+        "stage=seqkd",
+        "stage.max_prompts=6",
+        "stage.max_val_prompts=2",
+        "model.recipe.seqkd.batch_size=2",
+        f"model.path={random_teacher_dir}",
+    ]
     expected = run(compose_config(tmp_path / "uninterrupted", overrides))
     generate, batches, signalled = seqkd.generate_batch, [], []
 
@@ -215,8 +236,11 @@ def test_a_signal_during_seqkd_generation_keeps_the_answers_and_resume_continues
 
     monkeypatch.setattr(seqkd, "generate_batch", signalled_after_the_first_batch)
     run_dir = tmp_path / "run"
-    with pytest.raises(Preempted, match=r"SIGTERM during seqkd generation, after 2 of 6 prompts of train; 2 answers "
-                                        rf"are saved in {run_dir}/seqkd_partial/train.jsonl"):
+    with pytest.raises(
+        Preempted,
+        match=r"SIGTERM during seqkd generation, after 2 of 6 prompts of train; 2 answers "
+        rf"are saved in {run_dir}/seqkd_partial/train.jsonl",
+    ):
         run(compose_config(run_dir, overrides))
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
     check_resume_dir(run_dir)  # resume= accepts the directory
@@ -225,5 +249,7 @@ def test_a_signal_during_seqkd_generation_keeps_the_answers_and_resume_continues
     resumed = run(compose_config(run_dir, overrides))
     assert batches == [2, 2, 2]  # the 4 train prompts left, then the validation prompts: nothing twice
     assert not (run_dir / "seqkd_partial").exists()
-    assert load_from_disk(resumed["seqkd_dataset_dir"])["train"].to_list() == \
-        load_from_disk(expected["seqkd_dataset_dir"])["train"].to_list()
+    assert (
+        load_from_disk(resumed["seqkd_dataset_dir"])["train"].to_list()
+        == load_from_disk(expected["seqkd_dataset_dir"])["train"].to_list()
+    )

@@ -48,11 +48,14 @@ def test_resuming_from_a_crafted_checkpoint_runs_no_code(tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("data", [
-    "{_target_: os.system, command: 'touch pwned'}",
-    "{_target_: hybrid_distill.data.datamodules.ChatDataModule, source: {_target_: hydra.utils.get_method, path: os.system}}",
-    "{_target_: '${oc.env:WHATEVER}'}",
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        "{_target_: os.system, command: 'touch pwned'}",
+        "{_target_: hybrid_distill.data.datamodules.ChatDataModule, source: {_target_: hydra.utils.get_method, path: os.system}}",
+        "{_target_: '${oc.env:WHATEVER}'}",
+    ],
+)
 def test_eval_refuses_a_run_config_naming_code_outside_the_package_configs(tmp_path, data):
     from hybrid_distill.eval.loading import load_run_config
 
@@ -85,8 +88,16 @@ def test_a_missing_data_source_is_not_taken_for_a_hub_id(monkeypatch):
     from hybrid_distill.data import loaders
 
     asked = []
-    monkeypatch.setattr(loaders, "load_dataset", lambda name, **kwargs: asked.append(name) or loaders.Dataset.from_list(
-        [{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}]))
+    monkeypatch.setattr(
+        loaders,
+        "load_dataset",
+        lambda name, **kwargs: (
+            asked.append(name)
+            or loaders.Dataset.from_list(
+                [{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}]
+            )
+        ),
+    )
     with pytest.raises(FileNotFoundError, match=r"someorg/typo does not exist .* hf://<org>/<name>"):
         loaders.load_chat_dataset("someorg/typo")
     assert asked == []  # nothing was sent to the hub
@@ -102,19 +113,32 @@ def test_eval_refuses_a_lightning_checkpoint_of_another_layer_pattern(tmp_path):
     from hybrid_distill.models import build_student
 
     torch.manual_seed(0)
-    teacher = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                           num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True))
+    teacher = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=64,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            tie_word_embeddings=True,
+        )
+    )
     other = build_student(teacher, pattern="AM", scan_backend="torch_ref")
     path = tmp_path / "last.ckpt"
-    torch.save({"state_dict": {f"student.{k}": v for k, v in other.state_dict().items()
-                               if k != "lm_head.weight"}}, path)  # as a distill run saves it: no teacher, tied head
+    torch.save(
+        {"state_dict": {f"student.{k}": v for k, v in other.state_dict().items() if k != "lm_head.weight"}}, path
+    )  # as a distill run saves it: no teacher, tied head
     ck = Checkpoint(None, path, tmp_path, OmegaConf.create({"stage": {"name": "distill"}}))
 
     def build(pattern):
         return lambda cfg, t: build_student(t, pattern=pattern, scan_backend="torch_ref")
 
-    with pytest.raises(UserError, match=r"does not match the student .*pattern MA.*: missing layers.0.mixer.*"
-                                        r"unexpected layers.0.mixer.k_proj"):
+    with pytest.raises(
+        UserError,
+        match=r"does not match the student .*pattern MA.*: missing layers.0.mixer.*"
+        r"unexpected layers.0.mixer.k_proj",
+    ):
         load_student(ck, teacher, object(), None, build=build("MA"))
     student, _ = load_student(ck, teacher, object(), None, build=build("AM"))  # its own pattern loads
     torch.testing.assert_close(student.state_dict(), other.state_dict())

@@ -13,8 +13,10 @@ from hybrid_distill.stages import teacher as teacher_stage
 
 
 def test_a_crash_while_force_retraining_keeps_the_cached_teacher(tiny_teacher, tmp_path, monkeypatch):
-    cfg = compose_config(tmp_path / "run", ["logger=none", "stage=pretrain_teacher", "stage.force=true",
-                                            f"paths.cache_dir={tmp_path / 'cache'}"])
+    cfg = compose_config(
+        tmp_path / "run",
+        ["logger=none", "stage=pretrain_teacher", "stage.force=true", f"paths.cache_dir={tmp_path / 'cache'}"],
+    )
     cached = teacher_stage.teacher_cache_dir(cfg)
     session = compose_config(tmp_path / "other", ["logger=none"])
     shutil.copytree(teacher_stage.teacher_cache_dir(session), cached)  # the session's teacher, same cache key

@@ -18,10 +18,14 @@ pytestmark = pytest.mark.slow
 def test_real_checkpoint_loads_and_answers(smollm2):
     teacher, tokenizer = smollm2
     assert teacher.config.num_hidden_layers == 30 and teacher.config.num_key_value_heads == 3
-    enc = tokenizer.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
-                                        add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    enc = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "What is the capital of France?"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
     out = teacher.generate(**enc, max_new_tokens=12, do_sample=False)
-    assert "Paris" in tokenizer.decode(out[0, enc["input_ids"].shape[1]:])
+    assert "Paris" in tokenizer.decode(out[0, enc["input_ids"].shape[1] :])
 
 
 def test_ratio_zero_student_reproduces_the_real_teacher(smollm2):
@@ -33,10 +37,22 @@ def test_ratio_zero_student_reproduces_the_real_teacher(smollm2):
 
 
 def test_distilling_the_real_teacher_runs(smollm2, tmp_path):
-    results = run(compose_config(tmp_path, ["model=smollm2_135m", "data=chat", "logger=none", "trainer.max_steps=3",
-                                            "++stage.val_every=3", "trainer.limit_val_batches=2",
-                                            "model.recipe.distill.batch_size=2", "callbacks.progress_bar=null"],
-                                 shrink=False))
+    results = run(
+        compose_config(
+            tmp_path,
+            [
+                "model=smollm2_135m",
+                "data=chat",
+                "logger=none",
+                "trainer.max_steps=3",
+                "++stage.val_every=3",
+                "trainer.limit_val_batches=2",
+                "model.recipe.distill.batch_size=2",
+                "callbacks.progress_bar=null",
+            ],
+            shrink=False,
+        )
+    )
     assert results["pattern"].count("M") == 15
     assert math.isfinite(results["student_ppl"]) and results["teacher_ppl"] < results["student_ppl_before"] * 10
 
@@ -49,7 +65,7 @@ def test_default_calibrated_start_at_half_is_no_worse_than_the_zeroed_baseline(s
     docs = shakespeare_documents()
 
     def window(text, start, n=128):
-        return tokenizer(text[start:start + n * 8])["input_ids"][:n]
+        return tokenizer(text[start : start + n * 8])["input_ids"][:n]
 
     calib = torch.tensor([window(t, len(t) // 2) for t in docs["train"]["text"][:4]])
     held_out = torch.tensor([window(t, len(t) // 3) for t in docs["validation"]["text"]])

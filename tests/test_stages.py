@@ -28,8 +28,12 @@ def distilled_student(tiny_teacher, tmp_path_factory):
 
 
 def test_kl_distillation_lowers_heldout_kl(tiny_teacher, tmp_path):
-    results = run(compose_config(tmp_path, [*QUIET, "loss=kl", "trainer.max_steps=40", "++stage.val_every=40",
-                                            "model.recipe.distill.lr=3e-3"]))
+    results = run(
+        compose_config(
+            tmp_path,
+            [*QUIET, "loss=kl", "trainer.max_steps=40", "++stage.val_every=40", "model.recipe.distill.lr=3e-3"],
+        )
+    )
     assert results["kl_before"] > 0
     assert results["kl"] < 0.5 * results["kl_before"], results
     # 40 steps of 4 packed (unpadded) blocks of the stage's length (conftest's shrunk recipe)
@@ -38,8 +42,18 @@ def test_kl_distillation_lowers_heldout_kl(tiny_teacher, tmp_path):
 
 def test_seqkd_dataset_holds_teacher_answers_for_every_prompt(random_teacher_dir, tmp_path):
     teacher, tokenizer = load_teacher(str(random_teacher_dir))
-    results = run(compose_config(tmp_path, [*QUIET, "stage=seqkd", "stage.max_prompts=12", "stage.max_val_prompts=3",
-                                            f"model.path={random_teacher_dir}"]))
+    results = run(
+        compose_config(
+            tmp_path,
+            [
+                *QUIET,
+                "stage=seqkd",
+                "stage.max_prompts=12",
+                "stage.max_val_prompts=3",
+                f"model.path={random_teacher_dir}",
+            ],
+        )
+    )
     saved = load_from_disk(results["seqkd_dataset_dir"])
     assert saved.num_rows == {"train": 12, "validation": 3} and results["seqkd_empty_skipped"] == 0
     # validation answers are to the source's own held-out prompts, not to training prompts
@@ -48,18 +62,31 @@ def test_seqkd_dataset_holds_teacher_answers_for_every_prompt(random_teacher_dir
     rows = saved["train"]
     # the stored answer is the teacher's own greedy continuation of that prompt
     messages = rows[0]["messages"]
-    ids = tokenizer.apply_chat_template(prompt_turns(messages), add_generation_prompt=True, return_tensors="pt",
-                                        return_dict=True)["input_ids"]
-    out = teacher.generate(ids, max_new_tokens=8, do_sample=False, pad_token_id=tokenizer.pad_token_id,
-                           eos_token_id=tokenizer.eos_token_id)
-    expected = tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
+    ids = tokenizer.apply_chat_template(
+        prompt_turns(messages), add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )["input_ids"]
+    out = teacher.generate(
+        ids, max_new_tokens=8, do_sample=False, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id
+    )
+    expected = tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip()
     assert messages[-1] == {"role": "assistant", "content": expected}
 
 
 def test_dpo_raises_the_chosen_minus_rejected_margin(distilled_student, tmp_path):
-    results = run(compose_config(tmp_path, [*QUIET, "stage=dpo", f"stage.init_from={distilled_student}",
-                                            "trainer.max_steps=20", "++stage.val_every=20",
-                                            "model.recipe.dpo.lr=1e-3", "loss.dpo_beta=0.1"]))
+    results = run(
+        compose_config(
+            tmp_path,
+            [
+                *QUIET,
+                "stage=dpo",
+                f"stage.init_from={distilled_student}",
+                "trainer.max_steps=20",
+                "++stage.val_every=20",
+                "model.recipe.dpo.lr=1e-3",
+                "loss.dpo_beta=0.1",
+            ],
+        )
+    )
     assert results["logp_margin"] > results["logp_margin_before"] + 0.1, results
 
 
@@ -72,17 +99,29 @@ def test_dpo_without_a_student_is_a_clear_error(tiny_teacher, tmp_path):
 
 def test_full_pipeline_runs_each_stage_as_its_own_wandb_run(random_teacher_dir, tmp_path):
     # a teacher from model.path (untrained, so that its seqkd answers are never empty)
-    results = run(compose_config(tmp_path, ["stage=pipeline", "trainer.max_steps=2", f"model.path={random_teacher_dir}",
-                                            "stage.steps.1.overrides=['stage.max_prompts=8','stage.max_val_prompts=4']",
-                                            "stage.steps.4.overrides=['stage.throughput.enabled=false',"
-                                            "'stage.speculative.enabled=false','stage.recall.multiples=[1]',"
-                                            "'stage.recall.num_examples=2']"]))
+    results = run(
+        compose_config(
+            tmp_path,
+            [
+                "stage=pipeline",
+                "trainer.max_steps=2",
+                f"model.path={random_teacher_dir}",
+                "stage.max_prompts=8",
+                "stage.steps.1.overrides=['stage.max_val_prompts=4']",
+                "stage.steps.4.overrides=['stage.throughput.enabled=false',"
+                "'stage.speculative.enabled=false','stage.recall.multiples=[1]',"
+                "'stage.recall.num_examples=2']",
+            ],
+        )
+    )
     state = json.loads((tmp_path / "pipeline_state.json").read_text())
     assert list(state["done"]) == ["pretrain_teacher", "seqkd", "distill", "dpo", "eval"]
     assert results["seqkd/seqkd_rows"] == 8
+    # the student is evaluated on held-out answers of the kind it was distilled on (the seqkd validation split)
+    assert results["eval/quality/data"] == f"chat from {results['seqkd/seqkd_dataset_dir']}, validation split"
     # dpo started from the distilled student; distill and dpo each logged their own W&B run
     assert results["dpo/student_dir"].endswith("dpo/dpo_student")
-    assert len(list(tmp_path.rglob("offline-run-*"))) == 3  # distill, dpo and eval (the teacher was loaded)
+    assert len(list(tmp_path.rglob("offline-run-*"))) == 4  # seqkd, distill, dpo and eval (the teacher was loaded)
 
 
 def test_stepwise_chain_converts_more_layers_of_the_previous_student(tiny_teacher, tmp_path):
@@ -100,8 +139,15 @@ def test_distill_module_trains_the_student_and_never_the_teacher(tiny_teacher):
     teacher, _ = tiny_teacher
     student = build_student(teacher, mamba_ratio=0.5)
     set_trainable(student, "mamba")
-    loss = DistillLoss(divergence="kl", divergence_weight=1.0, ce_weight=1.0, temperature=1.0, t2_scaling=False,
-                       jsd_beta=0.5, vocab_chunk=None)
+    loss = DistillLoss(
+        divergence="kl",
+        divergence_weight=1.0,
+        ce_weight=1.0,
+        temperature=1.0,
+        t2_scaling=False,
+        jsd_beta=0.5,
+        vocab_chunk=None,
+    )
     module = DistillModule(teacher, student, loss, OptimSettings(lr=1e-2), max_steps=10)
     module.train()
     assert not teacher.training and student.training
@@ -118,3 +164,19 @@ def test_distill_module_trains_the_student_and_never_the_teacher(tiny_teacher):
     checkpoint = {"state_dict": module.state_dict()}
     module.on_save_checkpoint(checkpoint)
     assert checkpoint["state_dict"] and not any(k.startswith("teacher.") for k in checkpoint["state_dict"])
+
+
+def test_pipeline_wiring_evaluates_on_the_distilled_data_and_shortens_seqkd(tmp_path):
+    from hybrid_distill.stages.pipeline import knobs, wiring
+
+    done = {
+        "distill": {
+            "_stage": "distill",
+            "student_dir": "/r/distill/student",
+            "train_seq_len": 64,
+            "data_source": "/r/seqkd/seqkd_dataset",
+        }
+    }
+    assert "stage.quality.source='/r/seqkd/seqkd_dataset'" in wiring("eval", done)
+    cfg = compose_config(tmp_path, ["stage=pipeline", "stage.max_prompts=64"])
+    assert knobs("seqkd", cfg.stage) == ["stage.max_prompts=64"] and knobs("distill", cfg.stage) == []

@@ -9,17 +9,32 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from hybrid_distill.errors import UserError
 from hybrid_distill.models.teacher import load_teacher
 
-ARCH = dict(vocab_size=2048, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-            num_attention_heads=4, num_key_value_heads=2)
+ARCH = dict(
+    vocab_size=2048,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+)
 
 
 @pytest.fixture
 def hf_checkpoint(tmp_path, tiny_teacher):
     _, tokenizer = tiny_teacher
     torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(**ARCH, rope_scaling={"rope_type": "llama3", "factor": 8.0,
-                                                                 "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                                                                 "original_max_position_embeddings": 64}))
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            **ARCH,
+            rope_scaling={
+                "rope_type": "llama3",
+                "factor": 8.0,
+                "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 64,
+            },
+        )
+    )
     model.save_pretrained(tmp_path / "ckpt")
     tokenizer.save_pretrained(tmp_path / "ckpt")
     return tmp_path / "ckpt", model

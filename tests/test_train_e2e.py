@@ -39,8 +39,11 @@ def test_multirun_sweep_leaves_two_wandb_runs(tiny_teacher, cache_dir, tmp_path)
     assert len(sweep_dirs) == 1
     runs = _wandb_offline_runs(sweep_dirs[0])
     assert len(runs) == 2
-    patterns = sorted(json.loads((d / "metrics.json").read_text())["pattern"] for d in sweep_dirs[0].iterdir()
-                      if (d / "metrics.json").exists())
+    patterns = sorted(
+        json.loads((d / "metrics.json").read_text())["pattern"]
+        for d in sweep_dirs[0].iterdir()
+        if (d / "metrics.json").exists()
+    )
     assert patterns == ["AAAA", "MAMA"]
 
 
@@ -52,8 +55,12 @@ def test_bad_override_is_one_clear_line(tiny_teacher, cache_dir, tmp_path):
 
 
 def test_submitit_local_launcher_runs_two_jobs(tiny_teacher, cache_dir, tmp_path):
-    proc = train_cli(["hydra/launcher=submitit_local", "mamba_ratio=0,0.5", "trainer.max_steps=2", "logger=csv"],
-                      tmp_path, cache_dir, multirun=True)
+    proc = train_cli(
+        ["hydra/launcher=submitit_local", "mamba_ratio=0,0.5", "trainer.max_steps=2", "logger=csv"],
+        tmp_path,
+        cache_dir,
+        multirun=True,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     sweep_dir = next((tmp_path / "train" / "multiruns").iterdir())
     assert (sweep_dir / ".submitit").is_dir()  # the jobs went through submitit

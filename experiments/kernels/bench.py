@@ -52,9 +52,13 @@ def make_inputs(batch, seqlen, nheads, headdim, dstate, gb, gc, dtype, device, w
 
     f32 = torch.float32
     return dict(
-        x=rnd(batch, seqlen, nheads, headdim), dt=rnd(batch, seqlen, nheads, scale=0.5, shift=-1.0),
-        A=-torch.exp(torch.rand(nheads, generator=g, device=device) * 2.77), B=rnd(batch, seqlen, gb, dstate),
-        C=rnd(batch, seqlen, gc, dstate), D=rnd(nheads, dt=f32), dt_bias=rnd(nheads, scale=0.5, shift=-2.0, dt=f32),
+        x=rnd(batch, seqlen, nheads, headdim),
+        dt=rnd(batch, seqlen, nheads, scale=0.5, shift=-1.0),
+        A=-torch.exp(torch.rand(nheads, generator=g, device=device) * 2.77),
+        B=rnd(batch, seqlen, gb, dstate),
+        C=rnd(batch, seqlen, gc, dstate),
+        D=rnd(nheads, dt=f32),
+        dt_bias=rnd(nheads, scale=0.5, shift=-2.0, dt=f32),
         initial_state=rnd(batch, nheads, headdim, dstate, scale=0.5, dt=f32) if with_state else None,
     )
 
@@ -76,8 +80,10 @@ def compare(name, fn, ref_fn, inputs, final, tol, log) -> bool:
     got, ref = outputs_and_grads(fn, inputs, final), outputs_and_grads(ref_fn, inputs, final)
     errs = {k: rel_err(got[k], ref[k]) for k in ref}
     ok = all(e < tol and torch.isfinite(got[k].float()).all() for k, e in errs.items())
-    log(f"  {'ok  ' if ok else 'FAIL'} {name}: max rel err {max(errs.values()):.1e} (tol {tol:.0e}) "
-        + " ".join(f"{k}={e:.1e}" for k, e in errs.items()))
+    log(
+        f"  {'ok  ' if ok else 'FAIL'} {name}: max rel err {max(errs.values()):.1e} (tol {tol:.0e}) "
+        + " ".join(f"{k}={e:.1e}" for k, e in errs.items())
+    )
     return ok
 
 
@@ -190,9 +196,12 @@ def main():
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--dry-run", action="store_true", help="tiny shapes on CPU under TRITON_INTERPRET=1")
     parser.add_argument("--budget-s", type=float, default=480.0, help="stop starting table rows after this")
-    parser.add_argument("--sections", default="checks,sweep,table,step",
-                        help="comma list of: checks, sweep, table, step, profile (one fwd and one fwd+bwd at B=1, 8K "
-                             "for a profiler such as ncu)")
+    parser.add_argument(
+        "--sections",
+        default="checks,sweep,table,step",
+        help="comma list of: checks, sweep, table, step, profile (one fwd and one fwd+bwd at B=1, 8K "
+        "for a profiler such as ncu)",
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.time()
@@ -201,9 +210,16 @@ def main():
     device = "cuda" if cuda else "cpu"
     timer = Timer(cuda)
     H, P, N = cfg["nheads"], cfg["headdim"], cfg["dstate"]
-    results = {"date": datetime.date.today().isoformat(), "device": torch.cuda.get_device_name() if cuda else "cpu",
-               "torch": torch.__version__, "triton": __import__("triton").__version__, "checks": [], "sweep": [],
-               "table": [], "step": []}
+    results = {
+        "date": datetime.date.today().isoformat(),
+        "device": torch.cuda.get_device_name() if cuda else "cpu",
+        "torch": torch.__version__,
+        "triton": __import__("triton").__version__,
+        "checks": [],
+        "sweep": [],
+        "table": [],
+        "step": [],
+    }
     lines = []
 
     sections = set(args.sections.split(","))
@@ -218,8 +234,10 @@ def main():
 
     have_mamba = BACKENDS["mamba_ssm"].is_available()
     names = [n for n in BACKEND_NAMES if n != "mamba_ssm" or have_mamba]
-    log(f"# SSD scan benchmark: {results['device']}, {results['date']}, torch {results['torch']}, "
-        f"triton {results['triton']}, mamba_ssm {'yes' if have_mamba else 'not importable'}")
+    log(
+        f"# SSD scan benchmark: {results['device']}, {results['date']}, torch {results['torch']}, "
+        f"triton {results['triton']}, mamba_ssm {'yes' if have_mamba else 'not importable'}"
+    )
 
     if "profile" in sections:
         inputs, dy = bench_inputs(1, 8192 if not args.dry_run else 130, H, P, N, 1, device)
@@ -257,14 +275,28 @@ def run_checks(names, H, P, N, device, dry_run, results, log):
         inputs = make_inputs(*small, dtype, device, with_state=True)
         for name in names[1:]:
             tol_b = 5e-3 if (name == "mamba_ssm" and dtype == torch.float32) else tol  # mamba-ssm dots in tf32
-            ok = compare(f"{name} vs torch_ref {str(dtype)[6:]} {small}", backend_fn(name), ssd_scan_ref,
-                         inputs, True, tol_b, log)
+            ok = compare(
+                f"{name} vs torch_ref {str(dtype)[6:]} {small}",
+                backend_fn(name),
+                ssd_scan_ref,
+                inputs,
+                True,
+                tol_b,
+                log,
+            )
             results["checks"].append((name, "torch_ref", str(dtype), ok))
     big = (1, 4096 if not dry_run else 200, H, P, N, 8 if not dry_run else 2, 8 if not dry_run else 2)
     inputs = make_inputs(*big, torch.bfloat16, device)
     for name in names[1:]:
-        ok = compare(f"{name} vs torch_chunked (fp32 math) bf16 {big}", backend_fn(name), ssd_scan_chunked,
-                     inputs, False, 3e-2, log)
+        ok = compare(
+            f"{name} vs torch_chunked (fp32 math) bf16 {big}",
+            backend_fn(name),
+            ssd_scan_chunked,
+            inputs,
+            False,
+            3e-2,
+            log,
+        )
         results["checks"].append((name, "torch_chunked", "bf16", ok))
     st = make_inputs(8, 1, H, P, N, 1, 1, torch.bfloat16, device, with_state=True)
     step_args = (st["x"][:, 0], st["dt"][:, 0], st["A"], st["B"][:, 0], st["C"][:, 0], st["D"], st["dt_bias"], True)
@@ -303,8 +335,10 @@ def sweep(cfg, H, P, N, device, dry_run, timer, results, log):
                     continue
                 ok = err < 1e-2 and ms is not None
                 results["sweep"].append(dict(kind=kind, batch=batch, config=dataclasses.asdict(conf), ms=ms, err=err))
-                log(f"  {kind} B={batch} chunk={conf.chunk} block_p={conf.block_p} warps={conf.num_warps} "
-                    f"stages={conf.num_stages}: {fmt(ms)} ms{'' if ok else f'  WRONG (rel err {err:.1e})'}")
+                log(
+                    f"  {kind} B={batch} chunk={conf.chunk} block_p={conf.block_p} warps={conf.num_warps} "
+                    f"stages={conf.num_stages}: {fmt(ms)} ms{'' if ok else f'  WRONG (rel err {err:.1e})'}"
+                )
                 if ok and (best.get((kind, batch)) is None or ms < best[(kind, batch)][1]):
                     best[(kind, batch)] = (conf, ms)
         del inputs
@@ -314,9 +348,11 @@ def sweep(cfg, H, P, N, device, dry_run, timer, results, log):
 
 def table(cfg, H, P, N, device, names, best, timer, peak, start, budget_s, results, log):
     log("\n## forward and forward+backward, bf16, H=128 P=64 N=128, dt_softplus, D, dt_bias; ms (median)")
-    header = ("| batch | seq | ngroups | chunked fwd | triton fwd | mamba fwd | mamba/triton fwd "
-              "| triton GB/s (% peak) | mamba GB/s (% peak) | chunked fwd+bwd | triton fwd+bwd | mamba fwd+bwd "
-              "| mamba/triton fwd+bwd |")
+    header = (
+        "| batch | seq | ngroups | chunked fwd | triton fwd | mamba fwd | mamba/triton fwd "
+        "| triton GB/s (% peak) | mamba GB/s (% peak) | chunked fwd+bwd | triton fwd+bwd | mamba fwd+bwd "
+        "| mamba/triton fwd+bwd |"
+    )
     log(header)
     log("|" + "---|" * (header.count("|") - 1))
     shapes = [(b, L, 1) for L in cfg["seqlens"] for b in cfg["batches"]]
@@ -344,9 +380,21 @@ def step_times(cfg, H, P, N, device, names, timer, results, log):
     log("\n## decode step (one token), state fp32, bf16 activations; ms (median)")
     for batch in cfg["batches"]:
         st = make_inputs(batch, 1, H, P, N, 1, 1, torch.bfloat16, device, with_state=True)
-        args_ = (st["initial_state"], st["x"][:, 0], st["dt"][:, 0], st["A"], st["B"][:, 0], st["C"][:, 0], st["D"],
-                 st["dt_bias"], True)
-        times = {name: timer(lambda name=name, args_=args_: ssd_step(*args_, backend=name)) for name in ("torch_ref", *names[1:])}
+        args_ = (
+            st["initial_state"],
+            st["x"][:, 0],
+            st["dt"][:, 0],
+            st["A"],
+            st["B"][:, 0],
+            st["C"][:, 0],
+            st["D"],
+            st["dt_bias"],
+            True,
+        )
+        times = {
+            name: timer(lambda name=name, args_=args_: ssd_step(*args_, backend=name))
+            for name in ("torch_ref", *names[1:])
+        }
         results["step"].append(dict(batch=batch, **times))
         log(f"  B={batch}: " + ", ".join(f"{k} {v:.4f}" for k, v in times.items()))
 
@@ -369,9 +417,11 @@ def table_row(row, peak) -> str:
         return f"{rate:.0f} ({100 * rate / peak:.0f}%)"
 
     f, fb = "fwd", "fwd_bwd"
-    return (f"| {row['batch']} | {row['seqlen']} | {row['ngroups']} | {fmt(ch[f])} | {fmt(tr[f])} | {fmt(mb[f])} | "
-            f"{ratio(mb[f], tr[f])} | {gbs(tr[f])} | {gbs(mb[f])} | {fmt(ch[fb])} | {fmt(tr[fb])} | {fmt(mb[fb])} | "
-            f"{ratio(mb[fb], tr[fb])} |")
+    return (
+        f"| {row['batch']} | {row['seqlen']} | {row['ngroups']} | {fmt(ch[f])} | {fmt(tr[f])} | {fmt(mb[f])} | "
+        f"{ratio(mb[f], tr[f])} | {gbs(tr[f])} | {gbs(mb[f])} | {fmt(ch[fb])} | {fmt(tr[fb])} | {fmt(mb[fb])} | "
+        f"{ratio(mb[fb], tr[fb])} |"
+    )
 
 
 if __name__ == "__main__":

@@ -31,18 +31,25 @@ HERE = Path(__file__).resolve().parent
 def make_model(cfg: dict, pattern: str, seed: int):
     """A hybrid with the given pattern, every layer randomly initialised (Mamba mixers: standard Mamba-2 init)."""
     torch.manual_seed(seed)
-    shell = LlamaForCausalLM(LlamaConfig(
-        vocab_size=cfg["vocab_size"], hidden_size=cfg["hidden_size"], intermediate_size=cfg["intermediate_size"],
-        num_hidden_layers=len(pattern), num_attention_heads=cfg["num_heads"], num_key_value_heads=cfg["num_heads"],
-        head_dim=cfg["head_dim"], max_position_embeddings=4096))
+    shell = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=cfg["vocab_size"],
+            hidden_size=cfg["hidden_size"],
+            intermediate_size=cfg["intermediate_size"],
+            num_hidden_layers=len(pattern),
+            num_attention_heads=cfg["num_heads"],
+            num_key_value_heads=cfg["num_heads"],
+            head_dim=cfg["head_dim"],
+            max_position_embeddings=4096,
+        )
+    )
     return build_student(shell, pattern=pattern, init="random", scan_backend="torch_chunked")
 
 
 def train_and_score(cfg: dict, pattern: str, seq_len: int, pairs: int) -> dict:
     model = make_model(cfg, pattern, cfg["seed"])
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], betas=(0.9, 0.98), weight_decay=0.1)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg["lr"], total_steps=cfg["steps"],
-                                                   pct_start=0.1)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg["lr"], total_steps=cfg["steps"], pct_start=0.1)
     train_rng = torch.Generator().manual_seed(cfg["seed"])
     test = mqar(cfg["vocab_size"], seq_len, pairs, cfg["test_examples"], torch.Generator().manual_seed(10_000))
     start = time.perf_counter()
@@ -58,9 +65,17 @@ def train_and_score(cfg: dict, pattern: str, seq_len: int, pairs: int) -> dict:
     model.eval()
     with torch.no_grad():
         result = score(lambda ids: model(ids).logits, test, cfg["vocab_size"])
-    return {"pattern": pattern, "seq_len": seq_len, "pairs": pairs, "steps": cfg["steps"],
-            "final_train_loss": loss.item(), "accuracy": result["accuracy"], "queries": result["queries"],
-            "params": sum(p.numel() for p in model.parameters()), "seconds": time.perf_counter() - start}
+    return {
+        "pattern": pattern,
+        "seq_len": seq_len,
+        "pairs": pairs,
+        "steps": cfg["steps"],
+        "final_train_loss": loss.item(),
+        "accuracy": result["accuracy"],
+        "queries": result["queries"],
+        "params": sum(p.numel() for p in model.parameters()),
+        "seconds": time.perf_counter() - start,
+    }
 
 
 def main() -> None:
@@ -72,8 +87,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cfg = yaml.safe_load(args.config.read_text())
     args.out.mkdir(parents=True, exist_ok=True)
-    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"{args.threads} thread(s)", flush=True)
+    print(
+        f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} thread(s)",
+        flush=True,
+    )
     rows = []
     with open(args.out / "results.jsonl", "a") as log:
         for seq_len, pairs in cfg["settings"]:
@@ -86,8 +103,10 @@ def main() -> None:
     print("\n| model | pattern | (seq_len, pairs) | MQAR accuracy | final train loss | params | CPU s |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['model']} | {r['pattern']} | ({r['seq_len']}, {r['pairs']}) | {r['accuracy']:.3f} | "
-              f"{r['final_train_loss']:.3f} | {r['params']:,} | {r['seconds']:.0f} |")
+        print(
+            f"| {r['model']} | {r['pattern']} | ({r['seq_len']}, {r['pairs']}) | {r['accuracy']:.3f} | "
+            f"{r['final_train_loss']:.3f} | {r['params']:,} | {r['seconds']:.0f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ LAYERS = [1, 4, 8, 12, 16, 20, 24, 28]
 
 def set_(name, value):
     """A post-build edit of one mixer parameter group (to test one hypothesis at a time)."""
+
     def edit(m):
         if name == "dt_rows":
             m.in_proj.weight.data[m.in_proj_rows("dt")] = value
@@ -39,6 +40,7 @@ def set_(name, value):
             m.D.data.fill_(value)
         elif name == "C_scale":  # 1/sqrt(head_dim) on C, as softmax attention scales q.k
             m.in_proj.weight.data[m.in_proj_rows("C")] *= value
+
     return edit
 
 
@@ -73,8 +75,11 @@ def main() -> None:
             report = calibrate_mixer(mixer, *io[i], mask)
             raw.append(report["rel_err_before"])
             cal.append(report["rel_err_after"])
-        print(f"| {name} | {sum(raw) / len(raw):.3g} ({min(raw):.3g}-{max(raw):.3g}) | {sum(cal) / len(cal):.3f} | "
-              f"{' '.join(f'{e:.2f}' for e in cal)} |", flush=True)
+        print(
+            f"| {name} | {sum(raw) / len(raw):.3g} ({min(raw):.3g}-{max(raw):.3g}) | {sum(cal) / len(cal):.3f} | "
+            f"{' '.join(f'{e:.2f}' for e in cal)} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import argparse
 import datetime
 import math
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -48,7 +49,7 @@ def eval_batches(tokenizer, seq_len: int, n_shakespeare: int) -> list[torch.Tens
     rows = []
     for k in range(n_shakespeare):
         text = plays[k % len(plays)]
-        ids = tokenizer(text[len(text) // 3 + k * 20000:][: seq_len * 8])["input_ids"]
+        ids = tokenizer(text[len(text) // 3 + k * 20000 :][: seq_len * 8])["input_ids"]
         rows.append(ids[:seq_len])
     return [torch.tensor(rows), torch.tensor([tokenizer(MODERN)["input_ids"][:seq_len]])]
 
@@ -58,7 +59,7 @@ def calibration_batches(tokenizer, seq_len: int, n: int, batch: int = 4) -> list
     rows = []
     for k in range(n):
         text = plays[(k * 7) % len(plays)]
-        rows.append(tokenizer(text[len(text) // 2:][: seq_len * 8])["input_ids"][:seq_len])
+        rows.append(tokenizer(text[len(text) // 2 :][: seq_len * 8])["input_ids"][:seq_len])
     ids = torch.tensor(rows)
     return list(ids.split(batch))
 
@@ -106,8 +107,14 @@ MAMBA2 = [name for name in OPTIONS if not name.startswith("mamba1")]
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--ratios", type=float, nargs="+", default=[0.25, 0.5, 0.75, 0.875])
-    p.add_argument("--options", nargs="+", default=MAMBA2, choices=list(OPTIONS), metavar="OPTION",
-                   help=f"default: the Mamba-2 options; all: {list(OPTIONS)}")
+    p.add_argument(
+        "--options",
+        nargs="+",
+        default=MAMBA2,
+        choices=list(OPTIONS),
+        metavar="OPTION",
+        help=f"default: the Mamba-2 options; all: {list(OPTIONS)}",
+    )
     p.add_argument("--seq-len", type=int, default=256)
     p.add_argument("--eval-seqs", type=int, default=4, help="Shakespeare windows (plus one modern-English row)")
     p.add_argument("--calib-seqs", type=int, default=8)
@@ -137,11 +144,13 @@ def main(argv=None) -> None:
             print(f"{ratio} {name}: {result}  ({time.time() - start:.0f} s)", flush=True)
     table = ["| option | mamba_ratio | ppl | KL (nats/token) | top-1 agree |", "|---|---|---|---|---|"]
     table += [f"| {n} | {r} | {m['ppl']:,.1f} | {m['kl']:.3f} | {m['top1']:.3f} |" for n, r, m in rows]
-    header = (f"Command: `OMP_NUM_THREADS=1 PYTHONPATH=src python {' '.join(['experiments/smollm2/init_study.py'] + sys.argv[1:])}`  \n"
-              f"Date: {datetime.date.today()}; machine: {platform.machine()} CPU, {platform.node()}, torch "
-              f"{torch.__version__}, 1 thread; {time.time() - start:.0f} s.  \n"
-              f"Eval: {' + '.join(f'{b.shape[0]} x {b.shape[1]}' for b in ids)} tokens ({args.eval_seqs} held-out "
-              f"Shakespeare windows, then modern English sentences); calibration: {args.calib_seqs} x {args.seq_len} tokens of the training plays.\n")
+    header = (
+        f"Command: `OMP_NUM_THREADS=1 PYTHONPATH=src python {shlex.join(['experiments/smollm2/init_study.py'] + sys.argv[1:])}`  \n"
+        f"Date: {datetime.date.today()}; machine: {platform.machine()} CPU, {platform.node()}, torch "
+        f"{torch.__version__}, 1 thread; {time.time() - start:.0f} s.  \n"
+        f"Eval: {' + '.join(f'{b.shape[0]} x {b.shape[1]}' for b in ids)} tokens ({args.eval_seqs} held-out "
+        f"Shakespeare windows, then modern English sentences); calibration: {args.calib_seqs} x {args.seq_len} tokens of the training plays.\n"
+    )
     text = header + "\n" + "\n".join(table) + "\n"
     print(text)
     Path(args.out).write_text(text)

@@ -18,8 +18,15 @@ from hybrid_distill import losses
 from hybrid_distill.models import build_student, set_trainable
 from hybrid_distill.models.teacher import build_random_teacher
 
-SMOLLM2 = dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
-               num_attention_heads=9, num_key_value_heads=3, head_dim=64)
+SMOLLM2 = dict(
+    vocab_size=49152,
+    hidden_size=576,
+    intermediate_size=1536,
+    num_hidden_layers=30,
+    num_attention_heads=9,
+    num_key_value_heads=3,
+    head_dim=64,
+)
 
 
 def steps_per_second(mixer: str, backend: str, steps: int = 20, batch: int = 16, seq: int = 512) -> float:
@@ -67,8 +74,10 @@ def main() -> None:
         print(f"{mixer}/{backend}: {steps_per_second(mixer, backend):.2f} steps/s alone (16 x 512)")
     with mp.get_context("spawn").Pool(args.parallel) as pool:
         rates = pool.map(_worker, [("mamba2", "triton")] * args.parallel)
-    print(f"mamba2/triton x{args.parallel} processes: {sum(rates):.2f} steps/s together "
-          f"({min(rates):.2f}-{max(rates):.2f} each)")
+    print(
+        f"mamba2/triton x{args.parallel} processes: {sum(rates):.2f} steps/s together "
+        f"({min(rates):.2f}-{max(rates):.2f} each)"
+    )
     print(f"teacher generate, batch 256: {generation_tokens_per_second():.0f} new tokens/s")
 
 

@@ -42,8 +42,16 @@ def random_teacher(preset: str, device: torch.device, dtype: torch.dtype) -> Lla
 
 def measure(model, name: str, L: int, B: int, args, vocab: int) -> dict:
     try:
-        row = measure_generation(model, L, B, args.new_tokens, vocab, warmup=args.warmup,
-                                 prefill_chunk=args.prefill_chunk, profile_steps=args.profile_steps)
+        row = measure_generation(
+            model,
+            L,
+            B,
+            args.new_tokens,
+            vocab,
+            warmup=args.warmup,
+            prefill_chunk=args.prefill_chunk,
+            profile_steps=args.profile_steps,
+        )
     except torch.cuda.OutOfMemoryError:
         row = {"prompt_len": L, "batch": B, "oom": True}
     if torch.cuda.is_available():
@@ -51,9 +59,11 @@ def measure(model, name: str, L: int, B: int, args, vocab: int) -> dict:
     return {"model": name, **row}
 
 
-HEADER = ("| model | L | batch | decode tok/s | ms/step (wall) | GPU ms/step (kernels) | prefill tok/s | state GiB "
-          "| peak extra GiB | hybrid/teacher decode tok/s | hybrid/teacher GPU time |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|")
+HEADER = (
+    "| model | L | batch | decode tok/s | ms/step (wall) | GPU ms/step (kernels) | prefill tok/s | state GiB "
+    "| peak extra GiB | hybrid/teacher decode tok/s | hybrid/teacher GPU time |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|"
+)
 
 
 def fmt(row: dict) -> str:
@@ -62,10 +72,13 @@ def fmt(row: dict) -> str:
     gib = (row["peak_extra_bytes"] or 0) / 2**30
     device_ms = row.get("device_ms_per_step")
     ratios = [row.get("decode_speedup_vs_teacher"), row.get("device_time_ratio_vs_teacher")]
-    return (f"| {row['model']} | {row['prompt_len']} | {row['batch']} | {row['decode_tok_s']:.1f} | "
-            f"{row['ms_per_step']:.2f} | {'' if device_ms is None else f'{device_ms:.2f}'} | "
-            f"{row['prefill_tok_s']:.0f} | {row['state_bytes'] / 2**30:.2f} | {gib:.2f} | "
-            + " | ".join("" if r is None else f"**{r:.2f}x**" for r in ratios) + " |")
+    return (
+        f"| {row['model']} | {row['prompt_len']} | {row['batch']} | {row['decode_tok_s']:.1f} | "
+        f"{row['ms_per_step']:.2f} | {'' if device_ms is None else f'{device_ms:.2f}'} | "
+        f"{row['prefill_tok_s']:.0f} | {row['state_bytes'] / 2**30:.2f} | {gib:.2f} | "
+        + " | ".join("" if r is None else f"**{r:.2f}x**" for r in ratios)
+        + " |"
+    )
 
 
 def main() -> None:
@@ -79,8 +92,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--prefill-chunk", type=int, default=2048)
     parser.add_argument("--scan-backend", default="auto")
-    parser.add_argument("--profile-steps", type=int, default=4,
-                        help="decode steps profiled for GPU kernel time per step (0: off)")
+    parser.add_argument(
+        "--profile-steps", type=int, default=4, help="decode steps profiled for GPU kernel time per step (0: off)"
+    )
     parser.add_argument("--out", type=Path, default=Path("throughput_out"))
     parser.add_argument("--device", default="cuda", help="cpu: a smoke test of the script (e.g. --preset tiny)")
     args = parser.parse_args()
@@ -92,13 +106,22 @@ def main() -> None:
     vocab = teacher.config.vocab_size
     meta = {
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-        "torch": torch.__version__, "transformers": transformers.__version__,
-        "cuda": torch.version.cuda, "python": platform.python_version(), "preset": args.preset,
-        "pattern": hybrid.config.pattern, "scan_backend": resolve_backend(args.scan_backend, device).name,
-        "dtype": "bfloat16", "new_tokens": args.new_tokens, "warmup": args.warmup,
-        "prefill_chunk": args.prefill_chunk, "build_s": time.perf_counter() - start,
-        "weights_gib": {name: sum(p.numel() * p.element_size() for p in m.parameters()) / 2**30
-                        for name, m in (("teacher", teacher), ("hybrid", hybrid))},
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "cuda": torch.version.cuda,
+        "python": platform.python_version(),
+        "preset": args.preset,
+        "pattern": hybrid.config.pattern,
+        "scan_backend": resolve_backend(args.scan_backend, device).name,
+        "dtype": "bfloat16",
+        "new_tokens": args.new_tokens,
+        "warmup": args.warmup,
+        "prefill_chunk": args.prefill_chunk,
+        "build_s": time.perf_counter() - start,
+        "weights_gib": {
+            name: sum(p.numel() * p.element_size() for p in m.parameters()) / 2**30
+            for name, m in (("teacher", teacher), ("hybrid", hybrid))
+        },
     }
     for model in (teacher, hybrid):  # untimed: allocator growth, kernel compilation
         try:
@@ -122,22 +145,26 @@ def main() -> None:
     settings += [(max(args.lens), B, ("hybrid",)) for B in args.hybrid_batches]
     with open(args.out / "rows.jsonl", "a") as log:
         for L, B, names in settings:
-            group = {name: measure({"teacher": teacher, "hybrid": hybrid}[name], name, L, B, args, vocab)
-                     for name in names}
+            group = {
+                name: measure({"teacher": teacher, "hybrid": hybrid}[name], name, L, B, args, vocab) for name in names
+            }
             if len(group) == 2 and not any(r.get("oom") for r in group.values()):
                 hybrid_row, teacher_row = group["hybrid"], group["teacher"]
                 hybrid_row["decode_speedup_vs_teacher"] = hybrid_row["decode_tok_s"] / teacher_row["decode_tok_s"]
                 if hybrid_row["device_ms_per_step"]:
-                    hybrid_row["device_time_ratio_vs_teacher"] = (teacher_row["device_ms_per_step"]
-                                                                  / hybrid_row["device_ms_per_step"])
+                    hybrid_row["device_time_ratio_vs_teacher"] = (
+                        teacher_row["device_ms_per_step"] / hybrid_row["device_ms_per_step"]
+                    )
             for row in group.values():
                 rows.append(row)
                 log.write(json.dumps(row) + "\n")
                 log.flush()
                 print(fmt(row), flush=True)
-    print(f"\nGPU: {meta['gpu']}; {meta['preset']} shape, hybrid pattern {meta['pattern']}, bf16, scan backend "
-          f"{meta['scan_backend']}; decode {args.new_tokens} tokens after a prefill of L; total "
-          f"{time.perf_counter() - start:.0f} s")
+    print(
+        f"\nGPU: {meta['gpu']}; {meta['preset']} shape, hybrid pattern {meta['pattern']}, bf16, scan backend "
+        f"{meta['scan_backend']}; decode {args.new_tokens} tokens after a prefill of L; total "
+        f"{time.perf_counter() - start:.0f} s"
+    )
     print(HEADER)
     for row in rows:
         print(fmt(row))

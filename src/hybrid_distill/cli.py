@@ -1,5 +1,6 @@
 """The two command-line apps: `python train.py` (`hd-train`) and `python eval.py` (`hd-eval`). Hydra composes the
-config (conf/train.yaml, conf/eval.yaml); a stage of `stages/` runs it."""
+config (conf/train.yaml, conf/eval.yaml); a stage of `stages/` runs it. Only Hydra is imported at the top: `--help`,
+`--cfg` and tab completion never load torch or Lightning."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import time
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from .atomic import check_writable
@@ -16,6 +16,7 @@ from .config_checks import check_numbers
 from .console import print_summary
 from .errors import UserError
 from .exits import FAILED, exit_on_user_error, exiting_on_user_error
+from .launcher import register_launch_resolvers
 from .paths import config_dir
 from .reliability.recorded_config import check_recorded_config, record_resume
 from .reliability.rundir import check_resume_dir, register_resolvers
@@ -24,28 +25,39 @@ from .reliability.rundir import check_resume_dir, register_resolvers
 # computes its sweep directory, before any job (and its HydraConfig) exists
 if not OmegaConf.has_resolver("launch_dir"):
     OmegaConf.register_new_resolver("launch_dir", os.getcwd)
-register_resolvers(exiting_on_user_error)  # ${unique_dir:...}, ${run_dir:...}, ${config_subdir:...} of hydra/default.yaml
+register_resolvers(
+    exiting_on_user_error
+)  # ${unique_dir:...}, ${run_dir:...}, ${config_subdir:...} of hydra/default.yaml
+register_launch_resolvers()  # ${job_gpus:...} and ${job_tasks:...} of hydra/launcher/submitit_*.yaml
 
 
 def run(cfg: DictConfig) -> dict:
     """Run the configured stage; write metrics.json into the run directory; return the metrics."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
     from .atomic import write_json_atomic
-    from .runtime import job_config, run_context
+    from .noise import quiet_known_noise
+    from .runtime import is_multirun, job_config, run_context
     from .stages.registry import stage_runners
 
+    quiet_known_noise()
     start = time.perf_counter()
     check_numbers(cfg)  # before anything is loaded
     ctx = run_context(cfg)
     check_writable(ctx.output_dir, "the run directory")
     if cfg.get("resume"):
-        if HydraConfig.initialized() and str(HydraConfig.get().mode) == "RunMode.MULTIRUN":
-            raise UserError("resume= continues one run; to continue a sweep pass hydra.sweep.dir=<its sweep dir> "
-                            "with the same sweep overrides")
+        if HydraConfig.initialized() and is_multirun(HydraConfig.get().mode):
+            raise UserError(
+                "resume= continues one run; to continue a sweep pass hydra.sweep.dir=<its sweep dir> "
+                "with the same sweep overrides"
+            )
         check_resume_dir(ctx.output_dir)
     # a run continued in its directory keeps its recorded config (resume=, a requeued job, hydra.run.dir=)
     changes = check_recorded_config(job_config(cfg), ctx.output_dir)
     if rank_zero_only.rank == 0:
-        record_resume(ctx.output_dir, changes, list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [])
+        record_resume(
+            ctx.output_dir, changes, list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+        )
     runners = stage_runners()
     if cfg.stage.name not in runners:
         raise UserError(f"stage '{cfg.stage.name}' is not runnable; choose one of {', '.join(runners)}")
@@ -57,17 +69,39 @@ def run(cfg: DictConfig) -> dict:
     return results
 
 
+def optimized_value(results: dict, key: str | None) -> float | None:
+    """The run's value of `optimized_metric` (a key of its metrics.json), returned to Hydra for a sweeper (Optuna)
+    to minimise or maximise; None when no metric is configured."""
+    if key is None:
+        return None
+    value = results.get(key)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        numeric = sorted(k for k, v in results.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
+        raise UserError(
+            f"optimized_metric={key!r} is not a number in this run's results "
+            f"({'got ' + repr(value) if key in results else 'no such key'}); choose one of {numeric}"
+        )
+    return float(value)
+
+
+def run_and_score(cfg: DictConfig) -> float | None:
+    """What `python train.py` does: run, then return the configured metric (for hydra sweepers)."""
+    return optimized_value(run(cfg), cfg.get("optimized_metric"))
+
+
 def evaluate(cfg: DictConfig) -> dict:
     """What `python eval.py` does with its composed config: evaluate the checkpoint `ckpt` names."""
+    from .noise import quiet_known_noise
     from .stages.eval import evaluate_from_config
 
+    quiet_known_noise()
     return evaluate_from_config(cfg)
 
 
 @hydra.main(config_path=config_dir(), config_name="train", version_base="1.3")
-def _train(cfg: DictConfig) -> None:
+def _train(cfg: DictConfig) -> float | None:
     OmegaConf.resolve(cfg)
-    exit_on_user_error(run, cfg)
+    return exit_on_user_error(run_and_score, cfg)
 
 
 @hydra.main(config_path=config_dir(), config_name="eval", version_base="1.3")

@@ -9,9 +9,8 @@ import shutil
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
-from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig
 
 from .atomic import write_file_atomic
@@ -19,8 +18,10 @@ from .console import say
 from .errors import EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_PREEMPTED, Preempted, TrainingDiverged, UserError
 from .reliability.recorded_config import is_new_run
 
+T = TypeVar("T")
 
-def exit_on_user_error(fn: Callable[[DictConfig], object], cfg: DictConfig) -> None:
+
+def exit_on_user_error(fn: Callable[[DictConfig], T], cfg: DictConfig) -> T:
     """Bad input (config value, file, data row), divergence and preemption end the run with one clear line and an
     exit status, not a traceback (HYDRA_FULL_ERROR=1 shows the traceback, as for Hydra's own errors)."""
     from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -28,7 +29,7 @@ def exit_on_user_error(fn: Callable[[DictConfig], object], cfg: DictConfig) -> N
     from .data.schemas import DataRowError
 
     try:
-        fn(cfg)
+        return fn(cfg)
     except (UserError, DataRowError, TrainingDiverged) as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
@@ -37,8 +38,11 @@ def exit_on_user_error(fn: Callable[[DictConfig], object], cfg: DictConfig) -> N
         mark_failed(Path(cfg.paths.output_dir), str(err), status)
         sys.exit(status)
     except (Preempted, SIGTERMException) as err:  # Lightning's: SIGTERM outside the training loop, nothing to save
-        say("[yellow]preempted:[/]", f"{str(err) or 'SIGTERM outside training'}; continue with "
-            f"`python train.py resume={cfg.paths.output_dir}` (a requeued job resumes by itself)")
+        say(
+            "[yellow]preempted:[/]",
+            f"{str(err) or 'SIGTERM outside training'}; continue with "
+            f"`python train.py resume={cfg.paths.output_dir}` (a requeued job resumes by itself)",
+        )
         sys.exit(EXIT_PREEMPTED)
 
 
@@ -51,14 +55,23 @@ def mark_failed(run_dir: Path, error: str, status: int) -> None:
     """A new run that failed leaves no directory that looks like a run: removed when it holds only what Hydra wrote
     before the run started (nothing to resume or inspect), else marked with failed.json (the error and the exit
     status; a later successful resume removes it). A continued run's directory is left as it was."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only  # here: cli (--help, TAB) never loads Lightning
+
     if rank_zero_only.rank != 0 or not run_dir.is_dir() or not is_new_run(run_dir):
         return
     try:
         if all(p.name in _SETUP_ONLY or p.suffix == ".log" for p in run_dir.iterdir()):
             shutil.rmtree(run_dir)
         else:
-            write_file_atomic(run_dir / FAILED, lambda tmp: tmp.write_text(json.dumps(
-                {"error": error, "exit_status": status, "time": datetime.now(timezone.utc).isoformat()}, indent=2)))
+            write_file_atomic(
+                run_dir / FAILED,
+                lambda tmp: tmp.write_text(
+                    json.dumps(
+                        {"error": error, "exit_status": status, "time": datetime.now(timezone.utc).isoformat()},
+                        indent=2,
+                    )
+                ),
+            )
     except OSError:  # a read-only or full file system: the error line was printed; nothing more to do
         pass
 
@@ -66,6 +79,7 @@ def mark_failed(run_dir: Path, error: str, status: int) -> None:
 def exiting_on_user_error(resolver: Callable) -> Callable:
     """A config resolver that Hydra calls while it sets a run up (run directory, ...): a UserError there is one line
     and exit 2 too (Hydra would print its own traceback-like report and exit 1)."""
+
     @functools.wraps(resolver)
     def resolve(*args):
         try:

@@ -16,7 +16,7 @@ HUB_PREFIX = "hf://"
 def hub_id(source: str) -> str | None:
     """`org/name` for `hf://org/name`, else None: a local path. A missing local path is never taken for a hub id (a
     typo would download someone else's repository)."""
-    return source[len(HUB_PREFIX):] if source.startswith(HUB_PREFIX) else None
+    return source[len(HUB_PREFIX) :] if source.startswith(HUB_PREFIX) else None
 
 
 def config_dir() -> str:

@@ -98,7 +98,8 @@ class TextDataModule(_TokenizedDataModule):
     def _build(self) -> tuple[Dataset, Dataset]:
         documents = shakespeare_documents(self.num_validation_plays)
         splits = [
-            pack_text(documents[split], self.tokenizer, self.seq_len, self.cache_dir) for split in ("train", "validation")
+            pack_text(documents[split], self.tokenizer, self.seq_len, self.cache_dir)
+            for split in ("train", "validation")
         ]
         if self.chat_source is None:
             return tuple(splits)

@@ -68,9 +68,11 @@ def _load_raw(source: Source, split: str, cache_dir: str | None) -> Dataset:
             check_json_file(path)
         files = load_dataset(FILE_FORMATS[path.suffix], data_files={"train": str(path)}, cache_dir=cache_dir)
         return _pick_split(files, split, source)
-    raise FileNotFoundError(f"{source} does not exist (a local .jsonl/.json/.parquet file or save_to_disk directory); "
-                            f"a hub dataset is named explicitly as {HUB_PREFIX}<org>/<name>, the generated ones as "
-                            f"{BUILTIN!r} or {INSTRUCT!r}")
+    raise FileNotFoundError(
+        f"{source} does not exist (a local .jsonl/.json/.parquet file or save_to_disk directory); "
+        f"a hub dataset is named explicitly as {HUB_PREFIX}<org>/<name>, the generated ones as "
+        f"{BUILTIN!r} or {INSTRUCT!r}"
+    )
 
 
 def check_json_file(path: Path) -> None:
@@ -85,9 +87,10 @@ def check_json_file(path: Path) -> None:
             try:
                 rows = len(json.loads(text))
             except json.JSONDecodeError as err:
-                raise ValueError(f"row {err.lineno} of {path} is not valid JSON ({err.msg} at column {err.colno})") \
-                    from None
-        for row, raw in ([] if head.startswith(b"[") else enumerate(f, 1)):
+                raise ValueError(
+                    f"row {err.lineno} of {path} is not valid JSON ({err.msg} at column {err.colno})"
+                ) from None
+        for row, raw in [] if head.startswith(b"[") else enumerate(f, 1):
             line = _utf8(raw, path, row).rstrip("\r\n")
             if not line.strip():
                 continue
@@ -139,7 +142,10 @@ def load_chat_dataset(
 ) -> Dataset:
     """Validated chat rows with a `messages` column (other columns kept); the first `num_rows`
     rows only if given (for "builtin": the number of rows generated)."""
-    builtins = {BUILTIN: (chat_tasks.chat_dataset, BUILTIN_ROWS), INSTRUCT: (passages.instruction_dataset, passages.ROWS)}
+    builtins = {
+        BUILTIN: (chat_tasks.chat_dataset, BUILTIN_ROWS),
+        INSTRUCT: (passages.instruction_dataset, passages.ROWS),
+    }
     return _load(source, split, num_rows, cache_dir, builtins, ("messages",), normalise_chat_row)
 
 

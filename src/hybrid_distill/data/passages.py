@@ -55,7 +55,7 @@ def _passage(play: list[tuple[str, str]], rng: random.Random) -> tuple[list[tupl
     """A run of 2-5 consecutive speeches of at most MAX_PASSAGE_CHARS characters, and the index after it."""
     start = rng.randrange(len(play) - 6)
     block = [play[start]]
-    for speech in play[start + 1:start + rng.randint(2, 5)]:
+    for speech in play[start + 1 : start + rng.randint(2, 5)]:
         if len(_render(block + [speech])) > MAX_PASSAGE_CHARS:
             break
         block.append(speech)
@@ -68,7 +68,9 @@ def instruction_row(title: str, play: list[tuple[str, str]], kind: str, rng: ran
     name = title.replace("-", " ").title()
     passage = _render(block)[:MAX_PASSAGE_CHARS]
     if kind == "continue":
-        prompt = f"Here is a passage from Shakespeare's {name}:\n\n{passage}\n\nContinue the scene with the next speech."
+        prompt = (
+            f"Here is a passage from Shakespeare's {name}:\n\n{passage}\n\nContinue the scene with the next speech."
+        )
         reference = _render([play[after]])
     elif kind == "summarise":
         prompt = f"Summarise in one or two sentences what happens in this passage from {name}:\n\n{passage}"
@@ -79,7 +81,9 @@ def instruction_row(title: str, play: list[tuple[str, str]], kind: str, rng: ran
         reference = words
     elif kind == "who_speaks":
         who, words = rng.choice(block)
-        prompt = f"In this passage from {name}:\n\n{passage}\n\nWhich character says \"{words[:120]}\"? Answer with the name."
+        prompt = (
+            f'In this passage from {name}:\n\n{passage}\n\nWhich character says "{words[:120]}"? Answer with the name.'
+        )
         reference = who
     else:
         raise ValueError(f"unknown instruction {kind!r}; choose from {', '.join(INSTRUCTIONS)}")

@@ -27,9 +27,11 @@ def pairs_from_chat(rows: Dataset, seed: int = 0) -> Dataset:
         rejected_answer = messages[other[i]][-1]["content"]
         if rejected_answer == conversation[-1]["content"]:  # two prompts with the same answer: no preference
             continue
-        pairs.append({
-            "prompt": prompt_turns[-1]["content"],
-            "chosen": conversation,
-            "rejected": [*prompt_turns, {"role": "assistant", "content": rejected_answer}],
-        })
+        pairs.append(
+            {
+                "prompt": prompt_turns[-1]["content"],
+                "chosen": conversation,
+                "rejected": [*prompt_turns, {"role": "assistant", "content": rejected_answer}],
+            }
+        )
     return Dataset.from_list(pairs)

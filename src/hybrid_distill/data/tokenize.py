@@ -63,8 +63,10 @@ def _cached_map(ds: Dataset, function: Callable, cache_dir: str | None, desc: st
 
 def _warn_skipped(before: int, after: int, what: str, max_length: int) -> None:
     if after < before:
-        warnings.warn(f"{what}: skipped {before - after} of {before} rows longer than max_length={max_length} tokens",
-                      stacklevel=2)
+        warnings.warn(
+            f"{what}: skipped {before - after} of {before} rows longer than max_length={max_length} tokens",
+            stacklevel=2,
+        )
 
 
 def render_with_response_spans(

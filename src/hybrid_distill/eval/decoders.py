@@ -78,8 +78,11 @@ class HFDecoder:
             self.cache.crop(-extra)  # a negative argument removes that many tokens in every transformers 4.4x/5.x
 
     def state_bytes(self) -> int:
-        return sum(_tensor_bytes([layer.keys, layer.values]) for layer in self.cache.layers
-                   if getattr(layer, "keys", None) is not None)
+        return sum(
+            _tensor_bytes([layer.keys, layer.values])
+            for layer in self.cache.layers
+            if getattr(layer, "keys", None) is not None
+        )
 
 
 def make_decoder(model: torch.nn.Module) -> HybridDecoder | HFDecoder:
@@ -91,5 +94,5 @@ def prefill(decoder: HybridDecoder | HFDecoder, ids: torch.Tensor, chunk: int | 
     Chunking bounds the activation memory of long prompts; the states carry over exactly."""
     step = chunk or ids.shape[1]
     for start in range(0, ids.shape[1], step):
-        logits = decoder.feed(ids[:, start:start + step], logits_to_keep=1)
+        logits = decoder.feed(ids[:, start : start + step], logits_to_keep=1)
     return logits[:, -1]

@@ -26,8 +26,16 @@ from .recall import argmax_hits
 
 @register_model("hybrid_distill")
 class HybridLM(TemplateLM):
-    def __init__(self, pretrained: str, device: str = "auto", batch_size: int | str = 8, max_length: int | None = None,
-                 scan_backend: str | None = None, add_bos_token: bool | None = None, **_harness_options):
+    def __init__(
+        self,
+        pretrained: str,
+        device: str = "auto",
+        batch_size: int | str = 8,
+        max_length: int | None = None,
+        scan_backend: str | None = None,
+        add_bos_token: bool | None = None,
+        **_harness_options,
+    ):
         super().__init__()
         student, self.tokenizer = load_student(resolve_checkpoint(pretrained), None, None, scan_backend)
         self._device = resolve_device(device)
@@ -68,11 +76,12 @@ class HybridLM(TemplateLM):
         results = []
         for start in tqdm(range(0, len(requests), self.batch_size), disable=disable_tqdm, desc="loglikelihood"):
             rows = []
-            for _, context, continuation in requests[start:start + self.batch_size]:
-                ids = (list(context) + list(continuation))[-(self.max_length + 1):]
-                continuation = list(continuation)[-len(ids):]
-                rows.append({"input_ids": ids,
-                             "labels": [IGNORE_INDEX] * (len(ids) - len(continuation)) + list(continuation)})
+            for _, context, continuation in requests[start : start + self.batch_size]:
+                ids = (list(context) + list(continuation))[-(self.max_length + 1) :]
+                continuation = list(continuation)[-len(ids) :]
+                rows.append(
+                    {"input_ids": ids, "labels": [IGNORE_INDEX] * (len(ids) - len(continuation)) + list(continuation)}
+                )
             batch = self.collate(rows)  # right-padded: a causal model ignores what follows
             logits = self.model(batch["input_ids"].to(self._device)).logits  # (B, T, V)
             labels = batch["labels"].to(self._device)
@@ -86,9 +95,15 @@ class HybridLM(TemplateLM):
         """Log-likelihood of whole strings, scored in disjoint windows of max_length tokens (as HFLM does)."""
         windows, owners = [], []
         for index, (string,) in enumerate(req.args for req in requests):
-            for window in map(utils.make_disjoint_window, utils.get_rolling_token_windows(
-                    token_list=self.tok_encode(string), prefix_token=self.prefix_token_id,
-                    max_seq_len=self.max_length, context_len=1)):
+            for window in map(
+                utils.make_disjoint_window,
+                utils.get_rolling_token_windows(
+                    token_list=self.tok_encode(string),
+                    prefix_token=self.prefix_token_id,
+                    max_seq_len=self.max_length,
+                    context_len=1,
+                ),
+            ):
                 windows.append((None, *window))
                 owners.append(index)
         totals = [0.0] * len(requests)
@@ -106,11 +121,16 @@ class HybridLM(TemplateLM):
             max_new = int(options.pop("max_gen_toks", 256))
             do_sample = bool(options.pop("do_sample", False))
             temperature = float(options.pop("temperature", 1.0) or 1.0)
-            ids = self.tok_encode(context)[-max(self.max_length - max_new, 1):]
+            ids = self.tok_encode(context)[-max(self.max_length - max_new, 1) :]
             prompt = torch.tensor([ids], device=self._device)
-            out = self.model.generate(prompt, max_new_tokens=max_new, do_sample=do_sample and temperature > 0,
-                                      temperature=temperature, eos_token_id=self.eot_token_id)
-            text = self.tok_decode(out[0, prompt.shape[1]:].tolist())
+            out = self.model.generate(
+                prompt,
+                max_new_tokens=max_new,
+                do_sample=do_sample and temperature > 0,
+                temperature=temperature,
+                eos_token_id=self.eot_token_id,
+            )
+            text = self.tok_decode(out[0, prompt.shape[1] :].tolist())
             for stop in until:
                 text = text.split(stop)[0] if stop else text
             outputs.append(text)

@@ -58,7 +58,7 @@ def _is_student_dir(path: Path) -> bool:
 
 def find_run_dir(start: Path, levels: int = 3) -> Path | None:
     """The nearest directory at or above `start` (at most `levels` up) holding a Hydra run config."""
-    for path in [start, *start.parents][:levels + 1]:
+    for path in [start, *start.parents][: levels + 1]:
         if (path / RUN_CONFIG).is_file():
             return path
     return None
@@ -95,9 +95,12 @@ def _plain(cfg: DictConfig) -> dict:
 @functools.cache
 def package_targets(conf_dir: str) -> frozenset[str]:
     """Every `_target_` and getter `path` named by the configs in `conf_dir` (the package's own, or HD_CONFIG_DIR)."""
-    return frozenset(str(value) for path in Path(conf_dir).rglob("*.yaml")
-                     for _, node in _target_nodes(_plain(OmegaConf.load(path)))
-                     for value in _named_callables(node).values())
+    return frozenset(
+        str(value)
+        for path in Path(conf_dir).rglob("*.yaml")
+        for _, node in _target_nodes(_plain(OmegaConf.load(path)))
+        for value in _named_callables(node).values()
+    )
 
 
 def check_targets(cfg: DictConfig, source: Path) -> None:
@@ -107,9 +110,11 @@ def check_targets(cfg: DictConfig, source: Path) -> None:
     for key, node in _target_nodes(_plain(cfg)):
         for field, value in _named_callables(node).items():
             if not isinstance(value, str) or value not in allowed:
-                raise UserError(f"{source}: {key}.{field}={value!r} is not named by any of hybrid_distill's own "
-                                "configs; eval.py instantiates only those (a run directory may come from someone "
-                                "else, and its config would run code)")
+                raise UserError(
+                    f"{source}: {key}.{field}={value!r} is not named by any of hybrid_distill's own "
+                    "configs; eval.py instantiates only those (a run directory may come from someone "
+                    "else, and its config would run code)"
+                )
 
 
 def load_run_config(run_dir: Path) -> DictConfig:
@@ -131,13 +136,16 @@ def student_in_run(run_dir: Path) -> Path:
     distilled one), else `<run dir>/student`."""
     metrics = run_dir / "metrics.json"
     named = json.loads(metrics.read_text()) if metrics.is_file() else {}
-    dirs = sorted((key for key, value in named.items() if key.endswith("student_dir") and value),
-                  key=lambda key: "dpo" not in key)
+    dirs = sorted(
+        (key for key, value in named.items() if key.endswith("student_dir") and value), key=lambda key: "dpo" not in key
+    )
     for path in [*(Path(named[key]) for key in dirs), run_dir / "student"]:
         if _is_student_dir(path):
             return path
-    raise UserError(f"ckpt '{run_dir}' is a run directory without a saved student (no metrics.json naming a "
-                    f"student_dir, no {run_dir / 'student'}); did its training finish?")
+    raise UserError(
+        f"ckpt '{run_dir}' is a run directory without a saved student (no metrics.json naming a "
+        f"student_dir, no {run_dir / 'student'}); did its training finish?"
+    )
 
 
 def resolve_checkpoint(ckpt: str | None) -> Checkpoint:
@@ -148,20 +156,26 @@ def resolve_checkpoint(ckpt: str | None) -> Checkpoint:
         raise UserError(f"ckpt '{path}' does not exist")
     if path.is_file():
         if path.suffix != ".ckpt":
-            raise UserError(f"ckpt '{path}' is a file but not a Lightning checkpoint (.ckpt); pass a run directory, "
-                            f"a student directory or a .ckpt file")
+            raise UserError(
+                f"ckpt '{path}' is a file but not a Lightning checkpoint (.ckpt); pass a run directory, "
+                f"a student directory or a .ckpt file"
+            )
         run_dir = find_run_dir(path.parent)
         if run_dir is None:
-            raise UserError(f"ckpt '{path}' is not inside a training run directory (no {RUN_CONFIG} above it): "
-                            "the run's config is needed to rebuild the student")
+            raise UserError(
+                f"ckpt '{path}' is not inside a training run directory (no {RUN_CONFIG} above it): "
+                "the run's config is needed to rebuild the student"
+            )
         return Checkpoint(None, path, run_dir, load_run_config(run_dir))
     if _is_student_dir(path):
         run_dir = find_run_dir(path)
         return Checkpoint(path, None, run_dir, load_run_config(run_dir) if run_dir else None)
     if (path / RUN_CONFIG).is_file():
         return Checkpoint(student_in_run(path), None, path, load_run_config(path))
-    raise UserError(f"ckpt '{path}' is neither a run directory ({RUN_CONFIG}), nor a saved student "
-                    f"({CONFIG_NAME} + {WEIGHTS_NAME}), nor a .ckpt file")
+    raise UserError(
+        f"ckpt '{path}' is neither a run directory ({RUN_CONFIG}), nor a saved student "
+        f"({CONFIG_NAME} + {WEIGHTS_NAME}), nor a .ckpt file"
+    )
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -171,8 +185,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a truncated, foreign or code-carrying file: one line naming it
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"ckpt '{path}' cannot be read as a Lightning checkpoint of tensors "
-                        f"({type(err).__name__}: {first_line})") from err
+        raise UserError(
+            f"ckpt '{path}' cannot be read as a Lightning checkpoint of tensors ({type(err).__name__}: {first_line})"
+        ) from err
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise UserError(f"ckpt '{path}' is not a Lightning checkpoint (no state_dict)")
     return checkpoint["state_dict"]
@@ -182,8 +197,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 StudentBuilder = Callable[[DictConfig, torch.nn.Module], HybridForCausalLM]
 
 
-def _student_from_lightning(ck: Checkpoint, teacher, scan_backend: str | None,
-                            build: StudentBuilder | None) -> HybridForCausalLM:
+def _student_from_lightning(
+    ck: Checkpoint, teacher, scan_backend: str | None, build: StudentBuilder | None
+) -> HybridForCausalLM:
     cfg = ck.run_cfg
     state = read_state_dict(ck.lightning_ckpt)  # first: a file that is not a checkpoint fails before any model loads
     if cfg.stage.name == "dpo":  # DPO trains a copy of the student it starts from
@@ -193,7 +209,7 @@ def _student_from_lightning(ck: Checkpoint, teacher, scan_backend: str | None,
     else:
         student = build(cfg, teacher)
     for prefix in MODULE_PREFIXES:
-        weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         if weights:
             foreign = [k for k in state if not k.startswith((prefix, *FROZEN_PREFIXES))]
             load_matching(student, weights, foreign, ck.lightning_ckpt)
@@ -207,27 +223,38 @@ def _listed(keys: list[str]) -> str:
     return ", ".join(keys[:4]) + (f" (+{len(keys) - 4} more)" if len(keys) > 4 else "")
 
 
-def load_matching(student: HybridForCausalLM, weights: dict[str, torch.Tensor], foreign: list[str],
-                  path: Path) -> None:
+def load_matching(student: HybridForCausalLM, weights: dict[str, torch.Tensor], foreign: list[str], path: Path) -> None:
     """Load `weights` only if they are exactly the student's (the tied LM head may be absent): a checkpoint of another
     layer pattern or model would otherwise leave part of the student as built, and evaluate a mix."""
     expected = {k: tuple(v.shape) for k, v in student.state_dict().items()}
     optional = {TIED_KEY} if student.config.tie_word_embeddings else set()
     missing = sorted(expected.keys() - weights.keys() - optional)
     unexpected = sorted(weights.keys() - expected.keys()) + sorted(foreign)
-    reshaped = [f"{k} {tuple(weights[k].shape)} vs {expected[k]}" for k in sorted(weights.keys() & expected.keys())
-                if tuple(weights[k].shape) != expected[k]]
+    reshaped = [
+        f"{k} {tuple(weights[k].shape)} vs {expected[k]}"
+        for k in sorted(weights.keys() & expected.keys())
+        if tuple(weights[k].shape) != expected[k]
+    ]
     if missing or unexpected or reshaped:
-        problems = [f"{label} {_listed(keys)}" for label, keys in
-                    (("missing", missing), ("unexpected", unexpected), ("shape of", reshaped)) if keys]
-        raise UserError(f"ckpt '{path}' does not match the student its run's config builds (pattern "
-                        f"{student.config.pattern}): {'; '.join(problems)}; is it from another run?")
+        problems = [
+            f"{label} {_listed(keys)}"
+            for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape of", reshaped))
+            if keys
+        ]
+        raise UserError(
+            f"ckpt '{path}' does not match the student its run's config builds (pattern "
+            f"{student.config.pattern}): {'; '.join(problems)}; is it from another run?"
+        )
     student.load_state_dict(weights, strict=not optional)
 
 
-def load_student(ck: Checkpoint, teacher, teacher_tokenizer: PreTrainedTokenizerBase | None,
-                 scan_backend: str | None, build: StudentBuilder | None = None,
-                 ) -> tuple[HybridForCausalLM, PreTrainedTokenizerBase]:
+def load_student(
+    ck: Checkpoint,
+    teacher,
+    teacher_tokenizer: PreTrainedTokenizerBase | None,
+    scan_backend: str | None,
+    build: StudentBuilder | None = None,
+) -> tuple[HybridForCausalLM, PreTrainedTokenizerBase]:
     """(student, tokenizer) of `ck`. A distill run's Lightning checkpoint is loaded into the student `build` makes
     from the run's config and `teacher`; a DPO one into the student it started from."""
     if ck.lightning_ckpt is not None:
@@ -241,8 +268,10 @@ def load_student(ck: Checkpoint, teacher, teacher_tokenizer: PreTrainedTokenizer
     except (OSError, ValueError) as err:
         raise UserError(f"ckpt '{ck.student_dir}' cannot be loaded: {err}") from err
     if teacher is not None and teacher.config.vocab_size != student.config.vocab_size:
-        raise UserError(f"teacher vocabulary ({teacher.config.vocab_size}) differs from the student's at "
-                        f"'{ck.student_dir}' ({student.config.vocab_size}); pass the matching teacher=<dir>")
+        raise UserError(
+            f"teacher vocabulary ({teacher.config.vocab_size}) differs from the student's at "
+            f"'{ck.student_dir}' ({student.config.vocab_size}); pass the matching teacher=<dir>"
+        )
     return student.eval(), tokenizer
 
 
@@ -257,5 +286,6 @@ def train_length(ck: Checkpoint, override: int | None) -> int:
         recipe = cfg.get("model", {}).get("recipe", {}).get("distill", {})
         if recipe.get("seq_len"):
             return int(recipe.seq_len)
-    raise UserError(f"ckpt '{ck.name}': the training length is unknown (no run config); "
-                    "set suite.train_length=<tokens>")
+    raise UserError(
+        f"ckpt '{ck.name}': the training length is unknown (no run config); set suite.train_length=<tokens>"
+    )

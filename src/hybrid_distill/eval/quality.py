@@ -44,8 +44,9 @@ class HeldoutMetrics(torch.nn.Module):
 
 
 @torch.no_grad()
-def heldout_quality(student: torch.nn.Module, teacher: torch.nn.Module | None, batches: Iterable[dict],
-                    max_batches: int | None = None) -> dict[str, float]:
+def heldout_quality(
+    student: torch.nn.Module, teacher: torch.nn.Module | None, batches: Iterable[dict], max_batches: int | None = None
+) -> dict[str, float]:
     """HeldoutMetrics over `batches` (`input_ids`, `labels` (B, T) as the datamodules give them), computed;
     `tokens` = counted target tokens."""
     device = next(student.parameters()).device

@@ -40,8 +40,8 @@ def score(fn: LogitsFn, batch: TaskBatch, vocab_size: int) -> dict[str, float]:
     rows_per_pass = max(1, LOGITS_BUDGET // (batch.input_ids.shape[1] * vocab_size))
     correct, counted = [], []
     for start in range(0, len(batch.input_ids), rows_per_pass):
-        ids = batch.input_ids[start:start + rows_per_pass]  # (b, T)
-        hits, mask = argmax_hits(fn(ids), batch.labels[start:start + rows_per_pass])  # (b, T-1)
+        ids = batch.input_ids[start : start + rows_per_pass]  # (b, T)
+        hits, mask = argmax_hits(fn(ids), batch.labels[start : start + rows_per_pass])  # (b, T-1)
         correct.append(hits)
         counted.append(mask)
     correct, counted = torch.cat(correct), torch.cat(counted)
@@ -58,23 +58,62 @@ def score(fn: LogitsFn, batch: TaskBatch, vocab_size: int) -> dict[str, float]:
     }
 
 
-def recall_suite(models: dict[str, LogitsFn], tokenizer: PreTrainedTokenizerBase, vocab_size: int,
-                 tasks: Sequence[str], train_length: int, multiples: Iterable[float], num_examples: int, seed: int,
-                 text_format: str = "auto", mqar_pairs_per_token: float = 1 / 16) -> list[dict]:
+def recall_suite(
+    models: dict[str, LogitsFn],
+    tokenizer: PreTrainedTokenizerBase,
+    vocab_size: int,
+    tasks: Sequence[str],
+    train_length: int,
+    multiples: Iterable[float],
+    num_examples: int,
+    seed: int,
+    text_format: str = "auto",
+    mqar_pairs_per_token: float = 1 / 16,
+    min_teacher_accuracy: float | None = None,
+    say: Callable[[str], None] = print,
+) -> list[dict]:
     """One row per (task, length, model): accuracy, token accuracy and counts; a task too long for a length gets
-    rows with accuracy None and the reason under `skipped`."""
+    rows with accuracy None and the reason under `skipped`. Lengths run shortest first, the teacher (if any) before
+    the student; once the teacher scores at most `min_teacher_accuracy` (at chance: the task is beyond the model),
+    the student is not scored at that length nor anything at longer ones (rows say why). `say` gets one line per
+    (task, length): progress."""
     rows = []
+    order = sorted(models, key=lambda name: name != "teacher")
     for task in tasks:
-        for multiple in multiples:
+        beyond: str | None = None  # why the teacher's failure skips the rest of this task
+        for multiple in sorted(multiples):
             length = int(round(train_length * multiple))
-            try:
-                batch = build_task(task, tokenizer, vocab_size, length, num_examples, seed, text_format,
-                                   mqar_pairs_per_token)
-            except TaskDoesNotFit as reason:
-                rows += [{"task": task, "multiple": multiple, "length": length, "model": name, "accuracy": None,
-                          "skipped": str(reason)} for name in models]
+            where = {"task": task, "multiple": multiple, "length": length}
+            if beyond is not None:
+                rows += [{**where, "model": name, "accuracy": None, "skipped": beyond} for name in order]
                 continue
-            for name, fn in models.items():
-                rows.append({"task": task, "multiple": multiple, "length": length, "model": name,
-                             **score(fn, batch, vocab_size)})
+            try:
+                batch = build_task(
+                    task, tokenizer, vocab_size, length, num_examples, seed, text_format, mqar_pairs_per_token
+                )
+            except TaskDoesNotFit as reason:
+                rows += [{**where, "model": name, "accuracy": None, "skipped": str(reason)} for name in order]
+                say(f"recall {task} {multiple:g}x ({length} tokens): skipped, {reason}")
+                continue
+            scored = []
+            for name in order:
+                if beyond is not None:
+                    rows.append({**where, "model": name, "accuracy": None, "skipped": beyond})
+                    continue
+                result = score(models[name], batch, vocab_size)
+                scored.append(f"{name} {result['accuracy']:.2f}")
+                rows.append({**where, "model": name, **result})
+                if (
+                    name == "teacher"
+                    and min_teacher_accuracy is not None
+                    and result["accuracy"] <= min_teacher_accuracy
+                ):
+                    beyond = (
+                        f"teacher at chance from {multiple:g}x (accuracy {result['accuracy']:.2f} <= "
+                        f"recall.min_teacher_accuracy={min_teacher_accuracy:g})"
+                    )
+            say(
+                f"recall {task} {multiple:g}x ({length} tokens): {', '.join(scored)}"
+                + (f"; {beyond}: skipped here and at longer lengths" if beyond else "")
+            )
     return rows

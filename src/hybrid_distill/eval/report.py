@@ -28,11 +28,26 @@ from ..errors import UserError  # noqa: E402
 from .results import results_files  # noqa: E402
 
 # swept settings read from each run's config: column -> config key
-SETTINGS = {"mamba_ratio": "mamba_ratio", "loss": "loss.name", "backend": "scan_backend",
-            "mixer": "student.mixer", "stage": "stage.name"}
+SETTINGS = {
+    "mamba_ratio": "mamba_ratio",
+    "loss": "loss.name",
+    "backend": "scan_backend",
+    "mixer": "student.mixer",
+    "stage": "stage.name",
+}
 # training metrics (metrics.json) and evaluation metrics (eval summary) shown in the table, in this order
-TABLE_METRICS = ("pattern", "student_ppl", "teacher_ppl", "kl", "top1_agree", "eval/quality/student_ppl",
-                 "eval/quality/kl", "eval/quality/top1_agree", "eval/recall@1x", "eval/recall@max")
+TABLE_METRICS = (
+    "pattern",
+    "student_ppl",
+    "teacher_ppl",
+    "kl",
+    "top1_agree",
+    "eval/quality/student_ppl",
+    "eval/quality/kl",
+    "eval/quality/top1_agree",
+    "eval/recall@1x",
+    "eval/recall@max",
+)
 
 
 def find_runs(root: Path) -> list[Path]:
@@ -42,8 +57,9 @@ def find_runs(root: Path) -> list[Path]:
     runs = [p.parent for p in root.rglob("metrics.json") if "wandb" not in p.parts]
     if not runs:
         raise UserError(f"report: no runs under '{root}' (no metrics.json found)")
-    return sorted(runs, key=lambda p: [int(s) if s.isdigit() else math.inf for s in p.relative_to(root).parts] +
-                  [str(p)])
+    return sorted(
+        runs, key=lambda p: [int(s) if s.isdigit() else math.inf for s in p.relative_to(root).parts] + [str(p)]
+    )
 
 
 def latest_eval(run: Path) -> dict | None:
@@ -60,8 +76,10 @@ def labels(runs: list[Path], root: Path) -> list[str]:
     """Each run's command-line overrides that differ between the runs (a sweep's swept values), else its folder."""
     overrides = [_overrides(run) for run in runs]
     common = set.intersection(*(set(o) for o in overrides)) if len(runs) > 1 else set()
-    return [",".join(o for o in own if o not in common) or (str(run.relative_to(root)) if run != root else run.name)
-            for run, own in zip(runs, overrides)]
+    return [
+        ",".join(o for o in own if o not in common) or (str(run.relative_to(root)) if run != root else run.name)
+        for run, own in zip(runs, overrides)
+    ]
 
 
 def _recall_means(rows: list[dict]) -> dict[float, float]:
@@ -119,13 +137,20 @@ def markdown_table(frame: pd.DataFrame) -> str:
 
 def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Settings that vary across runs (all of them if none vary), then the metrics present."""
-    varying = [c for c in SETTINGS if c in runs and runs[c].nunique(dropna=False) > 1] or \
-              [c for c in SETTINGS if c in runs and runs[c].notna().any()]
+    varying = [c for c in SETTINGS if c in runs and runs[c].nunique(dropna=False) > 1] or [
+        c for c in SETTINGS if c in runs and runs[c].notna().any()
+    ]
     metrics = [c for c in TABLE_METRICS if c in runs]
     return runs[["run", *varying, *metrics]].sort_values([c for c in ("mamba_ratio",) if c in varying] or ["run"])
 
 
 # ---------------------------------------------------------------- plots (each returns its file, or None)
+
+
+def group_label(columns: list[str], key) -> str:
+    """A legend entry for a pandas groupby key: `loss=kl, backend=triton` (pandas gives tuples, even for one column)."""
+    values = key if isinstance(key, tuple) else (key,)
+    return ", ".join(f"{c}={v}" for c, v in zip(columns, values)) or "all runs"
 
 
 def plot_quality_vs_ratio(runs: pd.DataFrame, out: Path) -> Path | None:
@@ -135,9 +160,9 @@ def plot_quality_vs_ratio(runs: pd.DataFrame, out: Path) -> Path | None:
     groups = [c for c in ("loss", "backend", "mixer") if c in runs and runs[c].nunique() > 1]
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.5), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
-        for key, group in runs.groupby(groups) if groups else [("all runs", runs)]:
+        for key, group in runs.groupby(groups) if groups else [((), runs)]:
             group = group.sort_values("mamba_ratio")
-            ax.plot(group["mamba_ratio"], group[metric], marker="o", label=str(key))
+            ax.plot(group["mamba_ratio"], group[metric], marker="o", label=group_label(groups, key))
         if metric == "student_ppl" and "teacher_ppl" in runs:
             ax.axhline(runs["teacher_ppl"].mean(), color="gray", ls="--", label="teacher")
         ax.set(xlabel="mamba_ratio", ylabel=metric, title=f"{metric} vs mamba_ratio")
@@ -155,8 +180,13 @@ def plot_recall_vs_length(recall: pd.DataFrame, out: Path) -> Path | None:
         for (run, model), group in rows.groupby(["run", "model"], sort=False):
             if model == "teacher" and run != rows["run"].iloc[0]:
                 continue  # the same teacher in every run of a sweep: draw it once
-            ax.plot(group["multiple"], group["accuracy"], marker="o", ls="--" if model == "teacher" else "-",
-                    label="teacher" if model == "teacher" else run)
+            ax.plot(
+                group["multiple"],
+                group["accuracy"],
+                marker="o",
+                ls="--" if model == "teacher" else "-",
+                label="teacher" if model == "teacher" else run,
+            )
         ax.set(xscale="log", xlabel="length / training length", ylabel="accuracy", ylim=(-0.02, 1.02), title=task)
         ax.legend(fontsize=6)
     return _save(fig, out / "recall_vs_length.png")
@@ -169,38 +199,67 @@ def plot_throughput(throughput: pd.DataFrame, out: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for (run, model, batch), group in rows.groupby(["run", "model", "batch"], sort=False):
         group = group.sort_values("prompt_len")
-        ax.plot(group["prompt_len"], group["decode_tok_s"], marker="o", ls="--" if model == "teacher" else "-",
-                label=f"{run}: {model}, batch {batch}")
-    ax.set(xscale="log", yscale="log", xlabel="prompt length (tokens)", ylabel="decode tokens/s",
-           title="generation throughput vs context")
+        ax.plot(
+            group["prompt_len"],
+            group["decode_tok_s"],
+            marker="o",
+            ls="--" if model == "teacher" else "-",
+            label=f"{run}: {model}, batch {batch}",
+        )
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="prompt length (tokens)",
+        ylabel="decode tokens/s",
+        title="generation throughput vs context",
+    )
     ax.legend(fontsize=6)
     return _save(fig, out / "throughput_vs_context.png")
 
 
 def loss_curves(runs: pd.DataFrame) -> pd.DataFrame:
-    """Every run's logged training loss per step: columns run, stage, step, metric, value."""
+    """Every run's logged training loss per step: columns run, stage, step, metric, objective, value. `objective`
+    names what the value measures: train/loss is a different mix for every `loss` config, so it carries the loss."""
     frames = []
-    for label, directory in zip(runs["run"], runs["dir"]):
+    losses = runs["loss"] if "loss" in runs else [None] * len(runs)
+    for label, directory, loss in zip(runs["run"], runs["dir"], losses):
         for csv in sorted(Path(directory).glob("*/metrics.csv")):
             frame = pd.read_csv(csv)
             metric = next((c for c in ("train/loss", "train/ce", "train/divergence") if c in frame), None)
             if metric is None or frame[metric].isna().all():
                 continue
             rows = frame[["step", metric]].dropna()
-            frames.append(pd.DataFrame({"run": label, "stage": csv.parent.name, "step": rows["step"],
-                                        "metric": metric, "value": rows[metric]}))
+            objective = f"{metric} ({loss})" if metric == "train/loss" and loss else metric
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "run": label,
+                        "stage": csv.parent.name,
+                        "step": rows["step"],
+                        "metric": metric,
+                        "objective": objective,
+                        "value": rows[metric],
+                    }
+                )
+            )
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def loss_panels(curves: pd.DataFrame) -> list[tuple[str, str]]:
+    """(stage, objective) of each loss-curve panel: one objective per axis, never two losses on one scale."""
+    return list(dict.fromkeys(zip(curves["stage"], curves["objective"])))
 
 
 def plot_loss_curves(curves: pd.DataFrame, out: Path) -> Path | None:
     if curves.empty:
         return None
-    stages = list(dict.fromkeys(curves["stage"]))
-    fig, axes = plt.subplots(1, len(stages), figsize=(5 * len(stages), 3.5), squeeze=False)
-    for ax, stage in zip(axes[0], stages):
-        for run, group in curves[curves["stage"] == stage].groupby("run", sort=False):
+    panels = loss_panels(curves)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.5), squeeze=False)
+    for ax, (stage, objective) in zip(axes[0], panels):
+        rows = curves[(curves["stage"] == stage) & (curves["objective"] == objective)]
+        for run, group in rows.groupby("run", sort=False):
             ax.plot(group["step"], group["value"], label=run)
-        ax.set(xlabel="step", ylabel=curves[curves["stage"] == stage]["metric"].iloc[0], title=f"{stage} loss")
+        ax.set(xlabel="step", ylabel=objective, title=f"{stage}: {objective}")
         ax.legend(fontsize=6)
     return _save(fig, out / "loss_curves.png")
 
@@ -223,13 +282,23 @@ def build_report(root: Path, out: Path | None = None, throughput_files: Iterable
     runs = collect(root)
     out = out or root / "report"
     out.mkdir(parents=True, exist_ok=True)
-    throughput = pd.concat([eval_rows(runs, "throughput"), read_throughput_files(throughput_files)],
-                           ignore_index=True)
-    plots = [plot_quality_vs_ratio(runs, out), plot_recall_vs_length(eval_rows(runs, "recall"), out),
-             plot_throughput(throughput, out), plot_loss_curves(loss_curves(runs), out)]
-    lines = [f"# Results: {root}", "", f"{len(runs)} run(s). Training metrics from metrics.json; `eval/...` from "
-             "each run's newest eval*.json (recall@1x / @max: student accuracy averaged over the recall tasks at "
-             "the training length / the longest length).", "", markdown_table(summary_table(runs)), ""]
+    throughput = pd.concat([eval_rows(runs, "throughput"), read_throughput_files(throughput_files)], ignore_index=True)
+    plots = [
+        plot_quality_vs_ratio(runs, out),
+        plot_recall_vs_length(eval_rows(runs, "recall"), out),
+        plot_throughput(throughput, out),
+        plot_loss_curves(loss_curves(runs), out),
+    ]
+    lines = [
+        f"# Results: {root}",
+        "",
+        f"{len(runs)} run(s). Training metrics from metrics.json; `eval/...` from "
+        "each run's newest eval*.json (recall@1x / @max: student accuracy averaged over the recall tasks at "
+        "the training length / the longest length).",
+        "",
+        markdown_table(summary_table(runs)),
+        "",
+    ]
     lines += [f"![{p.stem}]({p.name})" for p in plots if p is not None]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
@@ -237,12 +306,20 @@ def build_report(root: Path, out: Path | None = None, throughput_files: Iterable
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m hybrid_distill.report", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m hybrid_distill.report",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("root", type=Path, help="a multirun sweep directory, a run directory, or any folder of runs")
     parser.add_argument("--out", type=Path, default=None, help="where report.md and the plots go (<root>/report)")
-    parser.add_argument("--throughput", type=Path, nargs="*", default=[],
-                        help="rows.jsonl files from experiments/throughput/bench.py to add to the throughput plot")
+    parser.add_argument(
+        "--throughput",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="rows.jsonl files from experiments/throughput/bench.py to add to the throughput plot",
+    )
     args = parser.parse_args(argv)
     try:
         path = build_report(args.root.resolve(), args.out, args.throughput)

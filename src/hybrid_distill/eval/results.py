@@ -11,7 +11,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from ..atomic import write_new_file
-from ..runtime import wandb_mode
+from ..runtime import save_code, wandb_mode
 
 RESULTS_STEM = "eval"
 TABLES = ("recall", "throughput", "samples")  # list-of-rows sections of the results, logged as W&B tables
@@ -41,7 +41,7 @@ def summary_metrics(results: dict[str, Any]) -> dict[str, float]:
     out = {f"quality/{k}": v for k, v in (results.get("quality") or {}).items()}
     for row in results.get("recall") or []:
         if row["accuracy"] is not None:
-                out[f"recall/{row['task']}/{row['multiple']:g}x/{row['model']}"] = row["accuracy"]
+            out[f"recall/{row['task']}/{row['multiple']:g}x/{row['model']}"] = row["accuracy"]
     for row in results.get("throughput") or []:
         for key, value in row.items():
             if key.startswith("decode_speedup_vs_"):
@@ -52,8 +52,15 @@ def summary_metrics(results: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def log_wandb(logger_cfg: DictConfig, results: dict[str, Any], directory: Path, name: str, group: str,
-              config: dict[str, Any]) -> str | None:
+def log_wandb(
+    logger_cfg: DictConfig,
+    results: dict[str, Any],
+    directory: Path,
+    name: str,
+    group: str,
+    config: dict[str, Any],
+    tags: list[str],
+) -> str | None:
     """One W&B run (job_type eval) under `directory`/wandb: every list section as a table, scalars as summary.
     Returns the run's local directory, or None when logger.name is not wandb."""
     if logger_cfg.name != "wandb":
@@ -62,14 +69,25 @@ def log_wandb(logger_cfg: DictConfig, results: dict[str, Any], directory: Path, 
 
     mode = wandb_mode(logger_cfg.mode)
     os.environ.setdefault("WANDB_SILENT", "true")
-    run = wandb.init(project=logger_cfg.project, entity=logger_cfg.entity, group=group, name=name, job_type="eval",
-                     tags=list(logger_cfg.tags), dir=str(directory), mode=mode, config=config)
+    run = wandb.init(
+        project=logger_cfg.project,
+        entity=logger_cfg.entity,
+        group=group,
+        name=name,
+        job_type="eval",
+        tags=tags,
+        dir=str(directory),
+        mode=mode,
+        config=config,
+    )
+    save_code(run, logger_cfg)
     for section in TABLES:
         rows = results.get(section) or []
         if rows:
             columns = sorted({key for row in rows for key in row})
-            run.log({f"eval/{section}": wandb.Table(columns=columns, data=[[row.get(c) for c in columns]
-                                                                             for row in rows])})
+            run.log(
+                {f"eval/{section}": wandb.Table(columns=columns, data=[[row.get(c) for c in columns] for row in rows])}
+            )
     run.summary.update({f"eval/{k}": v for k, v in summary_metrics(results).items()})
     local = str(Path(run.dir).parent)
     run.finish()

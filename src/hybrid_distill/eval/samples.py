@@ -15,18 +15,28 @@ def held_out_prompts(source: str, num_prompts: int) -> list[str]:
 
 
 @torch.no_grad()
-def greedy_samples(models: dict[str, torch.nn.Module], tokenizer: PreTrainedTokenizerBase, prompts: list[str],
-                   max_new_tokens: int, device: torch.device) -> list[dict[str, str]]:
+def greedy_samples(
+    models: dict[str, torch.nn.Module],
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    max_new_tokens: int,
+    device: torch.device,
+) -> list[dict[str, str]]:
     """One row per prompt: {"prompt", <model name>: its greedy answer, ...}; one prompt at a time (no padding)."""
     rows = []
     for prompt in prompts:
-        ids = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                            return_tensors="pt", return_dict=True)["input_ids"].to(device)  # (1, T)
+        ids = tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )["input_ids"].to(device)  # (1, T)
         row = {"prompt": prompt}
         for name, model in models.items():
-            out = model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False,
-                                 eos_token_id=tokenizer.eos_token_id,
-                                 **({"pad_token_id": tokenizer.pad_token_id} if name == "teacher" else {}))
-            row[name] = tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
+            out = model.generate(
+                ids,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                eos_token_id=tokenizer.eos_token_id,
+                **({"pad_token_id": tokenizer.pad_token_id} if name == "teacher" else {}),
+            )
+            row[name] = tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip()
         rows.append(row)
     return rows

@@ -34,8 +34,11 @@ class SpeculativeStats:
         return self.accepted / max(self.proposed, 1)
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "acceptance_rate": self.acceptance_rate,
-                "tokens_per_round": self.committed / max(self.rounds, 1)}
+        return {
+            **asdict(self),
+            "acceptance_rate": self.acceptance_rate,
+            "tokens_per_round": self.committed / max(self.rounds, 1),
+        }
 
 
 def rollback(decoder: HybridDecoder | HFDecoder, snapshot, kept: torch.Tensor) -> int:
@@ -51,9 +54,14 @@ def rollback(decoder: HybridDecoder | HFDecoder, snapshot, kept: torch.Tensor) -
 
 
 @torch.no_grad()
-def speculative_generate(target: torch.nn.Module, draft: torch.nn.Module, input_ids: torch.Tensor,
-                         max_new_tokens: int, k: int = 4,
-                         eos_token_id: int | None = None) -> tuple[torch.Tensor, SpeculativeStats]:
+def speculative_generate(
+    target: torch.nn.Module,
+    draft: torch.nn.Module,
+    input_ids: torch.Tensor,
+    max_new_tokens: int,
+    k: int = 4,
+    eos_token_id: int | None = None,
+) -> tuple[torch.Tensor, SpeculativeStats]:
     """Greedy decoding of `target` sped up by `draft` proposals: returns (input_ids + new tokens (1, T + n), stats).
     One sequence at a time (acceptance differs per sequence)."""
     if input_ids.shape[0] != 1:
@@ -79,21 +87,21 @@ def speculative_generate(target: torch.nn.Module, draft: torch.nn.Module, input_
         accepted = 0
         while accepted < kk and int(proposal[accepted]) == int(choice[0, accepted]):
             accepted += 1
-        keep = verify[:, :accepted + 1]  # what both models must have consumed after this round
+        keep = verify[:, : accepted + 1]  # what both models must have consumed after this round
         if accepted < kk:  # target ran rejected tokens: back to the snapshot, rerun the accepted ones
             stats.recomputed += rollback(tgt, target_snap, keep)
         if accepted == kk:
             drf.feed(verify[:, kk:], logits_to_keep=1)  # the last proposal (or, with kk = 0, the pending token)
         elif accepted + 1 < kk:
             rollback(drf, draft_snap, keep)
-        pending = choice[:, accepted:accepted + 1]
+        pending = choice[:, accepted : accepted + 1]
         committed = [int(t) for t in proposal[:accepted]] + [int(pending)]
         stats.rounds += 1
         stats.proposed += kk
         stats.accepted += accepted
         new += committed
         if eos_token_id is not None and eos_token_id in committed:
-            new = new[:len(new) - len(committed) + committed.index(eos_token_id) + 1]
+            new = new[: len(new) - len(committed) + committed.index(eos_token_id) + 1]
             break
     new = new[:max_new_tokens]
     stats.committed = len(new)
@@ -108,21 +116,35 @@ def _timed(fn, *args, **kwargs):
     return out, time.perf_counter() - start
 
 
-def speculative_benchmark(target: torch.nn.Module, draft: torch.nn.Module, prompts: list[torch.Tensor],
-                          max_new_tokens: int, k: int, eos_token_id: int | None = None) -> dict:
+def speculative_benchmark(
+    target: torch.nn.Module,
+    draft: torch.nn.Module,
+    prompts: list[torch.Tensor],
+    max_new_tokens: int,
+    k: int,
+    eos_token_id: int | None = None,
+) -> dict:
     """Plain greedy decoding of the target vs speculative decoding, same prompts, one process: acceptance rate,
     wall-clock speedup, and whether every output matched the target's own greedy output exactly."""
     plain_s = spec_s = 0.0
     total = SpeculativeStats()
     exact = True
     for ids in prompts:  # each (1, T)
-        reference, seconds = _timed(target.generate, ids, max_new_tokens=max_new_tokens, do_sample=False,
-                                    eos_token_id=eos_token_id)
+        reference, seconds = _timed(
+            target.generate, ids, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos_token_id
+        )
         plain_s += seconds
         (output, stats), seconds = _timed(speculative_generate, target, draft, ids, max_new_tokens, k, eos_token_id)
         spec_s += seconds
         exact &= torch.equal(output, reference)
         for field in ("rounds", "proposed", "accepted", "committed", "recomputed"):
             setattr(total, field, getattr(total, field) + getattr(stats, field))
-    return {**total.as_dict(), "k": k, "prompts": len(prompts), "plain_seconds": plain_s,
-            "speculative_seconds": spec_s, "speedup": plain_s / spec_s, "exact_match": exact}
+    return {
+        **total.as_dict(),
+        "k": k,
+        "prompts": len(prompts),
+        "plain_seconds": plain_s,
+        "speculative_seconds": spec_s,
+        "speedup": plain_s / spec_s,
+        "exact_match": exact,
+    }

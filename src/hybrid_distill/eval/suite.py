@@ -19,7 +19,7 @@ from ..models import param_counts
 from ..models.allocation import MAMBA
 from ..models.teacher import freeze
 from ..paths import config_dir
-from ..runtime import RunContext
+from ..runtime import RunContext, run_tags
 from .loading import Checkpoint, load_student, resolve_checkpoint, train_length
 from .quality import heldout_quality
 from .recall import logits_fn, recall_suite
@@ -36,14 +36,38 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def quality_section(ck: Checkpoint, suite: DictConfig, student, teacher, tokenizer, length: int,
-                    cache_dir: str, seed: int) -> dict:
-    # the run's own data config (its validation split is held out); a bare student dir gets the default text data
-    data_cfg = ck.run_cfg.data if ck.run_cfg is not None else OmegaConf.load(Path(config_dir()) / "data" / "text.yaml")
-    datamodule = build_datamodule(data_cfg, tokenizer, int(suite.quality.batch_size), length,
-                                  str(Path(cache_dir) / "datasets"), seed)
+def quality_data(ck: Checkpoint, source: str | None) -> tuple[DictConfig, str]:
+    """The data config whose validation split quality is measured on, and a description of it: chat data from
+    `source` when given, else the run's own data config (a bare student dir: the default text data)."""
+    if source:
+        data_cfg = OmegaConf.merge(OmegaConf.load(Path(config_dir()) / "data" / "chat.yaml"), {"source": str(source)})
+    else:
+        data_cfg = (
+            ck.run_cfg.data if ck.run_cfg is not None else OmegaConf.load(Path(config_dir()) / "data" / "text.yaml")
+        )
+    kind = str(data_cfg._target_).rsplit(".", 1)[-1].removesuffix("DataModule").lower()
+    return data_cfg, f"{kind}" + (f" from {data_cfg.source}" if data_cfg.get("source") else "") + ", validation split"
+
+
+def quality_section(
+    ck: Checkpoint, suite: DictConfig, student, teacher, tokenizer, length: int, cache_dir: str, seed: int
+) -> dict:
+    data_cfg, described = quality_data(ck, suite.quality.get("source"))
+    console.print(f"quality: held-out {described}")
+    datamodule = build_datamodule(
+        data_cfg,
+        tokenizer,
+        int(suite.quality.batch_size),
+        length,
+        str(Path(cache_dir) / "datasets"),
+        seed,
+        key="suite.quality.source",
+    )
     datamodule.setup("validate")
-    return heldout_quality(student, teacher, datamodule.val_dataloader(), suite.quality.max_batches)
+    return {
+        **heldout_quality(student, teacher, datamodule.val_dataloader(), suite.quality.max_batches),
+        "data": described,
+    }
 
 
 def speculative_section(suite: DictConfig, student, teacher, tokenizer, device: torch.device) -> dict | None:
@@ -58,10 +82,15 @@ def speculative_section(suite: DictConfig, student, teacher, tokenizer, device: 
     # prompts: held-out text at evenly spaced places (8 characters a token is more than enough text for prompt_len)
     text = "".join(haystack_lines())
     stride = len(text) // int(spec.num_prompts)
-    prompts = [tokenizer(text[i * stride:i * stride + 8 * int(spec.prompt_len)], return_tensors="pt")["input_ids"]
-               [:, :int(spec.prompt_len)].to(device) for i in range(int(spec.num_prompts))]
-    result = speculative_benchmark(student, draft, prompts, int(spec.max_new_tokens), int(spec.k),
-                                   tokenizer.eos_token_id)
+    prompts = [
+        tokenizer(text[i * stride : i * stride + 8 * int(spec.prompt_len)], return_tensors="pt")["input_ids"][
+            :, : int(spec.prompt_len)
+        ].to(device)
+        for i in range(int(spec.num_prompts))
+    ]
+    result = speculative_benchmark(
+        student, draft, prompts, int(spec.max_new_tokens), int(spec.k), tokenizer.eos_token_id
+    )
     return {**result, "draft": str(spec.draft), "device": device.type}
 
 
@@ -83,8 +112,18 @@ def print_recall(summary: dict) -> None:
     console.print(table)
 
 
-def evaluate(ck: Checkpoint, student, teacher, tokenizer, suite: DictConfig, logger_cfg: DictConfig,
-             ctx: RunContext, seed: int, cache_dir: str, config: dict[str, Any] | None = None) -> dict:
+def evaluate(
+    ck: Checkpoint,
+    student,
+    teacher,
+    tokenizer,
+    suite: DictConfig,
+    logger_cfg: DictConfig,
+    ctx: RunContext,
+    seed: int,
+    cache_dir: str,
+    config: dict[str, Any] | None = None,
+) -> dict:
     """Evaluate the student loaded from `ck` (teacher: None or its teacher); write eval[-N].json into its run
     directory (else ctx.output_dir) and a W&B run; return the flat summary plus the JSON's path."""
     device = resolve_device(suite.device)
@@ -92,32 +131,61 @@ def evaluate(ck: Checkpoint, student, teacher, tokenizer, suite: DictConfig, log
     if teacher is not None:
         teacher = freeze(teacher).to(device)
     length = train_length(ck, suite.train_length)
-    console.print(f"evaluating [bold]{ck.name}[/] (pattern {student.config.pattern}, trained at {length} tokens) "
-                  f"on {device.type}" + ("" if teacher is not None else ", without a teacher"))
+    console.print(
+        f"evaluating [bold]{ck.name}[/] (pattern {student.config.pattern}, trained at {length} tokens) "
+        f"on {device.type}" + ("" if teacher is not None else ", without a teacher")
+    )
     results: dict[str, Any] = {
-        "ckpt": ck.name, "student_dir": str(ck.student_dir or ""), "lightning_ckpt": str(ck.lightning_ckpt or ""),
-        "run_dir": str(ck.run_dir or ""), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "ckpt": ck.name,
+        "student_dir": str(ck.student_dir or ""),
+        "lightning_ckpt": str(ck.lightning_ckpt or ""),
+        "run_dir": str(ck.run_dir or ""),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "pattern": student.config.pattern, "mixer": student.config.mixer, "train_length": length,
+        "pattern": student.config.pattern,
+        "mixer": student.config.mixer,
+        "train_length": length,
         "mamba_ratio": student.config.pattern.count(MAMBA) / len(student.config.pattern),
-        "params": param_counts(student)["total"], "teacher": teacher is not None,
+        "params": param_counts(student)["total"],
+        "teacher": teacher is not None,
     }
     models = {"student": student, **({"teacher": teacher} if teacher is not None else {})}
     vocab = min(student.config.vocab_size, len(tokenizer))  # ids the tokenizer can produce and the model embeds
     sections = {
         "quality": lambda: quality_section(ck, suite, student, teacher, tokenizer, length, cache_dir, seed),
-        "recall": lambda: recall_suite({name: logits_fn(m) for name, m in models.items()}, tokenizer, vocab,
-                                       list(suite.recall.tasks), length, list(suite.recall.multiples),
-                                       int(suite.recall.num_examples), seed, suite.recall.text_format,
-                                       float(suite.recall.mqar_pairs_per_token)),
+        "recall": lambda: recall_suite(
+            {name: logits_fn(m) for name, m in models.items()},
+            tokenizer,
+            vocab,
+            list(suite.recall.tasks),
+            length,
+            list(suite.recall.multiples),
+            int(suite.recall.num_examples),
+            seed,
+            suite.recall.text_format,
+            float(suite.recall.mqar_pairs_per_token),
+            suite.recall.get("min_teacher_accuracy"),
+            say=console.print,
+        ),
         # the teacher first, so the student's rows carry decode_speedup_vs_teacher
-        "throughput": lambda: throughput_grid(dict(reversed(list(models.items()))), list(suite.throughput.prompt_lens),
-                                              list(suite.throughput.batches), int(suite.throughput.new_tokens),
-                                              vocab, int(suite.throughput.warmup), suite.throughput.prefill_chunk),
+        "throughput": lambda: throughput_grid(
+            dict(reversed(list(models.items()))),
+            list(suite.throughput.prompt_lens),
+            list(suite.throughput.batches),
+            int(suite.throughput.new_tokens),
+            vocab,
+            int(suite.throughput.warmup),
+            suite.throughput.prefill_chunk,
+            int(suite.throughput.get("repeats", 3)),
+        ),
         "speculative": lambda: speculative_section(suite, student, teacher, tokenizer, device),
-        "samples": lambda: greedy_samples(models, tokenizer,
-                                          held_out_prompts(suite.samples.source, int(suite.samples.num_prompts)),
-                                          int(suite.samples.max_new_tokens), device),
+        "samples": lambda: greedy_samples(
+            models,
+            tokenizer,
+            held_out_prompts(suite.samples.source, int(suite.samples.num_prompts)),
+            int(suite.samples.max_new_tokens),
+            device,
+        ),
     }
     results["seconds"] = {}
     for name, run in sections.items():
@@ -128,9 +196,22 @@ def evaluate(ck: Checkpoint, student, teacher, tokenizer, suite: DictConfig, log
             console.print(f"{name}: done in {results['seconds'][name]:.1f} s")
     results["summary"] = summary_metrics(results)
     directory = ck.run_dir or ctx.output_dir
-    results["wandb_dir"] = log_wandb(logger_cfg, results, directory, name=f"{ctx.name}/eval", group=ctx.group,
-                                     config={**(config or {}), "evaluated": {k: results[k] for k in
-                                                                             ("ckpt", "pattern", "train_length")}})
+    run_cfg = ck.run_cfg if ck.run_cfg is not None else OmegaConf.create()
+    tags = run_tags(
+        logger_cfg,
+        "eval",
+        OmegaConf.select(run_cfg, "model.name", default=None),
+        OmegaConf.select(run_cfg, "experiment_name", default=None),
+    )
+    results["wandb_dir"] = log_wandb(
+        logger_cfg,
+        results,
+        directory,
+        name=f"{ctx.name}/eval",
+        group=ctx.group,
+        config={**(config or {}), "evaluated": {k: results[k] for k in ("ckpt", "pattern", "train_length")}},
+        tags=tags,
+    )
     path = write_new_json(directory, results)
     console.print(f"results: {path}")
     return {**results["summary"], "eval_json": str(path), "wandb_dir": results["wandb_dir"]}

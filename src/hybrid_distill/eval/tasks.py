@@ -58,27 +58,38 @@ def mqar_pools(vocab_size: int, reserved: Sequence[int] = ()) -> tuple[int, torc
     return keys[0], torch.tensor(keys[1:]), values
 
 
-def mqar(vocab_size: int, seq_len: int, num_pairs: int, num_examples: int, generator: torch.Generator,
-         reserved: Sequence[int] = (), prefix: Sequence[int] = ()) -> TaskBatch:
+def mqar(
+    vocab_size: int,
+    seq_len: int,
+    num_pairs: int,
+    num_examples: int,
+    generator: torch.Generator,
+    reserved: Sequence[int] = (),
+    prefix: Sequence[int] = (),
+) -> TaskBatch:
     """Rows of exactly `seq_len` tokens: `prefix` (e.g. BOS), k1 v1 ... kn vn, then a query region of filler tokens
     in which every key appears once at a random even offset, followed by its value (the answer)."""
     filler, key_pool, value_pool = mqar_pools(vocab_size, reserved)
     context = len(prefix) + 2 * num_pairs
     slots = (seq_len - context) // 2  # query slots of two tokens (key, value)
     if slots < num_pairs:
-        raise TaskDoesNotFit(f"MQAR: seq_len {seq_len} cannot hold {num_pairs} pairs and their queries "
-                         f"(needs at least {context + 2 * num_pairs} tokens)")
+        raise TaskDoesNotFit(
+            f"MQAR: seq_len {seq_len} cannot hold {num_pairs} pairs and their queries "
+            f"(needs at least {context + 2 * num_pairs} tokens)"
+        )
     if num_pairs > min(len(key_pool), len(value_pool)):
-        raise ValueError(f"MQAR: {num_pairs} pairs need that many distinct keys and values; the vocabulary of "
-                         f"{vocab_size} has {len(key_pool)} keys and {len(value_pool)} values")
+        raise ValueError(
+            f"MQAR: {num_pairs} pairs need that many distinct keys and values; the vocabulary of "
+            f"{vocab_size} has {len(key_pool)} keys and {len(value_pool)} values"
+        )
     input_ids = torch.full((num_examples, seq_len), filler, dtype=torch.long)
     labels = torch.full((num_examples, seq_len), IGNORE_INDEX, dtype=torch.long)
-    input_ids[:, :len(prefix)] = torch.tensor(list(prefix), dtype=torch.long)
+    input_ids[:, : len(prefix)] = torch.tensor(list(prefix), dtype=torch.long)
     for row in range(num_examples):
         keys = key_pool[torch.randperm(len(key_pool), generator=generator)[:num_pairs]]  # (n,)
         values = value_pool[torch.randperm(len(value_pool), generator=generator)[:num_pairs]]  # (n,)
         pairs = torch.stack([keys, values], dim=1).flatten()  # (2n,) k1 v1 k2 v2 ...
-        input_ids[row, len(prefix):context] = pairs
+        input_ids[row, len(prefix) : context] = pairs
         order = torch.randperm(num_pairs, generator=generator)  # which key each query asks for
         where = context + 2 * torch.randperm(slots, generator=generator)[:num_pairs]  # (n,) query key positions
         input_ids[row, where] = keys[order]
@@ -139,8 +150,7 @@ class Phonebook:
             raise ValueError(f"phonebook: at most {len(self.names)} distinct names")
         asked = min(int(self.depth * n), n - 1)
         lines = [f"{self.names[i]}: {self.numbers[i]}\n" for i in range(n)]
-        return TextPrompt(lines, f"Number of {self.names[asked]}?", f"{self.names[asked]}:",
-                          self.numbers[asked])
+        return TextPrompt(lines, f"Number of {self.names[asked]}?", f"{self.names[asked]}:", self.numbers[asked])
 
 
 @functools.cache
@@ -165,8 +175,9 @@ class Needle:
         hay = [self.lines[(self.start + i) % len(self.lines)] for i in range(n)]
         k = round(self.depth * n)
         needle = f"The secret number is {self.secret}.\n"
-        return TextPrompt(hay[:k] + [needle] + hay[k:], "What is the secret number?", "The secret number is",
-                          self.secret)
+        return TextPrompt(
+            hay[:k] + [needle] + hay[k:], "What is the secret number?", "The secret number is", self.secret
+        )
 
 
 class Copying:
@@ -204,11 +215,13 @@ class PromptFormat:
         self.chat = style == "chat" or (style == "auto" and bool(tokenizer.chat_template))
         self.style = "chat" if self.chat else "plain"
         self._encode = functools.lru_cache(maxsize=1 << 16)(
-            lambda s: tuple(tokenizer(s, add_special_tokens=False)["input_ids"]))
+            lambda s: tuple(tokenizer(s, add_special_tokens=False)["input_ids"])
+        )
         if self.chat:
             # the template around one user message, up to the assistant's first token
-            rendered = tokenizer.apply_chat_template([{"role": "user", "content": self.SENTINEL}],
-                                                     add_generation_prompt=True, tokenize=False)
+            rendered = tokenizer.apply_chat_template(
+                [{"role": "user", "content": self.SENTINEL}], add_generation_prompt=True, tokenize=False
+            )
             head, tail = rendered.split(self.SENTINEL)
             self.head, self.tail = self._encode(head), self._encode(tail)
         else:
@@ -229,6 +242,7 @@ class PromptFormat:
 
 def fit_items(task: TextTask, fmt: PromptFormat, budget: int) -> tuple[list[int], list[int]]:
     """The example with the most items whose prompt + answer fit in `budget` tokens (doubling, then bisection)."""
+
     def size(n: int) -> int:
         prompt, answer = fmt.tokens(task.prompt(n))
         return len(prompt) + len(answer)
@@ -262,14 +276,29 @@ def text_task(name: str, fmt: PromptFormat, pad_id: int, length: int, num_exampl
 TASK_NAMES = ("mqar", *TEXT_TASKS)
 
 
-def build_task(name: str, tokenizer: PreTrainedTokenizerBase, vocab_size: int, length: int, num_examples: int,
-               seed: int, text_format: str = "auto", mqar_pairs_per_token: float = 1 / 16) -> TaskBatch:
+def build_task(
+    name: str,
+    tokenizer: PreTrainedTokenizerBase,
+    vocab_size: int,
+    length: int,
+    num_examples: int,
+    seed: int,
+    text_format: str = "auto",
+    mqar_pairs_per_token: float = 1 / 16,
+) -> TaskBatch:
     """One task at one length for a model with `vocab_size` logits (which may exceed the tokenizer's size).
 
     MQAR uses length * mqar_pairs_per_token pairs: Zoology's (64, 4), (128, 8), (256, 16) at the default 1/16."""
     if name == "mqar":
         prefix = () if tokenizer.bos_token_id is None else (tokenizer.bos_token_id,)
         pairs = max(1, int(length * mqar_pairs_per_token))
-        return mqar(vocab_size, length, pairs, num_examples, torch.Generator().manual_seed(seed),
-                    reserved=tokenizer.all_special_ids, prefix=prefix)
+        return mqar(
+            vocab_size,
+            length,
+            pairs,
+            num_examples,
+            torch.Generator().manual_seed(seed),
+            reserved=tokenizer.all_special_ids,
+            prefix=prefix,
+        )
     return text_task(name, PromptFormat(tokenizer, text_format), pad_token_id(tokenizer), length, num_examples, seed)

@@ -2,14 +2,15 @@
 
 Measured per (model, prompt length, batch size): prefill and decode tokens/s, the inference state's size after
 decoding (KV cache, conv and SSM states; exact on any device), and on CUDA the peak allocated memory of the run
-above what was allocated before it (weights excluded). Models are measured one after the other in the same process
-on the same inputs, so their ratio is meaningful; the first `warmup` decode steps are run but not timed (kernel
-compilation, allocator growth).
+above what was allocated before it (weights excluded). Models are measured back to back in the same process on the
+same inputs, each setting `repeats` times in alternating order, so their ratio is meaningful and its spread is known;
+the first `warmup` decode steps are run but not timed (kernel compilation, allocator growth).
 """
 
 from __future__ import annotations
 
 import gc
+import statistics
 import time
 from typing import Iterable
 
@@ -43,9 +44,17 @@ def device_ms_per_step(decoder, tok: torch.Tensor, steps: int) -> float:
 
 
 @torch.no_grad()
-def measure_generation(model: torch.nn.Module, prompt_len: int, batch: int, new_tokens: int, vocab_size: int,
-                       seed: int = 0, warmup: int = 2, prefill_chunk: int | None = None,
-                       profile_steps: int = 0) -> dict:
+def measure_generation(
+    model: torch.nn.Module,
+    prompt_len: int,
+    batch: int,
+    new_tokens: int,
+    vocab_size: int,
+    seed: int = 0,
+    warmup: int = 2,
+    prefill_chunk: int | None = None,
+    profile_steps: int = 0,
+) -> dict:
     """One measurement: random prompt tokens (the speed does not depend on their values). On CUDA with
     profile_steps > 0, that many more steps are decoded under the profiler for `device_ms_per_step`."""
     device = next(model.parameters()).device
@@ -85,23 +94,67 @@ def measure_generation(model: torch.nn.Module, prompt_len: int, batch: int, new_
     }
 
 
-def throughput_grid(models: dict[str, torch.nn.Module], prompt_lens: Iterable[int], batches: Iterable[int],
-                    new_tokens: int, vocab_size: int, warmup: int = 2, prefill_chunk: int | None = None) -> list[dict]:
-    """Every model at every (prompt length, batch); rows carry `model`, and the other models' rows get
-    `decode_speedup_vs_<first model>` (decode tokens/s ratio at the same length and batch)."""
+def _median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def summarise_repeats(runs: list[dict]) -> dict:
+    """One row from repeated measurements of one setting: medians of the timings (a background process slows some
+    repeats, not the median), with the decode tokens/s range (`decode_tok_s_min` / `_max`) as the spread."""
+    decode = [r["decode_tok_s"] for r in runs]
+    row = dict(runs[0])
+    for key in ("prefill_s", "prefill_tok_s", "decode_s", "decode_tok_s", "ms_per_step"):
+        row[key] = _median([r[key] for r in runs])
+    row.update(repeats=len(runs), decode_tok_s_min=min(decode), decode_tok_s_max=max(decode))
+    return row
+
+
+def throughput_grid(
+    models: dict[str, torch.nn.Module],
+    prompt_lens: Iterable[int],
+    batches: Iterable[int],
+    new_tokens: int,
+    vocab_size: int,
+    warmup: int = 2,
+    prefill_chunk: int | None = None,
+    repeats: int = 3,
+) -> list[dict]:
+    """Every model at every (prompt length, batch), measured `repeats` times; rows carry `model`, medians and spread
+    (summarise_repeats), and the other models' rows get `decode_speedup_vs_<first model>`: the median over repeats
+    of the decode tokens/s ratio, with its range as `decode_speedup_range_vs_<first model>`.
+
+    Like with like: within a repeat the models run back to back on the same inputs, in alternating order from one
+    repeat to the next, so that a load change on a shared machine slows both sides of a ratio rather than one."""
+    if repeats < 1:
+        raise ValueError(f"throughput repeats must be >= 1, got {repeats}")
     prompt_lens, batches = list(prompt_lens), list(batches)
     for model in models.values():  # untimed: first-call costs (allocations, kernel compilation, lazy init)
-        measure_generation(model, min(prompt_lens), min(batches), 1, vocab_size, warmup=warmup,
-                           prefill_chunk=prefill_chunk)
+        measure_generation(
+            model, min(prompt_lens), min(batches), 1, vocab_size, warmup=warmup, prefill_chunk=prefill_chunk
+        )
+    names = list(models)
+    base_name = names[0]
     rows = []
     for prompt_len in prompt_lens:
         for batch in batches:
-            group = {name: {"model": name, **measure_generation(model, prompt_len, batch, new_tokens, vocab_size,
-                                                                  warmup=warmup, prefill_chunk=prefill_chunk)}
-                     for name, model in models.items()}
-            base_name = next(iter(group))
-            for name, row in group.items():
-                if name != base_name:
-                    row[f"decode_speedup_vs_{base_name}"] = row["decode_tok_s"] / group[base_name]["decode_tok_s"]
+            runs: dict[str, list[dict]] = {name: [] for name in names}
+            for repeat in range(repeats):
+                for name in names if repeat % 2 == 0 else reversed(names):
+                    runs[name].append(
+                        measure_generation(
+                            models[name],
+                            prompt_len,
+                            batch,
+                            new_tokens,
+                            vocab_size,
+                            warmup=warmup,
+                            prefill_chunk=prefill_chunk,
+                        )
+                    )
+            group = {name: {"model": name, **summarise_repeats(runs[name])} for name in names}
+            for name in names[1:]:
+                ratios = [own["decode_tok_s"] / base["decode_tok_s"] for own, base in zip(runs[name], runs[base_name])]
+                group[name][f"decode_speedup_vs_{base_name}"] = _median(ratios)
+                group[name][f"decode_speedup_range_vs_{base_name}"] = [min(ratios), max(ratios)]
             rows += group.values()
     return rows

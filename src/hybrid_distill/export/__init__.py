@@ -18,5 +18,13 @@ from .api import (
     saved_student_config,
 )
 
-__all__ = ["FORMATS", "ExportFormat", "ExportReport", "export_student", "exported_format", "import_student",
-           "load_saved_student", "saved_student_config"]
+__all__ = [
+    "FORMATS",
+    "ExportFormat",
+    "ExportReport",
+    "export_student",
+    "exported_format",
+    "import_student",
+    "load_saved_student",
+    "saved_student_config",
+]

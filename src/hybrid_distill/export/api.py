@@ -40,8 +40,15 @@ class ExportFormat:
 
 
 FORMATS = {
-    "bamba": ExportFormat("bamba", bamba.MODEL_TYPE, bamba.check_exportable, bamba.to_bamba_config,
-                          bamba.to_bamba_state, bamba.from_bamba, bamba.read_student_config),
+    "bamba": ExportFormat(
+        "bamba",
+        bamba.MODEL_TYPE,
+        bamba.check_exportable,
+        bamba.to_bamba_config,
+        bamba.to_bamba_state,
+        bamba.from_bamba,
+        bamba.read_student_config,
+    ),
 }
 
 
@@ -61,12 +68,19 @@ class ExportReport:
 
     def summary(self) -> str:
         d = self.differences
-        check = "not verified" if d is None else (
-            f"max abs logit difference {d.logits:.3g}, largest relative layer difference {max(d.layers):.3g} "
-            f"(float32, {VERIFY_TOKENS} tokens)")
-        return (f"exported {self.pattern} as {self.format} to {self.out_dir}\n"
-                f"parameters: student {self.student_params:,}, exported {self.exported_params:,} "
-                f"(+{self.added_params:,}, +{100 * self.added_params / self.student_params:.2f} %)\n{check}")
+        check = (
+            "not verified"
+            if d is None
+            else (
+                f"max abs logit difference {d.logits:.3g}, largest relative layer difference {max(d.layers):.3g} "
+                f"(float32, {VERIFY_TOKENS} tokens)"
+            )
+        )
+        return (
+            f"exported {self.pattern} as {self.format} to {self.out_dir}\n"
+            f"parameters: student {self.student_params:,}, exported {self.exported_params:,} "
+            f"(+{self.added_params:,}, +{100 * self.added_params / self.student_params:.2f} %)\n{check}"
+        )
 
 
 def export_student(
@@ -111,9 +125,11 @@ def export_student(
             diff = compare_with_export(student, staging)
             worst = max(range(len(diff.layers)), key=diff.layers.__getitem__)
             if not diff.layers[worst] <= LAYER_TOLERANCE:
-                raise RuntimeError(f"export check failed: layer {worst} of the {format} model differs from the "
-                                   f"student's by {diff.layers[worst]:.3g} of its output scale (> {LAYER_TOLERANCE}); "
-                                   f"nothing was written to {out}")
+                raise RuntimeError(
+                    f"export check failed: layer {worst} of the {format} model differs from the "
+                    f"student's by {diff.layers[worst]:.3g} of its output scale (> {LAYER_TOLERANCE}); "
+                    f"nothing was written to {out}"
+                )
 
     if not publish_dir(out, write):
         raise UserError(f"{out} appeared while exporting; the export was discarded")
@@ -125,8 +141,9 @@ def unique_param_count(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())  # parameters() yields a tied weight once
 
 
-def load_saved_student(directory: str | os.PathLike, scan_backend: str | None = None,
-                       what: str | None = None) -> HybridForCausalLM:
+def load_saved_student(
+    directory: str | os.PathLike, scan_backend: str | None = None, what: str | None = None
+) -> HybridForCausalLM:
     """A saved student directory (<run dir>/student), or an export of one; a missing, truncated or mismatched file is
     a UserError starting with `what` (default: the directory). scan_backend None: the saved one (an export: auto)."""
     directory = Path(directory)
@@ -179,8 +196,9 @@ def compare_with_export(student: HybridForCausalLM, exported_dir: Path, length: 
     hf_model = AutoModelForCausalLM.from_pretrained(str(exported_dir), dtype=torch.float32).eval()
     ids = torch.randint(student.config.vocab_size, (1, length), generator=torch.Generator().manual_seed(0))
     seen = []  # (input hidden, output hidden) per student layer
-    hooks = [block.register_forward_hook(lambda _, args, out: seen.append((args[0], out[0])))
-             for block in reference.layers]
+    hooks = [
+        block.register_forward_hook(lambda _, args, out: seen.append((args[0], out[0]))) for block in reference.layers
+    ]
     try:
         ours = reference.eval()(ids).logits
     finally:
@@ -214,7 +232,9 @@ def import_student(directory: str | os.PathLike, scan_backend: str = "auto") -> 
     source = Path(directory)
     fmt = exported_format(source)
     if fmt is None:
-        raise UserError(f"{source} is not an exported student (config.json model_type must be one of "
-                        f"{', '.join(f.model_type for f in FORMATS.values())})")
+        raise UserError(
+            f"{source} is not an exported student (config.json model_type must be one of "
+            f"{', '.join(f.model_type for f in FORMATS.values())})"
+        )
     with reported_as_user_error(str(source)):
         return fmt.load(source, scan_backend)

@@ -1,7 +1,7 @@
 """A hybrid student as transformers' stock `BambaForCausalLM` (Mamba-2 + attention, no custom code), and back.
 
-Why the two compute the same function (transformers/models/bamba/modeling_bamba.py vs models/mamba_base.py,
-models/mamba2_mixer.py, models/attention.py, models/hybrid.py):
+Why the two compute the same function (transformers/models/bamba/modeling_bamba.py vs models/mixers/mamba_base.py,
+models/mixers/mamba2.py, models/attention.py, models/hybrid.py):
 - blocks: both are pre-norm, h + mixer(norm(h)), then h + SwiGLU(norm(h)); final norm, LM head (tied or not);
 - Mamba in_proj emits [z, x, B, C, dt] in both; a depthwise causal conv (with bias) runs over [x, B, C], then
   silu (Bamba: `hidden_act`); dt = softplus(dt + dt_bias) unclamped (time_step_limit (0, inf)); A = -exp(A_log);
@@ -15,8 +15,9 @@ models/mamba2_mixer.py, models/attention.py, models/hybrid.py):
   in Mamba2Mixer.ssm, head h reads B group h // rep in ops/ssd_ref.py). Each head then reads the same x, B, C;
 - attention: Llama's GQA with SDPA and RoPE; Bamba hard-codes partial_rotary_factor 0.5 unless rope_parameters
   says otherwise, so the export writes 1.0 (full-width RoPE, as the teacher).
-What cannot be held is refused by `check_exportable` with one error naming the option (FIXED, the gated norm eps,
-a HybridConfig field not classified below, a tensor with no Bamba counterpart), and so is a student without any
+What cannot be held is refused by `check_exportable` with one error naming the option (FIXED, any mixer but mamba2
+first, the gated norm eps, a HybridConfig field or mixer option not classified below, a tensor with no Bamba
+counterpart), and so is a student without any
 attention layer (transformers' hybrid cache needs one).
 """
 
@@ -37,33 +38,63 @@ from ..models.config import DTYPES
 MODEL_TYPE = "bamba"
 INIT_OPTIONS_KEY = "hybrid_distill_init_options"  # extra BambaConfig key: the student's init-only options
 
-# HybridConfig fields, by what the export does with them. A field in none of these groups is refused: a new
-# option may change what the student computes, so it has to be checked against Bamba's math and classified here.
-CARRIED = frozenset({
-    "vocab_size", "hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "head_dim",
-    "pattern", "rms_norm_eps", "max_position_embeddings", "rope_parameters", "attention_bias", "mlp_bias",
-    "tie_word_embeddings", "bos_token_id", "eos_token_id", "pad_token_id", "d_conv", "torch_dtype",
-})
+# HybridConfig fields and mixer options (as in config.json), by what the export does with them. One in none of these
+# groups is refused: a new option may change what the student computes, so it has to be checked against Bamba's math
+# and classified here.
+CARRIED = frozenset(
+    {
+        "vocab_size",
+        "hidden_size",
+        "intermediate_size",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "head_dim",
+        "pattern",
+        "rms_norm_eps",
+        "max_position_embeddings",
+        "rope_parameters",
+        "attention_bias",
+        "mlp_bias",
+        "tie_word_embeddings",
+        "bos_token_id",
+        "eos_token_id",
+        "pad_token_id",
+        "d_conv",
+        "torch_dtype",
+    }
+)
 # options that Bamba computes one way only: field -> (the value it needs, why)
 FIXED = {
-    "mixer": ("mamba2", ("Bamba's mixers are Mamba-2 (one scalar decay per head); Mamba-1's per-channel A and "
-                        "low-rank dt have no counterpart in it")),
+    "mixer": (
+        "mamba2",
+        (
+            "Bamba's mixers are Mamba-2 (one scalar decay per head); Mamba-1's per-channel A and "
+            "low-rank dt have no counterpart in it"
+        ),
+    ),
     "gate": (True, "Bamba always multiplies the scan output by silu(z)"),
     "gate_norm": (True, "Bamba always applies its grouped RMSNorm to the gated output"),
     "conv_activation": ("silu", "Bamba applies hidden_act (silu) after the conv"),
-    "hidden_act": ("silu", ("Bamba uses hidden_act both in the MLP and after the Mamba conv, where the student "
-                           "uses silu")),
+    "hidden_act": (
+        "silu",
+        ("Bamba uses hidden_act both in the MLP and after the Mamba conv, where the student uses silu"),
+    ),
 }
 # options that only choose initial values (a trained student's weights carry their effect); stored in the export's
-# config so that an imported student converts further layers (stepwise) the way it was made
+# config so that an imported student converts further layers (stepwise) the way it was made (dt_rank: Mamba-1's, in
+# a student without Mamba layers; the import, a Mamba-2 student, drops it)
 INIT_ONLY = ("init", "conv_init", "dt_min", "dt_max", "dt_init_floor", "A_init_range", "dt_rank")
 RUNTIME = frozenset({"scan_backend"})
 
 IN_PROJ_PARTS = ("z", "x", "B", "C", "dt")  # in_proj rows, in this order in both models
 CONV_PARTS = ("x", "B", "C")  # conv channels
 REPEATED = frozenset({"x", "B"})  # KV width in the student, query width in Bamba
-WIDENED = {"in_proj.weight": IN_PROJ_PARTS, "in_proj.bias": IN_PROJ_PARTS,
-           "conv1d.weight": CONV_PARTS, "conv1d.bias": CONV_PARTS}
+WIDENED = {
+    "in_proj.weight": IN_PROJ_PARTS,
+    "in_proj.bias": IN_PROJ_PARTS,
+    "conv1d.weight": CONV_PARTS,
+    "conv1d.bias": CONV_PARTS,
+}
 MIXER_NAMES = {ATTENTION: "self_attn", MAMBA: "mamba"}
 # tensor names (student, Bamba); {i} a layer index, {p} the rest of the name, {mixer} self_attn or mamba
 NAMES = (
@@ -97,8 +128,10 @@ def _rename(key: str, rules, pattern: str) -> tuple[str, str | None, str]:
         if "mixer" in fields and fields["mixer"] != MIXER_NAMES[kind]:
             continue
         return template.format(**{**fields, "mixer": MIXER_NAMES.get(kind)}), kind, fields["p"]
-    raise UserError(f"tensor {key} has no counterpart in {'Bamba' if rules is _TO_BAMBA else 'the student'}; "
-                    "the export does not know this parameter")
+    raise UserError(
+        f"tensor {key} has no counterpart in {'Bamba' if rules is _TO_BAMBA else 'the student'}; "
+        "the export does not know this parameter"
+    )
 
 
 # --- config --------------------------------------------------------------------------------------------------------
@@ -106,34 +139,45 @@ def check_exportable(student: HybridForCausalLM) -> None:
     """Raise one UserError naming the first student option (or tensor) that Bamba cannot hold exactly."""
     config = student.config
     values = config.to_dict()
+    uses_mamba = MAMBA in config.pattern
+    for key, (needed, why) in FIXED.items():  # the mixer first: another mixer's options are not Bamba's
+        if uses_mamba and values[key] != needed:
+            raise UserError(
+                f"student option {key}={values[key]!r} cannot be exported to Bamba: {why} (needs {key}={needed!r})"
+            )
     unknown = sorted(set(values) - CARRIED - set(FIXED) - set(INIT_ONLY) - RUNTIME)
     if unknown:
-        raise UserError(f"student option {unknown[0]}={values[unknown[0]]!r} is unknown to the Bamba export "
-                        "(it may change what the student computes); classify it in hybrid_distill/export/bamba.py")
+        raise UserError(
+            f"student option {unknown[0]}={values[unknown[0]]!r} is unknown to the Bamba export "
+            "(it may change what the student computes); classify it in hybrid_distill/export/bamba.py"
+        )
     if ATTENTION not in config.pattern:
-        raise UserError(f"pattern {config.pattern!r} has no attention layer: transformers' Bamba cannot run it with a "
-                        "cache (its DynamicCache counts the sequence length in attention layers only), so generate() "
-                        "fails; keep at least one attention layer (mamba_ratio < 1, or student.pattern)")
-    uses_mamba = MAMBA in config.pattern
-    for key, (needed, why) in FIXED.items():
-        if uses_mamba and values[key] != needed:
-            raise UserError(f"student option {key}={values[key]!r} cannot be exported to Bamba: {why} "
-                            f"(needs {key}={needed!r})")
+        raise UserError(
+            f"pattern {config.pattern!r} has no attention layer: transformers' Bamba cannot run it with a "
+            "cache (its DynamicCache counts the sequence length in attention layers only), so generate() "
+            "fails; keep at least one attention layer (mamba_ratio < 1, or student.pattern)"
+        )
     width = config.num_attention_heads * config.head_dim
     if width % config.hidden_size:
-        raise UserError(f"num_attention_heads * head_dim = {width} is not a multiple of hidden_size "
-                        f"{config.hidden_size}: Bamba's Mamba width is mamba_expand * hidden_size")
+        raise UserError(
+            f"num_attention_heads * head_dim = {width} is not a multiple of hidden_size "
+            f"{config.hidden_size}: Bamba's Mamba width is mamba_expand * hidden_size"
+        )
     expected = student_widths(config)
     for i, block in enumerate(student.layers):
         if block.kind != MAMBA:
             continue
         mixer = block.mixer
         if dict(mixer.sizes) != expected:
-            raise UserError(f"layer {i}: Mamba in_proj parts {dict(mixer.sizes)} differ from {expected}, the "
-                            "layout the Bamba export maps")
+            raise UserError(
+                f"layer {i}: Mamba in_proj parts {dict(mixer.sizes)} differ from {expected}, the "
+                "layout the Bamba export maps"
+            )
         if not math.isclose(mixer.norm.eps, config.rms_norm_eps, rel_tol=1e-6):  # GGUF stores 1e-5 as float32
-            raise UserError(f"layer {i}: the gated RMSNorm eps {mixer.norm.eps} differs from rms_norm_eps "
-                            f"{config.rms_norm_eps}; Bamba uses rms_norm_eps for both")
+            raise UserError(
+                f"layer {i}: the gated RMSNorm eps {mixer.norm.eps} differs from rms_norm_eps "
+                f"{config.rms_norm_eps}; Bamba uses rms_norm_eps for both"
+            )
 
 
 def student_widths(config: HybridConfig) -> dict[str, int]:
@@ -146,7 +190,7 @@ def added_parameters(config: HybridConfig) -> int:
     """What repeating x and B to the query width adds: per Mamba layer, 2 (H - Hkv) head_dim rows of in_proj
     (weight, and bias with attention_bias) and as many conv channels (d_conv taps + bias)."""
     rows = 2 * (config.num_attention_heads - config.num_key_value_heads) * config.head_dim
-    per_row = config.hidden_size + config.attention_bias + config.d_conv + 1
+    per_row = config.hidden_size + config.attention_bias + config.options.d_conv + 1
     return config.pattern.count(MAMBA) * rows * per_row
 
 
@@ -154,19 +198,35 @@ def to_bamba_config(config: HybridConfig) -> BambaConfig:
     heads, head_dim = config.num_attention_heads, config.head_dim
     values = config.to_dict()
     return BambaConfig(
-        vocab_size=config.vocab_size, hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
-        num_hidden_layers=config.num_hidden_layers, num_attention_heads=heads,
-        num_key_value_heads=config.num_key_value_heads, head_dim=head_dim, hidden_act=config.hidden_act,
-        rms_norm_eps=config.rms_norm_eps, max_position_embeddings=config.max_position_embeddings,
+        vocab_size=config.vocab_size,
+        hidden_size=config.hidden_size,
+        intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.num_hidden_layers,
+        num_attention_heads=heads,
+        num_key_value_heads=config.num_key_value_heads,
+        head_dim=head_dim,
+        hidden_act=config.hidden_act,
+        rms_norm_eps=config.rms_norm_eps,
+        max_position_embeddings=config.max_position_embeddings,
         rope_parameters={"partial_rotary_factor": 1.0, **config.rope_parameters},
-        attention_bias=config.attention_bias, mlp_bias=config.mlp_bias,
-        tie_word_embeddings=config.tie_word_embeddings, bos_token_id=config.bos_token_id,
-        eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id,
+        attention_bias=config.attention_bias,
+        mlp_bias=config.mlp_bias,
+        tie_word_embeddings=config.tie_word_embeddings,
+        bos_token_id=config.bos_token_id,
+        eos_token_id=config.eos_token_id,
+        pad_token_id=config.pad_token_id,
         attn_layer_indices=[i for i, kind in enumerate(config.pattern) if kind == ATTENTION],
-        mamba_n_heads=heads, mamba_d_head=head_dim, mamba_n_groups=heads, mamba_d_state=head_dim,
-        mamba_d_conv=config.d_conv, mamba_expand=heads * head_dim // config.hidden_size, mamba_conv_bias=True,
-        mamba_proj_bias=config.attention_bias, time_step_limit=(0.0, math.inf), dtype=config.torch_dtype,
-        **{INIT_OPTIONS_KEY: {key: values[key] for key in INIT_ONLY}},
+        mamba_n_heads=heads,
+        mamba_d_head=head_dim,
+        mamba_n_groups=heads,
+        mamba_d_state=head_dim,
+        mamba_d_conv=config.options.d_conv,
+        mamba_expand=heads * head_dim // config.hidden_size,
+        mamba_conv_bias=True,
+        mamba_proj_bias=config.attention_bias,
+        time_step_limit=(0.0, math.inf),
+        dtype=config.torch_dtype,
+        **{INIT_OPTIONS_KEY: {key: values[key] for key in INIT_ONLY if key in values}},
     )
 
 
@@ -176,9 +236,15 @@ def from_bamba_config(bamba: BambaConfig, source: str, scan_backend: str, dtype_
     head_dim = getattr(bamba, "head_dim", None) or bamba.hidden_size // heads
     rope = dict(bamba.rope_parameters)
     needs = {
-        "mamba_n_heads": heads, "mamba_d_head": head_dim, "mamba_d_state": head_dim, "mamba_n_groups": heads,
-        "mamba_expand": heads * head_dim // bamba.hidden_size, "mamba_conv_bias": True,
-        "mamba_proj_bias": bamba.attention_bias, "time_step_limit": (0.0, math.inf), "hidden_act": "silu",
+        "mamba_n_heads": heads,
+        "mamba_d_head": head_dim,
+        "mamba_d_state": head_dim,
+        "mamba_n_groups": heads,
+        "mamba_expand": heads * head_dim // bamba.hidden_size,
+        "mamba_conv_bias": True,
+        "mamba_proj_bias": bamba.attention_bias,
+        "time_step_limit": (0.0, math.inf),
+        "hidden_act": "silu",
     }
     found = {**{key: getattr(bamba, key) for key in needs}, "time_step_limit": tuple(bamba.time_step_limit or ())}
     wrong = [f"{key}={found[key]!r} (needs {needed!r})" for key, needed in needs.items() if found[key] != needed]
@@ -188,21 +254,39 @@ def from_bamba_config(bamba: BambaConfig, source: str, scan_backend: str, dtype_
         raise UserError(f"{source}: this Bamba model has no hybrid_distill student form: {'; '.join(wrong)}")
     pattern = "".join(ATTENTION if t == "full_attention" else MAMBA for t in bamba.layers_block_type)
     init_options = getattr(bamba, INIT_OPTIONS_KEY, None) or {}
-    try:
-        return HybridConfig(
-            vocab_size=bamba.vocab_size, hidden_size=bamba.hidden_size, intermediate_size=bamba.intermediate_size,
-            num_attention_heads=heads, num_key_value_heads=bamba.num_key_value_heads, head_dim=head_dim,
-            pattern=pattern, hidden_act=bamba.hidden_act, rms_norm_eps=bamba.rms_norm_eps,
-            max_position_embeddings=bamba.max_position_embeddings, rope_parameters=rope,
-            attention_bias=bamba.attention_bias, mlp_bias=bamba.mlp_bias,
-            tie_word_embeddings=bamba.tie_word_embeddings, bos_token_id=bamba.bos_token_id,
-            eos_token_id=bamba.eos_token_id, pad_token_id=bamba.pad_token_id, mixer="mamba2",
-            d_conv=bamba.mamba_d_conv, conv_activation="silu", gate=True, gate_norm=True,
-            scan_backend=scan_backend, torch_dtype=dtype_name,
-            **{key: init_options[key] for key in INIT_ONLY if key in init_options},
+    try:  # from_dict drops the init options a Mamba-2 student does not take (dt_rank)
+        return HybridConfig.from_dict(
+            dict(
+                vocab_size=bamba.vocab_size,
+                hidden_size=bamba.hidden_size,
+                intermediate_size=bamba.intermediate_size,
+                num_attention_heads=heads,
+                num_key_value_heads=bamba.num_key_value_heads,
+                head_dim=head_dim,
+                pattern=pattern,
+                hidden_act=bamba.hidden_act,
+                rms_norm_eps=bamba.rms_norm_eps,
+                max_position_embeddings=bamba.max_position_embeddings,
+                rope_parameters=rope,
+                attention_bias=bamba.attention_bias,
+                mlp_bias=bamba.mlp_bias,
+                tie_word_embeddings=bamba.tie_word_embeddings,
+                bos_token_id=bamba.bos_token_id,
+                eos_token_id=bamba.eos_token_id,
+                pad_token_id=bamba.pad_token_id,
+                mixer="mamba2",
+                d_conv=bamba.mamba_d_conv,
+                conv_activation="silu",
+                gate=True,
+                gate_norm=True,
+                scan_backend=scan_backend,
+                torch_dtype=dtype_name,
+                **{key: init_options[key] for key in INIT_ONLY if key in init_options},
+            ),
+            source,
         )
-    except (TypeError, ValueError) as err:
-        raise UserError(f"{source}: {err}") from err
+    except ValueError as err:
+        raise UserError(str(err)) from err
 
 
 # --- weights -------------------------------------------------------------------------------------------------------
@@ -213,12 +297,17 @@ def _head_blocks(t: torch.Tensor, head_dim: int) -> torch.Tensor:
 def widen(t: torch.Tensor, parts: tuple[str, ...], widths: dict[str, int], head_dim: int, rep: int) -> torch.Tensor:
     """Student rows (dim 0) of `parts` -> Bamba rows: each x and B head repeated `rep` times, in place."""
     pieces = torch.split(t, [widths[p] for p in parts])
-    return torch.cat([_head_blocks(x, head_dim).repeat_interleave(rep, 0).flatten(0, 1) if p in REPEATED else x
-                      for p, x in zip(parts, pieces)])
+    return torch.cat(
+        [
+            _head_blocks(x, head_dim).repeat_interleave(rep, 0).flatten(0, 1) if p in REPEATED else x
+            for p, x in zip(parts, pieces)
+        ]
+    )
 
 
-def narrow(t: torch.Tensor, parts: tuple[str, ...], widths: dict[str, int], head_dim: int, rep: int,
-           name: str) -> torch.Tensor:
+def narrow(
+    t: torch.Tensor, parts: tuple[str, ...], widths: dict[str, int], head_dim: int, rep: int, name: str
+) -> torch.Tensor:
     """Inverse of `widen`; the `rep` copies of each x and B head must still be equal (else UserError naming it)."""
     wide = {p: widths[p] * rep if p in REPEATED else widths[p] for p in parts}
     pieces = []
@@ -226,9 +315,11 @@ def narrow(t: torch.Tensor, parts: tuple[str, ...], widths: dict[str, int], head
         if p in REPEATED:
             copies = _head_blocks(x, head_dim).unflatten(0, (-1, rep))  # (kv heads, rep, head_dim, ...)
             if not torch.equal(copies, copies[:, :1].expand_as(copies)):
-                raise UserError(f"{name}: the {p} rows of query heads that share a KV head differ, so this Bamba "
-                                f"model has no student form (the student keeps {p} at the KV width); it was "
-                                "probably trained after export")
+                raise UserError(
+                    f"{name}: the {p} rows of query heads that share a KV head differ, so this Bamba "
+                    f"model has no student form (the student keeps {p} at the KV width); it was "
+                    "probably trained after export"
+                )
             x = copies[:, 0].flatten(0, 1)
         pieces.append(x)
     return torch.cat(pieces)
@@ -259,8 +350,11 @@ def _check_against_bamba(state: dict[str, torch.Tensor], bamba: BambaConfig) -> 
         expected.pop("lm_head.weight")
     problems = [f"missing {k}" for k in expected if k not in state]
     problems += [f"extra {k}" for k in state if k not in expected]
-    problems += [f"{k} has shape {tuple(state[k].shape)}, Bamba's {tuple(expected[k])}"
-                 for k in state if k in expected and state[k].shape != expected[k]]
+    problems += [
+        f"{k} has shape {tuple(state[k].shape)}, Bamba's {tuple(expected[k])}"
+        for k in state
+        if k in expected and state[k].shape != expected[k]
+    ]
     if problems:
         raise UserError(f"the student does not map onto BambaForCausalLM: {'; '.join(problems[:5])}")
 
@@ -276,8 +370,7 @@ def read_student_config(directory: Path, scan_backend: str = "auto") -> HybridCo
 def from_bamba(directory: Path, scan_backend: str = "auto") -> HybridForCausalLM:
     """A student from a Bamba directory written by `to_bamba_*` (possibly re-saved by transformers)."""
     hybrid_config = read_student_config(directory, scan_backend)
-    bamba, info = BambaForCausalLM.from_pretrained(str(directory), dtype=hybrid_config.dtype,
-                                                   output_loading_info=True)
+    bamba, info = BambaForCausalLM.from_pretrained(str(directory), dtype=hybrid_config.dtype, output_loading_info=True)
     problems = {k: v for k, v in info.items() if k != "error_msgs" and v}
     if problems:
         raise UserError(f"{directory}: the weights do not match its config.json: {problems}")

@@ -55,15 +55,47 @@ def _steps_contiguous(t: torch.Tensor) -> torch.Tensor:
 def _scan_args(x, dt, B, C, chunk):
     """Sizes and strides shared by the forward and backward kernels: (positional, keyword) arguments."""
     batch, seqlen, nheads, headdim = x.shape
-    positional = (seqlen, triton.cdiv(seqlen, chunk), x.stride(0), x.stride(1), dt.stride(0), dt.stride(1),
-                  B.stride(0), B.stride(1), C.stride(0), C.stride(1))
-    sizes = dict(nheads=nheads, headdim=headdim, dstate=B.shape[-1], ngroups_b=B.shape[2], ngroups_c=C.shape[2],
-                 EVEN_L=seqlen % chunk == 0, CHUNK=chunk, BLOCK_N=_block(B.shape[-1]))
+    positional = (
+        seqlen,
+        triton.cdiv(seqlen, chunk),
+        x.stride(0),
+        x.stride(1),
+        dt.stride(0),
+        dt.stride(1),
+        B.stride(0),
+        B.stride(1),
+        C.stride(0),
+        C.stride(1),
+    )
+    sizes = dict(
+        nheads=nheads,
+        headdim=headdim,
+        dstate=B.shape[-1],
+        ngroups_b=B.shape[2],
+        ngroups_c=C.shape[2],
+        EVEN_L=seqlen % chunk == 0,
+        CHUNK=chunk,
+        BLOCK_N=_block(B.shape[-1]),
+    )
     return positional, sizes
 
 
-def ssd_forward(x, dt, A, B, C, D, dt_bias, initial_state, dt_softplus, *, compute_y=True, store_final=True,
-                store_states=False, config: LaunchConfig | None = None):
+def ssd_forward(
+    x,
+    dt,
+    A,
+    B,
+    C,
+    D,
+    dt_bias,
+    initial_state,
+    dt_softplus,
+    *,
+    compute_y=True,
+    store_final=True,
+    store_states=False,
+    config: LaunchConfig | None = None,
+):
     """Run ssd_fwd_kernel. Returns (y or None, final state (B, H, P, N) fp32 or None, chunk-entry states or None)."""
     config = config or FWD_CONFIG
     batch, seqlen, nheads, headdim = x.shape
@@ -77,18 +109,38 @@ def ssd_forward(x, dt, A, B, C, D, dt_bias, initial_state, dt_softplus, *, compu
     states = x.new_empty(batch, nchunks, nheads, headdim, dstate) if store_states else None
     grid = (triton.cdiv(headdim, block_p), batch * nheads)
     ssd_fwd_kernel[grid](
-        x, dt, A, B, C, D, dt_bias, initial_state, y, final, states,
-        *positional, **sizes, BLOCK_P=block_p,
-        HAS_D=D is not None, D_PER_P=D is not None and D.dim() == 2, HAS_DT_BIAS=dt_bias is not None,
-        DT_SOFTPLUS=dt_softplus, HAS_INIT=initial_state is not None, COMPUTE_Y=compute_y, STORE_FINAL=store_final,
-        STORE_STATES=store_states, DOT_PRECISION=_dot_precision(x.dtype),
-        num_warps=config.num_warps, num_stages=config.num_stages,
+        x,
+        dt,
+        A,
+        B,
+        C,
+        D,
+        dt_bias,
+        initial_state,
+        y,
+        final,
+        states,
+        *positional,
+        **sizes,
+        BLOCK_P=block_p,
+        HAS_D=D is not None,
+        D_PER_P=D is not None and D.dim() == 2,
+        HAS_DT_BIAS=dt_bias is not None,
+        DT_SOFTPLUS=dt_softplus,
+        HAS_INIT=initial_state is not None,
+        COMPUTE_Y=compute_y,
+        STORE_FINAL=store_final,
+        STORE_STATES=store_states,
+        DOT_PRECISION=_dot_precision(x.dtype),
+        num_warps=config.num_warps,
+        num_stages=config.num_stages,
     )
     return y, final, states
 
 
-def ssd_backward(x, dt, A, B, C, D, dt_bias, initial_state, dt_softplus, dy, dfinal,
-                 config: LaunchConfig | None = None):
+def ssd_backward(
+    x, dt, A, B, C, D, dt_bias, initial_state, dt_softplus, dy, dfinal, config: LaunchConfig | None = None
+):
     """Gradients (dx, ddt, dA, dB, dC, dD, ddt_bias, dinitial_state); None for absent inputs."""
     batch, seqlen, nheads, headdim = x.shape
     config = config or (BWD_CONFIG_MANY if batch * nheads >= BWD_MANY_PROGRAMS else BWD_CONFIG)
@@ -96,8 +148,21 @@ def ssd_backward(x, dt, A, B, C, D, dt_bias, initial_state, dt_softplus, dy, dfi
     positional, sizes = _scan_args(x, dt, B, C, config.chunk)
     # recompute the chunk-entry states (cheaper than keeping them from the forward pass)
     states_config = dataclasses.replace(STATES_CONFIG, chunk=config.chunk)
-    _, _, states = ssd_forward(x, dt, A, B, C, D, dt_bias, initial_state, dt_softplus, compute_y=False,
-                               store_final=False, store_states=True, config=states_config)
+    _, _, states = ssd_forward(
+        x,
+        dt,
+        A,
+        B,
+        C,
+        D,
+        dt_bias,
+        initial_state,
+        dt_softplus,
+        compute_y=False,
+        store_final=False,
+        store_states=True,
+        config=states_config,
+    )
     f32 = dict(dtype=torch.float32, device=x.device)
     dx = torch.empty(x.shape, dtype=x.dtype, device=x.device)
     ddt = torch.empty(batch, seqlen, nheads, **f32)
@@ -107,26 +172,57 @@ def ssd_backward(x, dt, A, B, C, D, dt_bias, initial_state, dt_softplus, dy, dfi
     dD = torch.empty(batch, nheads, headdim, **f32) if D is not None else None
     dinit = torch.empty(batch, nheads, headdim, dstate, **f32)
     ssd_bwd_kernel[(batch * nheads,)](
-        x, dt, A, B, C, D, dt_bias, states, dy, dfinal,
-        dx, ddt, dB, dC, dA, dD, dinit,
-        *positional, **sizes, BLOCK_P=_block(headdim),
-        HAS_D=D is not None, D_PER_P=D is not None and D.dim() == 2, HAS_DT_BIAS=dt_bias is not None,
-        DT_SOFTPLUS=dt_softplus, HAS_DFINAL=dfinal is not None, DOT_PRECISION=_dot_precision(x.dtype),
-        num_warps=config.num_warps, num_stages=config.num_stages,
+        x,
+        dt,
+        A,
+        B,
+        C,
+        D,
+        dt_bias,
+        states,
+        dy,
+        dfinal,
+        dx,
+        ddt,
+        dB,
+        dC,
+        dA,
+        dD,
+        dinit,
+        *positional,
+        **sizes,
+        BLOCK_P=_block(headdim),
+        HAS_D=D is not None,
+        D_PER_P=D is not None and D.dim() == 2,
+        HAS_DT_BIAS=dt_bias is not None,
+        DT_SOFTPLUS=dt_softplus,
+        HAS_DFINAL=dfinal is not None,
+        DOT_PRECISION=_dot_precision(x.dtype),
+        num_warps=config.num_warps,
+        num_stages=config.num_stages,
     )
     if D is not None:
         dD = dD.sum(0) if D.dim() == 2 else dD.sum((0, 2))
         dD = dD.to(D.dtype)
     ddt_bias = ddt.sum((0, 1)).to(dt_bias.dtype) if dt_bias is not None else None
-    return (dx, ddt.to(dt.dtype), dA.sum(0).to(A.dtype), dB.to(B.dtype), dC.to(C.dtype), dD, ddt_bias,
-            dinit.to(initial_state.dtype) if initial_state is not None else None)
+    return (
+        dx,
+        ddt.to(dt.dtype),
+        dA.sum(0).to(A.dtype),
+        dB.to(B.dtype),
+        dC.to(C.dtype),
+        dD,
+        ddt_bias,
+        dinit.to(initial_state.dtype) if initial_state is not None else None,
+    )
 
 
 class SSDChunkScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, dt, A, B, C, D, dt_bias, initial_state, dt_softplus, return_final_state):
-        y, final, _ = ssd_forward(x, dt, A, B, C, D, dt_bias, initial_state, dt_softplus,
-                                  store_final=return_final_state)
+        y, final, _ = ssd_forward(
+            x, dt, A, B, C, D, dt_bias, initial_state, dt_softplus, store_final=return_final_state
+        )
         ctx.save_for_backward(x, dt, A, B, C, D, dt_bias, initial_state)
         ctx.dt_softplus = dt_softplus
         return y, final
@@ -140,8 +236,9 @@ class SSDChunkScan(torch.autograd.Function):
         return (*grads, None, None)
 
 
-def ssd_chunk_scan(x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, initial_state=None,
-                   return_final_state=False):
+def ssd_chunk_scan(
+    x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, initial_state=None, return_final_state=False
+):
     """Chunked SSD scan on the Triton kernels, differentiable in every tensor input.
 
     Returns y (B, L, H, P) in x's dtype, and the final state (B, H, P, N) fp32 if return_final_state.
@@ -171,10 +268,26 @@ def ssd_step(state, x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, out
     block_p = min(16, _block(headdim))  # small tiles: many programs, few registers each
     grid = (triton.cdiv(headdim, block_p), batch * nheads)
     ssd_step_kernel[grid](
-        state, x, dt, A, B, C, D, dt_bias, y, new_state,
-        nheads=nheads, headdim=headdim, dstate=dstate, ngroups_b=B.shape[1], ngroups_c=C.shape[1],
-        BLOCK_P=block_p, BLOCK_N=_block(dstate),
-        HAS_D=D is not None, D_PER_P=D is not None and D.dim() == 2, HAS_DT_BIAS=dt_bias is not None,
+        state,
+        x,
+        dt,
+        A,
+        B,
+        C,
+        D,
+        dt_bias,
+        y,
+        new_state,
+        nheads=nheads,
+        headdim=headdim,
+        dstate=dstate,
+        ngroups_b=B.shape[1],
+        ngroups_c=C.shape[1],
+        BLOCK_P=block_p,
+        BLOCK_N=_block(dstate),
+        HAS_D=D is not None,
+        D_PER_P=D is not None and D.dim() == 2,
+        HAS_DT_BIAS=dt_bias is not None,
         DT_SOFTPLUS=dt_softplus,
     )
     return y, new_state

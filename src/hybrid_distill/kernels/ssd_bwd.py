@@ -25,19 +25,52 @@ from .common import chunk_dt, mma
 @triton.jit
 def ssd_bwd_kernel(
     # inputs
-    x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, dt_bias_ptr, states_ptr, dy_ptr, dfinal_ptr,
+    x_ptr,
+    dt_ptr,
+    A_ptr,
+    B_ptr,
+    C_ptr,
+    D_ptr,
+    dt_bias_ptr,
+    states_ptr,
+    dy_ptr,
+    dfinal_ptr,
     # outputs: dx (like x), ddt (B, L, H) fp32, dB/dC (B, L, G, N) fp32 zeroed, per-(batch, head) partial sums
     # dA (B, H) and dD (B, H, P), dinit (B, H, P, N) fp32
-    dx_ptr, ddt_ptr, dB_ptr, dC_ptr, dA_ptr, dD_ptr, dinit_ptr,
-    seqlen, nchunks,
-    stride_x_b, stride_x_l, stride_dt_b, stride_dt_l, stride_B_b, stride_B_l, stride_C_b, stride_C_l,
+    dx_ptr,
+    ddt_ptr,
+    dB_ptr,
+    dC_ptr,
+    dA_ptr,
+    dD_ptr,
+    dinit_ptr,
+    seqlen,
+    nchunks,
+    stride_x_b,
+    stride_x_l,
+    stride_dt_b,
+    stride_dt_l,
+    stride_B_b,
+    stride_B_l,
+    stride_C_b,
+    stride_C_l,
     # model sizes are compile-time constants: masks against them fold away when the blocks fit exactly,
     # and EVEN_L (seqlen a multiple of CHUNK) folds the sequence-end masks
-    nheads: tl.constexpr, headdim: tl.constexpr, dstate: tl.constexpr, ngroups_b: tl.constexpr,
-    ngroups_c: tl.constexpr, EVEN_L: tl.constexpr,
-    CHUNK: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr,
-    HAS_D: tl.constexpr, D_PER_P: tl.constexpr, HAS_DT_BIAS: tl.constexpr, DT_SOFTPLUS: tl.constexpr,
-    HAS_DFINAL: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    nheads: tl.constexpr,
+    headdim: tl.constexpr,
+    dstate: tl.constexpr,
+    ngroups_b: tl.constexpr,
+    ngroups_c: tl.constexpr,
+    EVEN_L: tl.constexpr,
+    CHUNK: tl.constexpr,
+    BLOCK_P: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    HAS_D: tl.constexpr,
+    D_PER_P: tl.constexpr,
+    HAS_DT_BIAS: tl.constexpr,
+    DT_SOFTPLUS: tl.constexpr,
+    HAS_DFINAL: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
 ):
     pid_bh = tl.program_id(0).to(tl.int64)
     b = pid_bh // nheads
@@ -93,8 +126,9 @@ def ssd_bwd_kernel(
         W = tl.exp(tl.where(causal, cum[:, None] - cum[None, :], float("-inf")))  # (Q, Q), 0 above diagonal
 
         x = tl.load(x_base + offs_t[:, None] * stride_x_l + offs_p[None, :], mask=mask_tp, other=0.0)  # (Q, P)
-        dy = tl.load(dy_ptr + dense_bh + offs_t[:, None] * nheads * headdim + offs_p[None, :],
-                     mask=mask_tp, other=0.0)  # (Q, P)
+        dy = tl.load(
+            dy_ptr + dense_bh + offs_t[:, None] * nheads * headdim + offs_p[None, :], mask=mask_tp, other=0.0
+        )  # (Q, P)
         Bk = tl.load(B_base + offs_t[:, None] * stride_B_l + offs_n[None, :], mask=mask_tn, other=0.0)  # (Q, N)
         Ck = tl.load(C_base + offs_t[:, None] * stride_C_l + offs_n[None, :], mask=mask_tn, other=0.0)  # (Q, N)
         ty = x.dtype  # operand type of the dots (bf16 in training, fp32 in the tight tests)
@@ -145,8 +179,11 @@ def ssd_bwd_kernel(
             else:
                 dx += dyf * Dh
             dD_acc += tl.sum(dyf * xf, axis=0)
-        tl.store(dx_ptr + dense_bh + offs_t[:, None] * nheads * headdim + offs_p[None, :],
-                 dx.to(dx_ptr.dtype.element_ty), mask=mask_tp)
+        tl.store(
+            dx_ptr + dense_bh + offs_t[:, None] * nheads * headdim + offs_p[None, :],
+            dx.to(dx_ptr.dtype.element_ty),
+            mask=mask_tp,
+        )
 
         # the state gradient passed to the previous chunk
         dy_out = (dyf * decay_out[:, None]).to(ty)  # (Q, P)

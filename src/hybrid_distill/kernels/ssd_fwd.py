@@ -22,20 +22,49 @@ from .common import chunk_dt, mma
 @triton.jit
 def ssd_fwd_kernel(
     # inputs
-    x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, dt_bias_ptr, init_ptr,
+    x_ptr,
+    dt_ptr,
+    A_ptr,
+    B_ptr,
+    C_ptr,
+    D_ptr,
+    dt_bias_ptr,
+    init_ptr,
     # outputs
-    y_ptr, final_ptr, states_ptr,
+    y_ptr,
+    final_ptr,
+    states_ptr,
     # sizes
-    seqlen, nchunks,
+    seqlen,
+    nchunks,
     # strides of batch and sequence; inside a step, (heads, headdim) and (groups, dstate) are contiguous
-    stride_x_b, stride_x_l, stride_dt_b, stride_dt_l, stride_B_b, stride_B_l, stride_C_b, stride_C_l,
+    stride_x_b,
+    stride_x_l,
+    stride_dt_b,
+    stride_dt_l,
+    stride_B_b,
+    stride_B_l,
+    stride_C_b,
+    stride_C_l,
     # model sizes are compile-time constants: masks against them fold away when the blocks fit exactly,
     # and EVEN_L (seqlen a multiple of CHUNK) folds the sequence-end masks
-    nheads: tl.constexpr, headdim: tl.constexpr, dstate: tl.constexpr, ngroups_b: tl.constexpr,
-    ngroups_c: tl.constexpr, EVEN_L: tl.constexpr,
-    CHUNK: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr,
-    HAS_D: tl.constexpr, D_PER_P: tl.constexpr, HAS_DT_BIAS: tl.constexpr, DT_SOFTPLUS: tl.constexpr,
-    HAS_INIT: tl.constexpr, COMPUTE_Y: tl.constexpr, STORE_FINAL: tl.constexpr, STORE_STATES: tl.constexpr,
+    nheads: tl.constexpr,
+    headdim: tl.constexpr,
+    dstate: tl.constexpr,
+    ngroups_b: tl.constexpr,
+    ngroups_c: tl.constexpr,
+    EVEN_L: tl.constexpr,
+    CHUNK: tl.constexpr,
+    BLOCK_P: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    HAS_D: tl.constexpr,
+    D_PER_P: tl.constexpr,
+    HAS_DT_BIAS: tl.constexpr,
+    DT_SOFTPLUS: tl.constexpr,
+    HAS_INIT: tl.constexpr,
+    COMPUTE_Y: tl.constexpr,
+    STORE_FINAL: tl.constexpr,
+    STORE_STATES: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
 ):
     pid_p = tl.program_id(0)
@@ -83,18 +112,23 @@ def ssd_fwd_kernel(
         dA = dt * A
         cum = tl.cumsum(dA, axis=0)  # (Q,) log-decay from the chunk start, inclusive
         cum_end = tl.sum(dA, axis=0)
-        x = tl.load(x_base + offs_t[:, None] * stride_x_l + offs_p[None, :],
-                    mask=mask_t[:, None] & mask_p[None, :], other=0.0)  # (Q, P)
-        Bk = tl.load(B_base + offs_t[:, None] * stride_B_l + offs_n[None, :],
-                     mask=mask_t[:, None] & mask_n[None, :], other=0.0)  # (Q, N)
+        x = tl.load(
+            x_base + offs_t[:, None] * stride_x_l + offs_p[None, :], mask=mask_t[:, None] & mask_p[None, :], other=0.0
+        )  # (Q, P)
+        Bk = tl.load(
+            B_base + offs_t[:, None] * stride_B_l + offs_n[None, :], mask=mask_t[:, None] & mask_n[None, :], other=0.0
+        )  # (Q, N)
         if STORE_STATES:
             # the state entering chunk k, for the backward pass: states[b, k, h]
             chunk_state = ((b * nchunks + k) * nheads + h) * headdim * dstate
             tl.store(states_ptr + chunk_state + state_offs, state.to(states_ptr.dtype.element_ty), mask=mask_pn)
         if COMPUTE_Y:
             # the state-dependent term first, so that the state update (the loop-carried chain) starts early
-            Ck = tl.load(C_base + offs_t[:, None] * stride_C_l + offs_n[None, :],
-                         mask=mask_t[:, None] & mask_n[None, :], other=0.0)  # (Q, N)
+            Ck = tl.load(
+                C_base + offs_t[:, None] * stride_C_l + offs_n[None, :],
+                mask=mask_t[:, None] & mask_n[None, :],
+                other=0.0,
+            )  # (Q, N)
             y = tl.exp(cum)[:, None] * mma(Ck, tl.trans(state.to(x.dtype)), DOT_PRECISION)  # (Q, P)
         # each step's input reaches the chunk end decayed by exp(cum_end - cum_s)
         x_in = (x.to(tl.float32) * (dt * tl.exp(cum_end - cum))[:, None]).to(x.dtype)  # (Q, P)
@@ -110,8 +144,11 @@ def ssd_fwd_kernel(
                 else:
                     y += x.to(tl.float32) * Dh
             y_rows = (b * seqlen + offs_t) * nheads * headdim + h * headdim  # y is contiguous (B, L, H, P)
-            tl.store(y_ptr + y_rows[:, None] + offs_p[None, :], y.to(y_ptr.dtype.element_ty),
-                     mask=mask_t[:, None] & mask_p[None, :])
+            tl.store(
+                y_ptr + y_rows[:, None] + offs_p[None, :],
+                y.to(y_ptr.dtype.element_ty),
+                mask=mask_t[:, None] & mask_p[None, :],
+            )
 
     if STORE_FINAL:
         tl.store(final_ptr + bh_state + state_offs, state, mask=mask_pn)

@@ -15,12 +15,28 @@ from .common import chunk_dt
 
 @triton.jit
 def ssd_step_kernel(
-    state_ptr, x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, dt_bias_ptr,  # inputs, contiguous
-    y_ptr, new_state_ptr,  # outputs, contiguous; new_state may alias state (in-place update)
+    state_ptr,
+    x_ptr,
+    dt_ptr,
+    A_ptr,
+    B_ptr,
+    C_ptr,
+    D_ptr,
+    dt_bias_ptr,  # inputs, contiguous
+    y_ptr,
+    new_state_ptr,  # outputs, contiguous; new_state may alias state (in-place update)
     # model sizes are compile-time constants: masks against them fold away when the blocks fit exactly
-    nheads: tl.constexpr, headdim: tl.constexpr, dstate: tl.constexpr, ngroups_b: tl.constexpr,
-    ngroups_c: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr,
-    HAS_D: tl.constexpr, D_PER_P: tl.constexpr, HAS_DT_BIAS: tl.constexpr, DT_SOFTPLUS: tl.constexpr,
+    nheads: tl.constexpr,
+    headdim: tl.constexpr,
+    dstate: tl.constexpr,
+    ngroups_b: tl.constexpr,
+    ngroups_c: tl.constexpr,
+    BLOCK_P: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    HAS_D: tl.constexpr,
+    D_PER_P: tl.constexpr,
+    HAS_DT_BIAS: tl.constexpr,
+    DT_SOFTPLUS: tl.constexpr,
 ):
     pid_p = tl.program_id(0)
     pid_bh = tl.program_id(1).to(tl.int64)

@@ -25,8 +25,9 @@ class StageModule(L.LightningModule):
             for key in [k for k in state if k.startswith(self.frozen + ".")]:
                 del state[key]
 
-    def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val=None,
-                                    gradient_clip_algorithm=None) -> None:
+    def configure_gradient_clipping(
+        self, optimizer: torch.optim.Optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
+    ) -> None:
         if gradient_clip_val and isinstance(self.trainer.strategy, FSDPStrategy):
             # Lightning's FSDP precision plugin refuses clipping by norm; the FSDP root computes the global norm
             self._fsdp_root().clip_grad_norm_(gradient_clip_val)
@@ -39,6 +40,8 @@ class StageModule(L.LightningModule):
 
         root = self.trainer.strategy.model
         if not isinstance(root, FullyShardedDataParallel):
-            raise RuntimeError(f"FSDP did not wrap the module (strategy.model is a {type(root).__name__}); a module "
-                               "must not have been through another FSDP trainer before fit()")
+            raise RuntimeError(
+                f"FSDP did not wrap the module (strategy.model is a {type(root).__name__}); a module "
+                "must not have been through another FSDP trainer before fit()"
+            )
         return root

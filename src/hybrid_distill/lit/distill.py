@@ -21,8 +21,14 @@ from .settings import DistillLoss, OptimSettings
 class DistillModule(StageModule):
     frozen = "teacher"
 
-    def __init__(self, teacher: torch.nn.Module, student: torch.nn.Module, loss: DistillLoss, optim: OptimSettings,
-                 max_steps: int):
+    def __init__(
+        self,
+        teacher: torch.nn.Module,
+        student: torch.nn.Module,
+        loss: DistillLoss,
+        optim: OptimSettings,
+        max_steps: int,
+    ):
         super().__init__()
         self.teacher = freeze(teacher)
         self.student = student
@@ -46,8 +52,16 @@ class DistillModule(StageModule):
 
     def _divergence(self, student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         s = self.loss
-        return losses.divergence(s.divergence, student, teacher, mask, temperature=s.temperature,
-                                 t2_scaling=s.t2_scaling, jsd_beta=s.jsd_beta, vocab_chunk=s.vocab_chunk)
+        return losses.divergence(
+            s.divergence,
+            student,
+            teacher,
+            mask,
+            temperature=s.temperature,
+            t2_scaling=s.t2_scaling,
+            jsd_beta=s.jsd_beta,
+            vocab_chunk=s.vocab_chunk,
+        )
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         divergence_weight, ce_weight = self.loss.divergence_weight, self.loss.ce_weight

@@ -16,8 +16,14 @@ from .settings import DPOLoss, OptimSettings
 class DPOModule(StageModule):
     frozen = "reference"  # the previous stage's student: reloaded from there, not stored twice
 
-    def __init__(self, policy: torch.nn.Module, loss: DPOLoss, optim: OptimSettings, max_steps: int,
-                 reference: torch.nn.Module | None = None):
+    def __init__(
+        self,
+        policy: torch.nn.Module,
+        loss: DPOLoss,
+        optim: OptimSettings,
+        max_steps: int,
+        reference: torch.nn.Module | None = None,
+    ):
         super().__init__()
         self.policy = policy
         # the reference starts as a copy of the policy (the distilled student) and never moves
@@ -41,7 +47,12 @@ class DPOModule(StageModule):
             rc = self._logps(self.reference, batch["chosen_input_ids"], batch["chosen_labels"])
             rr = self._logps(self.reference, batch["rejected_input_ids"], batch["rejected_labels"])
         loss, chosen_rewards, rejected_rewards = losses.dpo_loss(
-            pc, pr, rc, rr, beta=self.loss.dpo_beta, label_smoothing=self.loss.label_smoothing,
+            pc,
+            pr,
+            rc,
+            rr,
+            beta=self.loss.dpo_beta,
+            label_smoothing=self.loss.label_smoothing,
             loss_type=self.loss.loss_type,
         )
         return loss, chosen_rewards, rejected_rewards, pc - pr
@@ -50,15 +61,21 @@ class DPOModule(StageModule):
         loss, chosen, rejected, _ = self._step(batch)
         total = loss
         if self.loss.ce_weight > 0:
-            logits, labels = losses.shift_for_next_token(self.policy(batch["chosen_input_ids"]).logits,
-                                                         batch["chosen_labels"])
+            logits, labels = losses.shift_for_next_token(
+                self.policy(batch["chosen_input_ids"]).logits, batch["chosen_labels"]
+            )
             total = total + self.loss.ce_weight * losses.cross_entropy(logits, labels)
-        self.log_dict({
-            "train/dpo_loss": loss, "train/loss": total,
-            "train/rewards_chosen": chosen.mean(), "train/rewards_rejected": rejected.mean(),
-            "train/reward_margin": (chosen - rejected).mean(),
-            "train/reward_accuracy": (chosen > rejected).float().mean(),
-        }, prog_bar=True)
+        self.log_dict(
+            {
+                "train/dpo_loss": loss,
+                "train/loss": total,
+                "train/rewards_chosen": chosen.mean(),
+                "train/rewards_rejected": rejected.mean(),
+                "train/reward_margin": (chosen - rejected).mean(),
+                "train/reward_accuracy": (chosen > rejected).float().mean(),
+            },
+            prog_bar=True,
+        )
         return total
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:

@@ -39,8 +39,7 @@ def matmul_params(model: nn.Module, trainable_only: bool = False) -> int:
     else:  # the hybrid student
         embedding, head = model.embed_tokens.weight, model.lm_head
     skip = set() if head is not None and head.weight is embedding else {id(embedding)}
-    return sum(p.numel() for p in model.parameters()
-               if id(p) not in skip and (p.requires_grad or not trainable_only))
+    return sum(p.numel() for p in model.parameters() if id(p) not in skip and (p.requires_grad or not trainable_only))
 
 
 def mixing_flops_per_token(pattern: str, config, seq_len: int) -> int:

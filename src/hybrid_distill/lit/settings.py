@@ -21,8 +21,11 @@ def from_config(cls: type[T], node: DictConfig | Mapping[str, Any], key: str) ->
     field that is missing is one UserError naming it."""
     values = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
     fields = dataclasses.fields(cls)
-    missing = [f"{key}.{f.name}" for f in fields if f.name not in values
-               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [
+        f"{key}.{f.name}"
+        for f in fields
+        if f.name not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
     if missing:
         raise UserError(f"{key}: missing {', '.join(missing)}")
     return cls(**{f.name: values[f.name] for f in fields if f.name in values})

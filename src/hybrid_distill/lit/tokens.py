@@ -17,8 +17,9 @@ class TokenCounter(L.Callback):
         self.tokens_seen = 0
         self._pending: torch.Tensor | None = None  # summed on the device, read once per logging step
 
-    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: dict,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: dict, batch_idx: int
+    ) -> None:
         if not isinstance(batch, Mapping):  # not a batch of tokens (e.g. a toy (x, y) pair): nothing to count
             return
         mask = batch.get("attention_mask")

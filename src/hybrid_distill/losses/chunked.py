@@ -34,21 +34,31 @@ def _streaming_logsumexp(logits: Tensor, rows: Index, temperature: float, chunk_
     return running_max, running_sum.log()
 
 
-def _log_probs_chunk(logits: Tensor, rows: Index, cols: slice, stats: tuple[Tensor, Tensor],
-                     temperature: float) -> Tensor:
+def _log_probs_chunk(
+    logits: Tensor, rows: Index, cols: slice, stats: tuple[Tensor, Tensor], temperature: float
+) -> Tensor:
     """(N, C) float32 log-probs of one vocabulary chunk, from the (max, log_sum) of _streaming_logsumexp."""
     row_max, log_sum = stats  # (N,), (N,)
     x = scaled(logits[rows + (cols,)], temperature)  # (N, C), a fresh copy (advanced indexing)
     return x.sub_(row_max[:, None]).sub_(log_sum[:, None])
 
 
-def _chunked_log_probs(student_logits: Tensor, teacher_logits: Tensor, rows: Index, stats_s: tuple[Tensor, Tensor],
-                       stats_t: tuple[Tensor, Tensor], temperature: float,
-                       chunk_size: int) -> Iterator[tuple[slice, Tensor, Tensor]]:
+def _chunked_log_probs(
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    rows: Index,
+    stats_s: tuple[Tensor, Tensor],
+    stats_t: tuple[Tensor, Tensor],
+    temperature: float,
+    chunk_size: int,
+) -> Iterator[tuple[slice, Tensor, Tensor]]:
     """Yield (cols, log p_student (N, C), log p_teacher (N, C)) one vocabulary chunk at a time."""
     for cols in _column_chunks(student_logits.shape[-1], chunk_size):
-        yield (cols, _log_probs_chunk(student_logits, rows, cols, stats_s, temperature),
-               _log_probs_chunk(teacher_logits, rows, cols, stats_t, temperature))
+        yield (
+            cols,
+            _log_probs_chunk(student_logits, rows, cols, stats_s, temperature),
+            _log_probs_chunk(teacher_logits, rows, cols, stats_t, temperature),
+        )
 
 
 class _ChunkedForwardKL(torch.autograd.Function):
@@ -63,13 +73,15 @@ class _ChunkedForwardKL(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, student_logits: Tensor, teacher_logits: Tensor, rows: Index, temperature: float,
-                chunk_size: int) -> Tensor:
+    def forward(
+        ctx, student_logits: Tensor, teacher_logits: Tensor, rows: Index, temperature: float, chunk_size: int
+    ) -> Tensor:
         stats_s = _streaming_logsumexp(student_logits, rows, temperature, chunk_size)  # 2 x (N,)
         stats_t = _streaming_logsumexp(teacher_logits, rows, temperature, chunk_size)  # 2 x (N,)
         token_kl = torch.zeros_like(stats_s[0])  # (N,)
-        for _, log_ps, log_pt in _chunked_log_probs(student_logits, teacher_logits, rows, stats_s, stats_t,
-                                                    temperature, chunk_size):
+        for _, log_ps, log_pt in _chunked_log_probs(
+            student_logits, teacher_logits, rows, stats_s, stats_t, temperature, chunk_size
+        ):
             token_kl += kl_rows(log_pt, log_ps)
         ctx.save_for_backward(student_logits, teacher_logits, *stats_s, *stats_t, token_kl, *rows)
         ctx.temperature, ctx.chunk_size = temperature, chunk_size
@@ -83,8 +95,9 @@ class _ChunkedForwardKL(torch.autograd.Function):
         grad_s = torch.zeros_like(student_logits) if ctx.needs_input_grad[0] else None  # (..., V)
         grad_t = torch.zeros_like(teacher_logits) if ctx.needs_input_grad[1] else None  # (..., V)
         row_scale = (grad_token_kl / ctx.temperature)[:, None]  # (N, 1)
-        for cols, log_ps, log_pt in _chunked_log_probs(student_logits, teacher_logits, rows, stats_s, stats_t,
-                                                       ctx.temperature, ctx.chunk_size):
+        for cols, log_ps, log_pt in _chunked_log_probs(
+            student_logits, teacher_logits, rows, stats_s, stats_t, ctx.temperature, ctx.chunk_size
+        ):
             p_t = log_pt.exp()  # (N, C)
             if grad_s is not None:
                 grad_s[rows + (cols,)] = (row_scale * (log_ps.exp() - p_t)).to(grad_s.dtype)
@@ -93,9 +106,15 @@ class _ChunkedForwardKL(torch.autograd.Function):
         return grad_s, grad_t, None, None, None
 
 
-def chunked_forward_kl(student_logits: Tensor, teacher_logits: Tensor, mask: Tensor | None = None, *,
-                       temperature: float = 1.0, t2_scaling: bool = False,
-                       chunk_size: int = DEFAULT_VOCAB_CHUNK) -> Tensor:
+def chunked_forward_kl(
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    mask: Tensor | None = None,
+    *,
+    temperature: float = 1.0,
+    t2_scaling: bool = False,
+    chunk_size: int = DEFAULT_VOCAB_CHUNK,
+) -> Tensor:
     """:func:`forward_kl` (same value and gradients) without materialising (N, V) in float32.
 
     The vocabulary is processed ``chunk_size`` columns at a time by a custom autograd.Function

@@ -25,8 +25,10 @@ def check_temperature(temperature: float) -> None:
 
 def check_pair(student_logits: Tensor, teacher_logits: Tensor) -> None:
     if student_logits.shape != teacher_logits.shape:
-        raise ValueError(f"student_logits {shape_of(student_logits)} and teacher_logits "
-                         f"{shape_of(teacher_logits)} must have the same shape (..., V)")
+        raise ValueError(
+            f"student_logits {shape_of(student_logits)} and teacher_logits "
+            f"{shape_of(teacher_logits)} must have the same shape (..., V)"
+        )
     if student_logits.dim() < 2 or student_logits.shape[-1] == 0:
         raise ValueError(f"logits must be (..., V) with a leading dim and V >= 1, got {shape_of(student_logits)}")
 
@@ -38,8 +40,10 @@ def counted_rows(student_logits: Tensor, teacher_logits: Tensor, mask: Tensor | 
     if mask is None:
         mask = torch.ones(leading, dtype=torch.bool, device=student_logits.device)
     elif mask.shape != leading:
-        raise ValueError(f"mask {shape_of(mask)} must have the logits' leading shape {tuple(leading)} "
-                         f"(logits {shape_of(student_logits)})")
+        raise ValueError(
+            f"mask {shape_of(mask)} must have the logits' leading shape {tuple(leading)} "
+            f"(logits {shape_of(student_logits)})"
+        )
     return mask.bool().nonzero(as_tuple=True)
 
 

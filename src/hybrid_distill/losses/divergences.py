@@ -28,9 +28,14 @@ def _jsd_rows(log_ps: Tensor, log_pt: Tensor, beta: float) -> Tensor:
     return beta * kl_rows(log_pt, log_m) + (1 - beta) * kl_rows(log_ps, log_m)
 
 
-def _full_divergence(rows_fn: Callable[[Tensor, Tensor], Tensor], student_logits: Tensor,
-                     teacher_logits: Tensor, mask: Tensor | None, temperature: float,
-                     t2_scaling: bool) -> Tensor:
+def _full_divergence(
+    rows_fn: Callable[[Tensor, Tensor], Tensor],
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    mask: Tensor | None,
+    temperature: float,
+    t2_scaling: bool,
+) -> Tensor:
     """Per-token mean of rows_fn(log p_student, log p_teacher) over the counted positions."""
     check_temperature(temperature)
     rows = counted_rows(student_logits, teacher_logits, mask)
@@ -39,8 +44,14 @@ def _full_divergence(rows_fn: Callable[[Tensor, Tensor], Tensor], student_logits
     return t2(token_mean(rows_fn(log_ps, log_pt)), temperature, t2_scaling)
 
 
-def forward_kl(student_logits: Tensor, teacher_logits: Tensor, mask: Tensor | None = None, *,
-               temperature: float = 1.0, t2_scaling: bool = False) -> Tensor:
+def forward_kl(
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    mask: Tensor | None = None,
+    *,
+    temperature: float = 1.0,
+    t2_scaling: bool = False,
+) -> Tensor:
     """Forward KL(p_teacher || p_student) per counted token (mode-covering; the usual KD loss).
 
     student_logits, teacher_logits: (..., V); mask: (...) or None. Returns a float32 scalar.
@@ -50,14 +61,27 @@ def forward_kl(student_logits: Tensor, teacher_logits: Tensor, mask: Tensor | No
     return _full_divergence(_forward_kl_rows, student_logits, teacher_logits, mask, temperature, t2_scaling)
 
 
-def reverse_kl(student_logits: Tensor, teacher_logits: Tensor, mask: Tensor | None = None, *,
-               temperature: float = 1.0, t2_scaling: bool = False) -> Tensor:
+def reverse_kl(
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    mask: Tensor | None = None,
+    *,
+    temperature: float = 1.0,
+    t2_scaling: bool = False,
+) -> Tensor:
     """Reverse KL(p_student || p_teacher) per counted token (mode-seeking). Shapes as :func:`forward_kl`."""
     return _full_divergence(_reverse_kl_rows, student_logits, teacher_logits, mask, temperature, t2_scaling)
 
 
-def generalized_jsd(student_logits: Tensor, teacher_logits: Tensor, mask: Tensor | None = None, *,
-                    beta: float = 0.5, temperature: float = 1.0, t2_scaling: bool = False) -> Tensor:
+def generalized_jsd(
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    mask: Tensor | None = None,
+    *,
+    beta: float = 0.5,
+    temperature: float = 1.0,
+    t2_scaling: bool = False,
+) -> Tensor:
     """Generalized Jensen-Shannon divergence of GKD (Agarwal et al. 2024), TRL's convention.
 
     With m = beta * p_teacher + (1 - beta) * p_student:
@@ -85,9 +109,17 @@ DIVERGENCES: dict[str, Callable[..., Tensor]] = {
 }
 
 
-def divergence(name: str, student_logits: Tensor, teacher_logits: Tensor, mask: Tensor | None = None, *,
-               temperature: float = 1.0, t2_scaling: bool = False, jsd_beta: float = 0.5,
-               vocab_chunk: int | None = None) -> Tensor:
+def divergence(
+    name: str,
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    mask: Tensor | None = None,
+    *,
+    temperature: float = 1.0,
+    t2_scaling: bool = False,
+    jsd_beta: float = 0.5,
+    vocab_chunk: int | None = None,
+) -> Tensor:
     """Divergence chosen by its config name: "kl" | "rkl" | "jsd" | "kl_chunked" (see DIVERGENCES).
 
     jsd_beta: only "jsd" uses it (other names ignore it, so one config schema serves all).
@@ -102,7 +134,8 @@ def divergence(name: str, student_logits: Tensor, teacher_logits: Tensor, mask: 
         options["beta"] = jsd_beta
     if vocab_chunk is not None:
         if name not in ("kl", "kl_chunked"):
-            raise ValueError(f"vocab_chunk={vocab_chunk} is only supported by 'kl' and 'kl_chunked', "
-                             f"not {name!r}; set it to null")
+            raise ValueError(
+                f"vocab_chunk={vocab_chunk} is only supported by 'kl' and 'kl_chunked', not {name!r}; set it to null"
+            )
         name, options["chunk_size"] = "kl_chunked", vocab_chunk
     return DIVERGENCES[name](student_logits, teacher_logits, mask, **options)

@@ -20,8 +20,10 @@ def shift_for_next_token(logits: Tensor, labels_or_mask: Tensor) -> tuple[Tensor
     the mask for the divergences (apply the same ``[:, :-1]`` to the teacher's logits).
     """
     if logits.dim() != 3 or labels_or_mask.shape != logits.shape[:2]:
-        raise ValueError(f"expected logits (B, T, V) and labels/mask (B, T), got logits {shape_of(logits)} "
-                         f"and labels/mask {shape_of(labels_or_mask)}")
+        raise ValueError(
+            f"expected logits (B, T, V) and labels/mask (B, T), got logits {shape_of(logits)} "
+            f"and labels/mask {shape_of(labels_or_mask)}"
+        )
     return logits[:, :-1], labels_or_mask[:, 1:]
 
 
@@ -37,9 +39,11 @@ def next_token_targets(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, 
 def _target_logprobs(logits: Tensor, labels: Tensor, ignore_index: int) -> tuple[Index, Tensor]:
     """Log-prob of each non-ignored label: (..., V), (...) -> (indices of those positions, (N,) float32)."""
     if labels.shape != logits.shape[:-1]:
-        raise ValueError(f"labels {shape_of(labels)} must have the logits' leading shape "
-                         f"{tuple(logits.shape[:-1])} (logits {shape_of(logits)}); shift first with "
-                         f"shift_for_next_token if they are aligned with the input ids")
+        raise ValueError(
+            f"labels {shape_of(labels)} must have the logits' leading shape "
+            f"{tuple(logits.shape[:-1])} (logits {shape_of(logits)}); shift first with "
+            f"shift_for_next_token if they are aligned with the input ids"
+        )
     rows = (labels != ignore_index).nonzero(as_tuple=True)
     return rows, -F.cross_entropy(upcast(logits[rows]), labels[rows], reduction="none")
 
@@ -54,8 +58,9 @@ def cross_entropy(logits: Tensor, labels: Tensor, *, ignore_index: int = IGNORE_
     return -token_mean(token_logps)
 
 
-def sequence_logprobs(logits: Tensor, labels: Tensor, *, average: bool = False,
-                      ignore_index: int = IGNORE_INDEX) -> Tensor:
+def sequence_logprobs(
+    logits: Tensor, labels: Tensor, *, average: bool = False, ignore_index: int = IGNORE_INDEX
+) -> Tensor:
     """Log-probability of each sequence's labelled tokens: (B, T, V), (B, T) aligned -> (B,) float32.
 
     Sums log p(label) over the positions whose label is not ``ignore_index``; ``average=True`` divides

@@ -34,13 +34,14 @@ from .allocation import layer_pattern, resolve_pattern, validate_pattern
 from .attention import Attention
 from .build import build_student, convert_student
 from .calibrate import calibrate_student
-from .cache import AttentionState, HybridCache, MambaState
-from .config import MIXER_OPTIONS, HybridConfig
+from .cache import AttentionState, HybridCache
+from .config import HybridConfig
 from .generation import next_token
 from .hybrid import HybridBlock, HybridForCausalLM, HybridOutput
-from .init_from_attention import init_from_attention, make_mamba_mixer
-from .mamba1_mixer import Mamba1Mixer
-from .mamba2_mixer import Mamba2Mixer
+from .mixers import MixerSpec, make_mixer, mixer_spec, register
+from .mixers.mamba1 import Mamba1Mixer
+from .mixers.mamba2 import Mamba2Mixer
+from .mixers.mamba_base import MambaState, init_from_attention
 from .trainable import param_counts, set_trainable
 
 __all__ = [
@@ -51,18 +52,20 @@ __all__ = [
     "HybridConfig",
     "HybridForCausalLM",
     "HybridOutput",
-    "MIXER_OPTIONS",
     "Mamba1Mixer",
     "Mamba2Mixer",
     "MambaState",
+    "MixerSpec",
     "build_student",
     "calibrate_student",
     "convert_student",
     "init_from_attention",
     "layer_pattern",
-    "make_mamba_mixer",
+    "make_mixer",
+    "mixer_spec",
     "next_token",
     "param_counts",
+    "register",
     "resolve_pattern",
     "set_trainable",
     "validate_pattern",

@@ -66,8 +66,10 @@ def nested_pattern(previous: str, mamba_ratio: float) -> str:
     free = [i for i, kind in enumerate(previous) if kind == ATTENTION]
     wanted = [i for i, kind in enumerate(target) if kind == ATTENTION]
     if len(wanted) > len(free):
-        raise ValueError(f"mamba_ratio={mamba_ratio} keeps {len(wanted)} attention layers but the previous pattern "
-                         f"{previous!r} has only {len(free)}")
+        raise ValueError(
+            f"mamba_ratio={mamba_ratio} keeps {len(wanted)} attention layers but the previous pattern "
+            f"{previous!r} has only {len(free)}"
+        )
     kept = set()
     for layer in reversed(wanted):  # from the top, so the last layer keeps attention as in the rule
         nearest = min((i for i in free if i not in kept), key=lambda i: (abs(i - layer), -i))

@@ -6,9 +6,9 @@ import torch
 import transformers
 
 from .allocation import ATTENTION, MAMBA, nested_pattern, resolve_pattern
-from .config import MIXER_OPTIONS, HybridConfig
+from .config import HybridConfig
 from .hybrid import HybridForCausalLM
-from .init_from_attention import init_from_attention, make_mamba_mixer
+from .mixers import make_mixer, mixer_spec
 
 
 def build_student(
@@ -21,19 +21,23 @@ def build_student(
     conv_init: str = "identity",
     **mixer_options,
 ) -> HybridForCausalLM:
-    """A hybrid with the teacher's embeddings, norms, MLPs, LM head and kept attention layers; Mamba layers start
-    from the teacher's attention weights (init="attention") or from the standard Mamba init (init="random").
-    Give exactly one of `mamba_ratio` (see allocation.layer_pattern) or `pattern` ("AMAM...")."""
-    unknown = sorted(set(mixer_options) - set(MIXER_OPTIONS))
-    if unknown:
-        raise ValueError(f"unknown mixer option(s) {', '.join(unknown)}; valid: {', '.join(MIXER_OPTIONS)}")
+    """A hybrid with the teacher's embeddings, norms, MLPs, LM head and kept attention layers; the `mixer` layers
+    start from the teacher's attention weights (init="attention") or from the mixer's own init (init="random").
+    Give exactly one of `mamba_ratio` (see allocation.layer_pattern) or `pattern` ("AMAM..."); `mixer_options` are
+    the mixer's options (models/mixers/), any other name is refused."""
     tcfg = teacher.config
     if getattr(tcfg, "model_type", None) != "llama":
         raise ValueError(f"teacher must be a Llama-architecture model (model_type 'llama'), got {tcfg.model_type!r}")
     pattern = resolve_pattern(tcfg.num_hidden_layers, mamba_ratio, pattern)
     ref = teacher.get_input_embeddings().weight
     config = HybridConfig.from_llama(
-        tcfg, pattern, dtype=ref.dtype, mixer=mixer, init=init, scan_backend=scan_backend, conv_init=conv_init,
+        tcfg,
+        pattern,
+        dtype=ref.dtype,
+        mixer=mixer,
+        init=init,
+        scan_backend=scan_backend,
+        conv_init=conv_init,
         **mixer_options,
     )
     with torch.device(ref.device):
@@ -56,14 +60,14 @@ def _copy_teacher(student: HybridForCausalLM, teacher: transformers.LlamaForCaus
         if block.kind == ATTENTION:
             block.mixer.load_state_dict(layer.self_attn.state_dict())
         elif student.config.init == "attention":
-            init_from_attention(block.mixer, layer.self_attn)
+            mixer_spec(student.config.mixer).init_from_attention(block.mixer, layer.self_attn)
 
 
 def convert_student(
     student: HybridForCausalLM, mamba_ratio: float | None = None, pattern: str | None = None
 ) -> HybridForCausalLM:
-    """Stepwise replacement, in place: attention layers that the new pattern marks M become Mamba mixers initialised
-    (per student.config.init) from the student's own attention weights; existing Mamba layers are kept as trained.
+    """Stepwise replacement, in place: attention layers that the new pattern marks M become new mixers initialised
+    (per student.config.init) from the student's own attention weights; existing mixer layers are kept as trained.
     A mamba_ratio keeps attention only where the student has it (allocation.nested_pattern); an explicit pattern
     that would turn an M back into A is refused. Returns the same (modified) student."""
     old = student.config.pattern
@@ -82,8 +86,8 @@ def convert_student(
         attention = block.mixer
         weight = attention.q_proj.weight
         with torch.device(weight.device):
-            mixer = make_mamba_mixer(student.config).to(weight.dtype)
+            mixer = make_mixer(student.config).to(weight.dtype)
         if student.config.init == "attention":
-            init_from_attention(mixer, attention)
+            mixer_spec(student.config.mixer).init_from_attention(mixer, attention)
         block.mixer, block.kind = mixer, MAMBA
     return student

@@ -1,4 +1,5 @@
-"""Inference state of a hybrid: a KV cache for attention layers, (conv, SSM) states for Mamba layers."""
+"""Inference state of a hybrid: a KV cache for attention layers, each mixer's own state (e.g. MambaState) for the
+others."""
 
 from __future__ import annotations
 
@@ -12,11 +13,6 @@ class AttentionState(NamedTuple):
     value: torch.Tensor  # (B, Hkv, S, hd)
 
 
-class MambaState(NamedTuple):
-    conv: torch.Tensor  # (B, C_conv, d_conv - 1): the last inputs of the causal conv
-    ssm: torch.Tensor  # mamba2: (B, H, P, N); mamba1: (B, D_inner, N); float32
-
-
 class HybridCache:
     """Per-layer states plus the number of tokens already consumed (the position offset for RoPE).
 
@@ -27,7 +23,7 @@ class HybridCache:
     """
 
     def __init__(self, num_layers: int):
-        self.layers: list[AttentionState | MambaState | None] = [None] * num_layers
+        self.layers: list[tuple | None] = [None] * num_layers  # AttentionState or a mixer's NamedTuple state
         self.seqlen = 0
 
     def __repr__(self) -> str:

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .allocation import MAMBA
-from .mamba_base import MambaMixerBase
+from .mixers.mamba_base import MambaMixerBase
 
 # the gate's logit at the median calibration token: silu(4) = 3.93, i.e. the gate is open (sigmoid 0.98)
 OPEN_GATE_LOGIT = 4.0
@@ -50,6 +50,7 @@ def capture_attention_io(
     seen: dict[int, tuple[list, list]] = {i: ([], []) for i in layers}
     hooks = []
     for i in layers:
+
         def hook(module, args, kwargs, output, i=i):
             hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
             seen[i][0].append(hidden.float().cpu())
@@ -124,17 +125,18 @@ def relative_error(pred: torch.Tensor, target: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def calibrate_mixer(mixer: MambaMixerBase, inputs: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor,
-                    ridge: float = 1e-4) -> dict[str, float]:
+def calibrate_mixer(
+    mixer: MambaMixerBase, inputs: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, ridge: float = 1e-4
+) -> dict[str, float]:
     """Open the gate and fit out_proj's column scales so that mixer(inputs) ~ targets (both (N, T, d)) at the real
     tokens of `mask` (N, T), in place."""
     out = mixer.out_proj
-    weight = out.weight.float().cpu()  # (d, H*P)
+    weight = out.weight.detach().float().cpu().clone()  # (d, H*P), a copy: out.weight is rescaled below
     flat_targets = targets[mask]  # (n, d)
     if out.bias is not None:
         flat_targets = flat_targets - out.bias.float().cpu()
     report = {"rel_err_before": relative_error(mixer_features(mixer, inputs, mask) @ weight.T, flat_targets)}
-    if mixer.config.gate:
+    if mixer.config.options.gate:
         report["gate_open_fraction"] = open_gate(mixer, inputs[mask])
     features = mixer_features(mixer, inputs, mask)  # (n, H*P)
     scales = fit_channel_scales(features, weight, flat_targets, ridge)
@@ -144,8 +146,13 @@ def calibrate_mixer(mixer: MambaMixerBase, inputs: torch.Tensor, targets: torch.
 
 
 @torch.no_grad()
-def calibrate_student(student: nn.Module, teacher: nn.Module, batches: Iterable[Batch],
-                      layers: list[int] | None = None, ridge: float = 1e-4) -> dict[int, dict[str, float]]:
+def calibrate_student(
+    student: nn.Module,
+    teacher: nn.Module,
+    batches: Iterable[Batch],
+    layers: list[int] | None = None,
+    ridge: float = 1e-4,
+) -> dict[int, dict[str, float]]:
     """Calibrate the student's Mamba mixers (`layers`, default all) against the teacher's attention at the same
     depth, on the teacher's hidden states for `batches` (token ids (B, T), or (ids, attention_mask)). Returns a report per layer:
     rel_err_before / rel_err_after (1.0 = a mixer that outputs zero) and gate_open_fraction."""
@@ -153,6 +160,11 @@ def calibrate_student(student: nn.Module, teacher: nn.Module, batches: Iterable[
     bad = [i for i in layers if student.layers[i].kind != MAMBA]
     if bad:
         raise ValueError(f"calibrate_student: layer(s) {bad} of the student are not Mamba layers")
+    if layers and not isinstance(student.layers[layers[0]].mixer, MambaMixerBase):
+        raise ValueError(
+            f"calibrate_student fits Mamba mixers (in_proj z rows, out_proj columns), not mixer "
+            f"{student.config.mixer!r}; calibrate with 0 batches (student.calibration_batches=0)"
+        )
     if not layers:
         return {}
     was_training = student.training

@@ -32,7 +32,9 @@ def save_checkpoint(model: torch.nn.Module, directory: str | os.PathLike) -> Pat
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in _expected_state(model).items()}
-    write_file_atomic(out / WEIGHTS_NAME, lambda p: safetensors.torch.save_file(tensors, str(p), metadata={"format": "pt"}))
+    write_file_atomic(
+        out / WEIGHTS_NAME, lambda p: safetensors.torch.save_file(tensors, str(p), metadata={"format": "pt"})
+    )
     write_file_atomic(out / CONFIG_NAME, lambda p: p.write_text(model.config.to_json()))
     return out
 

@@ -1,7 +1,12 @@
-"""HybridConfig: everything needed to rebuild a student (Llama fields + layer pattern + Mamba mixer options)."""
+"""HybridConfig: everything needed to rebuild a student (Llama fields + layer pattern + the mixer and its options).
+
+config.json holds the mixer's options flat beside the other fields (as before the mixer registry); configs saved
+then carried the options of both Mamba mixers, and the ones their mixer does not take are dropped on load.
+"""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from dataclasses import dataclass, field
@@ -11,17 +16,39 @@ import torch
 import transformers
 
 from .allocation import MAMBA, validate_pattern
+from .mixers import mixer_spec
 
-MIXERS = ("mamba2", "mamba1")
 INITS = ("attention", "random")
 CONV_INITS = ("identity", "random")
-CONV_ACTIVATIONS = ("silu", "identity")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
-# Fields that describe the Mamba mixers; build_student(**mixer_options) accepts exactly these.
-MIXER_OPTIONS = (
-    "d_conv", "conv_activation", "gate", "gate_norm", "dt_min", "dt_max", "dt_init_floor", "A_init_range", "dt_rank",
+# options that every config.json written before the mixer registry held, whichever Mamba mixer it named
+LEGACY_OPTIONS = frozenset(
+    {
+        "d_conv",
+        "conv_activation",
+        "gate",
+        "gate_norm",
+        "dt_min",
+        "dt_max",
+        "dt_init_floor",
+        "A_init_range",
+        "dt_rank",
+    }
 )
+
+
+# Llama fields a student copies from its teacher and hands back to the HF pieces it reuses (MLP, rotary embedding):
+# the shape (also what a converted or imported student must share with the teacher) and the layer settings
+LLAMA_SHAPE = (
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+)
+LLAMA_SETTINGS = ("hidden_act", "rms_norm_eps", "max_position_embeddings", "attention_bias", "mlp_bias")
 
 
 @dataclass
@@ -33,7 +60,7 @@ class HybridConfig:
     num_attention_heads: int
     num_key_value_heads: int
     head_dim: int
-    pattern: str  # one letter per layer: A = attention, M = Mamba
+    pattern: str  # one letter per layer: A = attention, M = the mixer below
     hidden_act: str = "silu"
     rms_norm_eps: float = 1e-6
     max_position_embeddings: int = 2048
@@ -44,48 +71,30 @@ class HybridConfig:
     bos_token_id: int | list[int] | None = None
     eos_token_id: int | list[int] | None = None
     pad_token_id: int | None = None
-    # Mamba mixers
+    # the mixer of the M layers (models/mixers/)
     mixer: str = "mamba2"  # mamba2: scalar decay per head; mamba1: per-channel diagonal A
-    init: str = "attention"  # how Mamba layers were created: from the attention they replace, or random
-    conv_init: str = "identity"  # identity: last tap 1, others 0 (the conv starts as a no-op)
-    d_conv: int = 4
-    conv_activation: str = "silu"
-    gate: bool = True  # y * silu(z)
-    gate_norm: bool | None = None  # gated RMSNorm per head after the gate; None -> True for mamba2, False for mamba1
-    dt_min: float = 1e-3
-    dt_max: float = 0.1
-    dt_init_floor: float = 1e-4
-    A_init_range: tuple[float, float] = (1.0, 16.0)  # mamba2: A = -U[lo, hi] per head
-    dt_rank: int | str = "auto"  # mamba1: rank of the dt projection; auto = ceil(hidden_size / 16)
+    options: Any = None  # the mixer's options (its spec's dataclass); a dict of them is converted, None = defaults
+    init: str = "attention"  # how mixer layers were created: from the attention they replace, or random
+    conv_init: str = "identity"  # mixers with a conv: identity = last tap 1, others 0 (the conv starts as a no-op)
     # runtime
     scan_backend: str = "auto"
     torch_dtype: str = "float32"
 
     def __post_init__(self):
         validate_pattern(self.pattern)
-        self._check_choice("mixer", MIXERS)
+        spec = mixer_spec(self.mixer)
         self._check_choice("init", INITS)
+        if self.init == "attention" and spec.init_from_attention is None:
+            raise ValueError(f"mixer {self.mixer!r} cannot start from attention; use init='random'")
         self._check_choice("conv_init", CONV_INITS)
-        self._check_choice("conv_activation", CONV_ACTIVATIONS)
         self._check_choice("torch_dtype", tuple(DTYPES))
         if self.num_attention_heads % self.num_key_value_heads:
             raise ValueError(
                 f"num_attention_heads ({self.num_attention_heads}) must be a multiple of "
                 f"num_key_value_heads ({self.num_key_value_heads})"
             )
-        if self.gate_norm is None:
-            self.gate_norm = self.mixer == "mamba2"
-        if self.dt_rank == "auto":
-            self.dt_rank = -(-self.hidden_size // 16)
-        if not isinstance(self.dt_rank, int) or self.dt_rank < 1:
-            raise ValueError(f"dt_rank must be 'auto' or a positive integer, got {self.dt_rank!r}")
-        self.A_init_range = tuple(self.A_init_range)
-        if not 0 < self.A_init_range[0] <= self.A_init_range[1]:
-            raise ValueError(f"A_init_range must be (lo, hi) with 0 < lo <= hi, got {self.A_init_range!r}")
-        if not 0 < self.dt_min <= self.dt_max:
-            raise ValueError(f"need 0 < dt_min <= dt_max, got dt_min={self.dt_min}, dt_max={self.dt_max}")
-        if self.d_conv < 1:
-            raise ValueError(f"d_conv must be >= 1, got {self.d_conv}")
+        given = dataclasses.asdict(self.options) if dataclasses.is_dataclass(self.options) else self.options
+        self.options = spec.make_options(dict(given or {}), self)  # a fresh, checked copy
 
     def _check_choice(self, key: str, choices: tuple[str, ...]) -> None:
         value = getattr(self, key)
@@ -107,25 +116,16 @@ class HybridConfig:
     # --- conversions ---------------------------------------------------------------------------------------------
     @classmethod
     def from_llama(cls, llama: transformers.LlamaConfig, pattern: str, dtype: torch.dtype = torch.float32, **kwargs):
-        """Copy the architecture fields of a HF Llama config; `kwargs` set the Mamba/runtime fields."""
+        """Copy the architecture fields of a HF Llama config; `kwargs` set the mixer, its options and runtime fields."""
         validate_pattern(pattern, llama.num_hidden_layers)
         dtype_name = {v: k for k, v in DTYPES.items()}.get(dtype)
         if dtype_name is None:
             raise ValueError(f"unsupported teacher dtype {dtype}; use one of {', '.join(DTYPES)}")
-        return cls(
-            vocab_size=llama.vocab_size,
-            hidden_size=llama.hidden_size,
-            intermediate_size=llama.intermediate_size,
-            num_attention_heads=llama.num_attention_heads,
-            num_key_value_heads=llama.num_key_value_heads,
+        return cls.with_options(
+            **{key: getattr(llama, key) for key in (*LLAMA_SHAPE, *LLAMA_SETTINGS) if key != "head_dim"},
             head_dim=getattr(llama, "head_dim", None) or llama.hidden_size // llama.num_attention_heads,
             pattern=pattern,
-            hidden_act=llama.hidden_act,
-            rms_norm_eps=llama.rms_norm_eps,
-            max_position_embeddings=llama.max_position_embeddings,
             rope_parameters=dict(llama.rope_parameters),
-            attention_bias=llama.attention_bias,
-            mlp_bias=llama.mlp_bias,
             tie_word_embeddings=llama.tie_word_embeddings,
             bos_token_id=llama.bos_token_id,
             eos_token_id=llama.eos_token_id,
@@ -137,40 +137,49 @@ class HybridConfig:
     def to_llama_config(self) -> transformers.LlamaConfig:
         """The HF config our reused Llama pieces (rotary embedding, MLP) are built from."""
         return transformers.LlamaConfig(
-            vocab_size=self.vocab_size,
-            hidden_size=self.hidden_size,
-            intermediate_size=self.intermediate_size,
+            **{key: getattr(self, key) for key in (*LLAMA_SHAPE, *LLAMA_SETTINGS)},
             num_hidden_layers=self.num_hidden_layers,
-            num_attention_heads=self.num_attention_heads,
-            num_key_value_heads=self.num_key_value_heads,
-            head_dim=self.head_dim,
-            hidden_act=self.hidden_act,
-            rms_norm_eps=self.rms_norm_eps,
-            max_position_embeddings=self.max_position_embeddings,
             rope_parameters=dict(self.rope_parameters),
-            attention_bias=self.attention_bias,
-            mlp_bias=self.mlp_bias,
         )
 
+    @classmethod
+    def with_options(cls, **values) -> "HybridConfig":
+        """Build from HybridConfig fields and the mixer's options side by side (config.json's flat form)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        fields = {k: v for k, v in values.items() if k in names}
+        flat = {k: v for k, v in values.items() if k not in names}
+        if flat and fields.get("options") is not None:
+            raise ValueError(f"give the mixer's options flat or as options=, not both (got {', '.join(flat)} too)")
+        return cls(**{"options": flat, **fields})
+
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["A_init_range"] = list(self.A_init_range)
-        return d
+        """The fields with the mixer's options flat beside them; tuples as lists (as JSON reads them back)."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "options"}
+        d.update(dataclasses.asdict(self.options))
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in copy.deepcopy(d).items()}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "config") -> "HybridConfig":
-        """Build from a dict; unknown or missing keys raise one ValueError naming them and `source`."""
+        """Build from a dict (to_dict's form); unknown or missing keys raise one ValueError naming them and `source`."""
         fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - set(fields))
+        try:
+            spec = mixer_spec(d.get("mixer", fields["mixer"].default))
+        except ValueError as e:
+            raise ValueError(f"{source}: {e}") from e
+        takes = set(spec.option_names())
+        unknown = sorted(set(d) - set(fields) - takes - LEGACY_OPTIONS)
         if unknown:
             raise ValueError(f"{source}: unknown HybridConfig key(s) {', '.join(unknown)}")
-        required = [n for n, f in fields.items()
-                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        required = [
+            n
+            for n, f in fields.items()
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
         missing = [n for n in required if n not in d]
         if missing:
             raise ValueError(f"{source}: missing HybridConfig key(s) {', '.join(missing)}")
         try:
-            return cls(**d)
+            return cls.with_options(**{k: v for k, v in d.items() if k in fields or k in takes})
         except (TypeError, ValueError) as e:
             raise ValueError(f"{source}: {e}") from e
 

@@ -61,8 +61,9 @@ def generate(
         raise ValueError("generate() needs unpadded prompts of equal length; attention_mask has padding (zeros)")
     eos = None
     if eos_token_id is not None:
-        eos = torch.tensor([eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id),
-                           device=input_ids.device)
+        eos = torch.tensor(
+            [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id), device=input_ids.device
+        )
         pad = model.config.pad_token_id if model.config.pad_token_id is not None else int(eos[0])
     finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
     cache = model.new_cache()

@@ -1,4 +1,4 @@
-"""The hybrid decoder: Llama blocks whose sequence mixer is attention (A) or Mamba (M), per `config.pattern`."""
+"""The hybrid decoder: Llama blocks whose sequence mixer is attention (A) or `config.mixer` (M), per `config.pattern`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from .allocation import ATTENTION
 from .attention import Attention
 from .cache import HybridCache
 from .config import HybridConfig
-from .init_from_attention import make_mamba_mixer
+from .mixers import make_mixer
 
 
 @dataclass
@@ -29,7 +29,7 @@ class HybridBlock(nn.Module):
         super().__init__()
         self.kind = kind
         self.input_layernorm = LlamaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
-        self.mixer = Attention(config) if kind == ATTENTION else make_mamba_mixer(config)
+        self.mixer = Attention(config) if kind == ATTENTION else make_mixer(config)
         self.post_attention_layernorm = LlamaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.mlp = LlamaMLP(mlp_config)
 

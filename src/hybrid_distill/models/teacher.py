@@ -44,8 +44,10 @@ def resolve_weights_path(path: str, gguf_file: str | None = None) -> str:
         elif not (p / "config.json").is_file():
             raise UserError(f"model.path '{p}' has no config.json: it is not a HF transformers checkpoint directory")
         return str(p)
-    raise UserError(f"model.path '{path}' does not exist: point it at a local HF checkpoint directory (config.json + "
-                    f"*.safetensors + tokenizer files), or name a hub model explicitly as {HUB_PREFIX}<org>/<name>")
+    raise UserError(
+        f"model.path '{path}' does not exist: point it at a local HF checkpoint directory (config.json + "
+        f"*.safetensors + tokenizer files), or name a hub model explicitly as {HUB_PREFIX}<org>/<name>"
+    )
 
 
 def check_architecture(config: Any, expected: Mapping[str, Any] | None, source: str) -> None:
@@ -77,7 +79,9 @@ def load_teacher(
     except (OSError, ValueError) as err:
         raise UserError(f"model.path '{path}': could not load the teacher from '{where}': {err}") from err
     if model.config.model_type != "llama":
-        raise UserError(f"teacher at '{where}' is a '{model.config.model_type}' model; hybrid_distill needs a Llama-family model")
+        raise UserError(
+            f"teacher at '{where}' is a '{model.config.model_type}' model; hybrid_distill needs a Llama-family model"
+        )
     check_architecture(model.config, expected_architecture, where)
     return model, tokenizer
 

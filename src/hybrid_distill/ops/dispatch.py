@@ -36,13 +36,23 @@ BACKENDS: dict[str, Backend] = {
         "torch_chunked", ssd_scan_chunked, ssd_step_ref, selective_scan_chunked, selective_step_ref
     ),
     "triton": Backend(
-        "triton", triton_backend.ssd_scan, triton_backend.ssd_step, triton_backend.selective_scan,
-        triton_backend.selective_step, triton_backend.is_available, triton_backend.INSTALL_HINT,
+        "triton",
+        triton_backend.ssd_scan,
+        triton_backend.ssd_step,
+        triton_backend.selective_scan,
+        triton_backend.selective_step,
+        triton_backend.is_available,
+        triton_backend.INSTALL_HINT,
         supports_cpu=triton_backend.interpreted(),
     ),
     "mamba_ssm": Backend(
-        "mamba_ssm", mamba_ssm_backend.ssd_scan, mamba_ssm_backend.ssd_step, mamba_ssm_backend.selective_scan,
-        mamba_ssm_backend.selective_step, mamba_ssm_backend.is_available, mamba_ssm_backend.INSTALL_HINT,
+        "mamba_ssm",
+        mamba_ssm_backend.ssd_scan,
+        mamba_ssm_backend.ssd_step,
+        mamba_ssm_backend.selective_scan,
+        mamba_ssm_backend.selective_step,
+        mamba_ssm_backend.is_available,
+        mamba_ssm_backend.INSTALL_HINT,
         supports_cpu=False,
     ),
 }
@@ -83,8 +93,19 @@ def resolve_backend(name: str, device: torch.device | None = None, op: str = "ss
     return b
 
 
-def ssd_scan(x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, initial_state=None,
-             return_final_state=False, backend: str = "auto"):
+def ssd_scan(
+    x,
+    dt,
+    A,
+    B,
+    C,
+    D=None,
+    dt_bias=None,
+    dt_softplus=False,
+    initial_state=None,
+    return_final_state=False,
+    backend: str = "auto",
+):
     """Mamba-2 SSD scan; see ssd_ref.ssd_scan_ref for shapes and semantics."""
     fn = resolve_backend(backend, x.device).ssd_scan
     return fn(x, dt, A, B, C, D, dt_bias, dt_softplus, initial_state, return_final_state)
@@ -96,15 +117,28 @@ def ssd_step(state, x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, bac
     return fn(state, x, dt, A, B, C, D, dt_bias, dt_softplus)
 
 
-def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-                   initial_state=None, return_final_state=False, backend: str = "auto"):
+def selective_scan(
+    u,
+    delta,
+    A,
+    B,
+    C,
+    D=None,
+    z=None,
+    delta_bias=None,
+    delta_softplus=False,
+    initial_state=None,
+    return_final_state=False,
+    backend: str = "auto",
+):
     """Mamba-1 selective scan; see selective_scan_ref.selective_scan_ref."""
     fn = resolve_backend(backend, u.device, op="selective").selective_scan
     return fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, return_final_state)
 
 
-def selective_step(state, u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-                   backend: str = "auto"):
+def selective_step(
+    state, u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, backend: str = "auto"
+):
     """Single-token selective-scan update; see selective_scan_ref.selective_step_ref."""
     fn = resolve_backend(backend, u.device, op="selective").selective_step
     return fn(state, u, delta, A, B, C, D, z, delta_bias, delta_softplus)

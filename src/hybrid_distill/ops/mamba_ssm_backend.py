@@ -14,8 +14,9 @@ import torch
 from .selective_scan_chunked import selective_scan_chunked
 from .ssd_ref import common_groups
 
-INSTALL_HINT = ("It needs a CUDA GPU and mamba-ssm: `pip install mamba-ssm causal-conv1d` "
-                "(or `pip install -e '.[gpu]'`).")
+INSTALL_HINT = (
+    "It needs a CUDA GPU and mamba-ssm: `pip install mamba-ssm causal-conv1d` (or `pip install -e '.[gpu]'`)."
+)
 CHUNK_SIZE = 256  # mamba_ssm.modules.mamba2.Mamba2's default
 
 
@@ -46,8 +47,19 @@ def is_available() -> bool:
 def ssd_scan(x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, initial_state=None, return_final_state=False):
     chunk_scan, _ = _triton_ops()
     B, C = common_groups(B, C, x.shape[2], dim=2)
-    out = chunk_scan(x, dt, A, B, C, CHUNK_SIZE, D=D, dt_bias=dt_bias, initial_states=initial_state,
-                     dt_softplus=dt_softplus, return_final_states=return_final_state)
+    out = chunk_scan(
+        x,
+        dt,
+        A,
+        B,
+        C,
+        CHUNK_SIZE,
+        D=D,
+        dt_bias=dt_bias,
+        initial_states=initial_state,
+        dt_softplus=dt_softplus,
+        return_final_states=return_final_state,
+    )
     if return_final_state:
         y, final = out
         return y, final.float()  # mamba-ssm returns it in C's dtype; ours is fp32 like the reference
@@ -65,19 +77,37 @@ def ssd_step(state, x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False):
     D = D if D is not None else A.new_zeros(nheads)
     new_state = state.clone()  # state_update works in place; our API leaves the input state alone
     y = state_update(
-        new_state, x, dt[..., None].expand(batch, nheads, headdim), A[:, None, None].expand(nheads, headdim, dstate),
-        B, C, D=D if D.dim() == 2 else D[:, None].expand(nheads, headdim),
-        dt_bias=dt_bias[:, None].expand(nheads, headdim), dt_softplus=dt_softplus,
+        new_state,
+        x,
+        dt[..., None].expand(batch, nheads, headdim),
+        A[:, None, None].expand(nheads, headdim, dstate),
+        B,
+        C,
+        D=D if D.dim() == 2 else D[:, None].expand(nheads, headdim),
+        dt_bias=dt_bias[:, None].expand(nheads, headdim),
+        dt_softplus=dt_softplus,
     )
     return y, new_state
 
 
-def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, initial_state=None,
-                   return_final_state=False):
+def selective_scan(
+    u,
+    delta,
+    A,
+    B,
+    C,
+    D=None,
+    z=None,
+    delta_bias=None,
+    delta_softplus=False,
+    initial_state=None,
+    return_final_state=False,
+):
     if initial_state is not None or (return_final_state and torch.is_grad_enabled()):
         # selective_scan_fn takes no initial state and passes no gradient through its final state
-        return selective_scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state,
-                                      return_final_state)
+        return selective_scan_chunked(
+            u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, return_final_state
+        )
     return _selective_scan_fn()(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_final_state)
 
 
@@ -88,9 +118,18 @@ def selective_step(state, u, delta, A, B, C, D=None, z=None, delta_bias=None, de
     if B.dim() == 3 and B.shape[1] > 1:
         # mamba-ssm spreads B/C groups over heads, not channels: make each channel a head of size 1
         new_state = state[:, :, None].clone()  # (B, D, 1, N); state_update works in place, our API does not
-        y = state_update(new_state, u[..., None], delta[..., None], A[:, None], B, C, D=D[:, None],
-                         z=None if z is None else z[..., None], dt_bias=delta_bias[:, None],
-                         dt_softplus=delta_softplus)
+        y = state_update(
+            new_state,
+            u[..., None],
+            delta[..., None],
+            A[:, None],
+            B,
+            C,
+            D=D[:, None],
+            z=None if z is None else z[..., None],
+            dt_bias=delta_bias[:, None],
+            dt_softplus=delta_softplus,
+        )
         return y[..., 0], new_state[:, :, 0]
     new_state = state.clone()
     y = state_update(new_state, u, delta, A, B, C, D=D, z=z, dt_bias=delta_bias, dt_softplus=delta_softplus)

@@ -68,8 +68,9 @@ def selective_scan_chunked(
     decay, h_local = linear_scan(a, b)  # (B, D, N, c, Q): decay since chunk start, state from a zero start
     chunk_decay, chunk_end = decay[..., -1], h_local[..., -1]  # (B, D, N, c)
     if initial_state is not None:
-        chunk_end = torch.cat([chunk_end[..., :1] + chunk_decay[..., :1] * initial_state.float()[..., None],
-                               chunk_end[..., 1:]], dim=-1)
+        chunk_end = torch.cat(
+            [chunk_end[..., :1] + chunk_decay[..., :1] * initial_state.float()[..., None], chunk_end[..., 1:]], dim=-1
+        )
     _, ends = linear_scan(chunk_decay, chunk_end)  # (B, D, N, c): true state at each chunk end
     start = initial_state.float()[..., None] if initial_state is not None else ends.new_zeros(*ends.shape[:-1], 1)
     entering = torch.cat([start, ends[..., :-1]], dim=-1)  # (B, D, N, c)

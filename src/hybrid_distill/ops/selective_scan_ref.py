@@ -74,8 +74,16 @@ def selective_step_ref(
 ):
     """One decode step. Returns (y (B, D), new_state (B, D, N)); the input state is not modified."""
     y, new_state = selective_scan_ref(
-        u[..., None], delta[..., None], A, B[..., None], C[..., None], D,
-        None if z is None else z[..., None], delta_bias, delta_softplus,
-        initial_state=state, return_final_state=True,
+        u[..., None],
+        delta[..., None],
+        A,
+        B[..., None],
+        C[..., None],
+        D,
+        None if z is None else z[..., None],
+        delta_bias,
+        delta_softplus,
+        initial_state=state,
+        return_final_state=True,
     )
     return y[..., 0], new_state.to(state.dtype)

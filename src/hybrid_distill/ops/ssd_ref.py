@@ -70,9 +70,7 @@ def ssd_scan_ref(
     Ch = expand_groups(C.float(), nheads, dim=2)  # (B, L, H, N)
     decay = torch.exp(dt * A.float())  # (B, L, H)
     state = (
-        initial_state.float()
-        if initial_state is not None
-        else xf.new_zeros(batch, nheads, headdim, dstate)
+        initial_state.float() if initial_state is not None else xf.new_zeros(batch, nheads, headdim, dstate)
     )  # (B, H, P, N)
     ys = []
     for t in range(length):
@@ -97,7 +95,15 @@ def ssd_step_ref(
 ):
     """One decode step. Returns (y (B, H, P), new_state (B, H, P, N)); the input state is not modified."""
     y, new_state = ssd_scan_ref(
-        x[:, None], dt[:, None], A, B[:, None], C[:, None], D, dt_bias, dt_softplus,
-        initial_state=state, return_final_state=True,
+        x[:, None],
+        dt[:, None],
+        A,
+        B[:, None],
+        C[:, None],
+        D,
+        dt_bias,
+        dt_softplus,
+        initial_state=state,
+        return_final_state=True,
     )
     return y[:, 0], new_state.to(state.dtype)

@@ -100,12 +100,14 @@ class PreemptionCheckpoint(L.Callback):
             signal.signal(sig, handler)
         self._replaced = {}
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         self._save_if_signalled(trainer)
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
-                             batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         self._stop_if_saved(trainer)
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -154,8 +156,11 @@ class NonFiniteGuard(L.Callback):
     def __init__(self, action: str = "stop", max_skipped_fraction: float = 0.1):
         if action not in self.ACTIONS:
             raise UserError(f"callbacks.nonfinite.action={action!r}; choose one of {', '.join(self.ACTIONS)}")
-        if isinstance(max_skipped_fraction, bool) or not isinstance(max_skipped_fraction, (int, float)) \
-                or not 0 <= max_skipped_fraction <= 1:
+        if (
+            isinstance(max_skipped_fraction, bool)
+            or not isinstance(max_skipped_fraction, (int, float))
+            or not 0 <= max_skipped_fraction <= 1
+        ):
             raise UserError(f"callbacks.nonfinite.max_skipped_fraction={max_skipped_fraction!r}; a fraction in [0, 1]")
         self.action, self.max_skipped_fraction = action, float(max_skipped_fraction)
         self.skipped = 0
@@ -169,12 +174,18 @@ class NonFiniteGuard(L.Callback):
 
     @staticmethod
     def _problem(trainer: L.Trainer, pl_module: L.LightningModule) -> str | None:
-        bad = [f"{key} is {float(value)}" for key, value in trainer.callback_metrics.items()
-               if key.startswith("train/") and not math.isfinite(float(value))]
+        bad = [
+            f"{key} is {float(value)}"
+            for key, value in trainer.callback_metrics.items()
+            if key.startswith("train/") and not math.isfinite(float(value))
+        ]
         if bad:
             return ", ".join(bad)
-        scaler = getattr(trainer.precision_plugin, "scaler", None) if isinstance(trainer.precision_plugin,
-                                                                                  MixedPrecision) else None
+        scaler = (
+            getattr(trainer.precision_plugin, "scaler", None)
+            if isinstance(trainer.precision_plugin, MixedPrecision)
+            else None
+        )
         if scaler is None:
             for name, param in pl_module.named_parameters():
                 if param.grad is not None and not torch.isfinite(param.grad).all():
@@ -200,13 +211,16 @@ class NonFiniteGuard(L.Callback):
 
     def _stop(self, trainer: L.Trainer, why: str) -> TrainingDiverged:
         finite = self._finite_checkpoint(trainer)
-        kept = (f"the last checkpoint with finite weights and loss is {finite} (continue from it with "
-                f"ckpt_path={finite})" if finite.is_file() else "no checkpoint with finite weights and loss was saved "
-                "before it")
+        kept = (
+            f"the last checkpoint with finite weights and loss is {finite} (continue from it with ckpt_path={finite})"
+            if finite.is_file()
+            else "no checkpoint with finite weights and loss was saved before it"
+        )
         return TrainingDiverged(f"{why}; training stopped ({kept})")
 
-    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule,
-                                 optimizer: torch.optim.Optimizer) -> None:
+    def on_before_optimizer_step(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: torch.optim.Optimizer
+    ) -> None:
         problem = self._problem(trainer, pl_module)
         if not trainer.strategy.reduce_boolean_decision(problem is not None, all=False):
             self._vouch_for_last(trainer, pl_module)
@@ -218,13 +232,17 @@ class NonFiniteGuard(L.Callback):
         self.skipped += 1
         total = trainer.max_steps if trainer.max_steps > 0 else trainer.estimated_stepping_batches
         if self.skipped > self.max_skipped_fraction * total:
-            raise self._stop(trainer, f"{where}; {self.skipped} batches skipped, more than "
-                                      f"callbacks.nonfinite.max_skipped_fraction={self.max_skipped_fraction:g} of "
-                                      f"the run's {total} steps")
+            raise self._stop(
+                trainer,
+                f"{where}; {self.skipped} batches skipped, more than "
+                f"callbacks.nonfinite.max_skipped_fraction={self.max_skipped_fraction:g} of "
+                f"the run's {total} steps",
+            )
         rank_zero_warn(f"{where}; batch skipped ({self.skipped} so far)")
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         pl_module.log("train/skipped_batches", float(self.skipped))
 
 
@@ -247,6 +265,8 @@ class PreemptionDrill(L.Callback):
     def __init__(self, at_step: int, signal_name: str = "SIGTERM"):
         self.at_step, self.signum = at_step, signal.Signals[signal_name]
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         if trainer.global_step == self.at_step and trainer.is_global_zero:
             os.kill(os.getpid(), self.signum)

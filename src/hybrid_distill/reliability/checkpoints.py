@@ -47,8 +47,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 raise
             reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err).strip().splitlines()[0]
             free = shutil.disk_usage(target.parent).free if target.parent.is_dir() else 0
-            raise UserError(f"checkpoint {target} could not be written ({reason}); the previous one is kept; "
-                            f"{free / 2**20:,.1f} MiB free on that file system (make room, then resume)") from err
+            raise UserError(
+                f"checkpoint {target} could not be written ({reason}); the previous one is kept; "
+                f"{free / 2**20:,.1f} MiB free on that file system (make room, then resume)"
+            ) from err
 
 
 def resume_checkpoint(requested: str | None, stage_dir: Path) -> Path | None:
@@ -60,8 +62,11 @@ def resume_checkpoint(requested: str | None, stage_dir: Path) -> Path | None:
         return last if last.is_file() else None
     path = last if requested == "last" else Path(requested).expanduser()
     if not path.is_file():
-        hint = ("; to continue an earlier run pass resume=<its run dir>" if requested == "last"
-                else "; pass a Lightning .ckpt file, e.g. <run dir>/<stage>/checkpoints/last.ckpt")
+        hint = (
+            "; to continue an earlier run pass resume=<its run dir>"
+            if requested == "last"
+            else "; pass a Lightning .ckpt file, e.g. <run dir>/<stage>/checkpoints/last.ckpt"
+        )
         raise UserError(f"ckpt_path={requested}: {path} does not exist{hint}")
     return path
 
@@ -80,8 +85,10 @@ def check_checkpoint(path: Path, module: L.LightningModule) -> None:
     try:  # mmap: reads the key table and shapes, not gigabytes of weights; weights_only as Lightning loads it
         checkpoint = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
     except Exception as err:  # truncated zip, garbage bytes, not a torch file: each raises its own type
-        raise UserError(f"checkpoint {path} cannot be read ({type(err).__name__}: {str(err).splitlines()[0]}): it is "
-                        "truncated or corrupted; resume from an earlier checkpoint or start without ckpt_path") from err
+        raise UserError(
+            f"checkpoint {path} cannot be read ({type(err).__name__}: {str(err).splitlines()[0]}): it is "
+            "truncated or corrupted; resume from an earlier checkpoint or start without ckpt_path"
+        ) from err
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "loops" not in checkpoint:
         raise UserError(f"checkpoint {path} is not a Lightning training checkpoint (no state_dict/loops)")
     saved = {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items()}
@@ -89,7 +96,12 @@ def check_checkpoint(path: Path, module: L.LightningModule) -> None:
     missing, unexpected = sorted(expected.keys() - saved), sorted(saved.keys() - expected)
     reshaped = [f"{k} {saved[k]} vs {expected[k]}" for k in sorted(expected.keys() & saved) if saved[k] != expected[k]]
     if missing or unexpected or reshaped:
-        problems = [f"{label} {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
-                    for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape of", reshaped)) if keys]
-        raise UserError(f"checkpoint {path} is not a checkpoint of this model ({'; '.join(problems)}): "
-                        "it comes from another stage or architecture")
+        problems = [
+            f"{label} {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+            for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape of", reshaped))
+            if keys
+        ]
+        raise UserError(
+            f"checkpoint {path} is not a checkpoint of this model ({'; '.join(problems)}): "
+            "it comes from another stage or architecture"
+        )

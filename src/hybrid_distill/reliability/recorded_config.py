@@ -69,18 +69,24 @@ def check_recorded_config(current: dict, run_dir: Path) -> dict[str, tuple[Any, 
     try:
         recorded = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
     except Exception as err:  # an interpolation the record names but this process cannot resolve, or bad YAML
-        raise UserError(f"{path} cannot be read ({type(err).__name__}: {str(err).splitlines()[0]}); "
-                        "this run directory cannot be continued") from err
+        raise UserError(
+            f"{path} cannot be read ({type(err).__name__}: {str(err).splitlines()[0]}); "
+            "this run directory cannot be continued"
+        ) from err
     changes = config_changes(recorded, current)
     old_stage, new_stage = changes.get("stage.name", (None, None))
     if old_stage != new_stage:
-        raise UserError(f"{run_dir} is a stage={old_stage} run; it cannot continue as stage={new_stage} (that would "
-                        "overwrite its results): start a new run, e.g. from its student directory")
+        raise UserError(
+            f"{run_dir} is a stage={old_stage} run; it cannot continue as stage={new_stage} (that would "
+            "overwrite its results): start a new run, e.g. from its student directory"
+        )
     refused = [f"{k} {old!r} -> {new!r}" for k, (old, new) in changes.items() if not _resumable(k)]
     if refused:
-        raise UserError(f"{run_dir} was recorded with another config: {'; '.join(refused[:6])}"
-                        f"{' ...' if len(refused) > 6 else ''}; a resumed run keeps its config (only "
-                        f"{', '.join(RESUMABLE)} may change): drop those overrides, or start a new run")
+        raise UserError(
+            f"{run_dir} was recorded with another config: {'; '.join(refused[:6])}"
+            f"{' ...' if len(refused) > 6 else ''}; a resumed run keeps its config (only "
+            f"{', '.join(RESUMABLE)} may change): drop those overrides, or start a new run"
+        )
     return changes
 
 
@@ -88,8 +94,10 @@ def record_resume(run_dir: Path, changes: dict[str, tuple[Any, Any]], overrides:
     """Write the allowed changes of a resume into a new `.hydra/resume-<n>.yaml` (the record itself stays as it was)."""
     if not changes:
         return None
-    record = {"overrides": overrides,
-              "changed": {k: {"recorded": old, "now": new} for k, (old, new) in changes.items()}}
+    record = {
+        "overrides": overrides,
+        "changed": {k: {"recorded": old, "now": new} for k, (old, new) in changes.items()},
+    }
     directory = run_dir / RECORD.parent
     path = directory / f"resume-{1 + len(list(directory.glob('resume-*.yaml')))}.yaml"
     write_file_atomic(path, lambda tmp: tmp.write_text(OmegaConf.to_yaml(OmegaConf.create(record))))

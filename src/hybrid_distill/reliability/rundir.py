@@ -28,8 +28,10 @@ def claim_unique_dir(path: str) -> str:
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise UserError(f"cannot create {Path(path).parent} ({err.strerror}); paths.log_dir (HD_LOG_DIR) must be "
-                        "a writable directory") from err
+        raise UserError(
+            f"cannot create {Path(path).parent} ({err.strerror}); paths.log_dir (HD_LOG_DIR) must be "
+            "a writable directory"
+        ) from err
     candidate, n = path, 0
     while True:
         try:
@@ -39,8 +41,10 @@ def claim_unique_dir(path: str) -> str:
             n += 1
             candidate = f"{path}_{n}"
         except OSError as err:  # read-only or full file system, a file where a directory should be
-            raise UserError(f"cannot create the run directory {candidate} ({err.strerror}); paths.log_dir "
-                            "(HD_LOG_DIR) must be a writable directory") from err
+            raise UserError(
+                f"cannot create the run directory {candidate} ({err.strerror}); paths.log_dir "
+                "(HD_LOG_DIR) must be a writable directory"
+            ) from err
 
 
 def run_dir(resume: str | None, fresh: str) -> str:
@@ -48,8 +52,10 @@ def run_dir(resume: str | None, fresh: str) -> str:
     directory), or a new unique one."""
     if resume:
         if not os.path.isdir(resume):
-            raise UserError(f"resume={resume}: no such run directory; pass the directory of the run to continue, "
-                            "e.g. outputs/train/runs/<date>_<time>")
+            raise UserError(
+                f"resume={resume}: no such run directory; pass the directory of the run to continue, "
+                "e.g. outputs/train/runs/<date>_<time>"
+            )
         check_writable(Path(resume), f"resume={resume}: the run directory")
         return os.path.abspath(resume)
     return claim_unique_dir(fresh)
@@ -58,15 +64,22 @@ def run_dir(resume: str | None, fresh: str) -> str:
 def register_resolvers(wrap: Callable[[Callable], Callable] = lambda fn: fn) -> None:
     """${unique_dir:...}, ${run_dir:...} (cached, see above) and ${config_subdir:...} (hydra.output_subdir);
     `wrap` decides how a UserError raised while Hydra resolves them is reported."""
-    for name, fn, cached in (("unique_dir", claim_unique_dir, True), ("run_dir", run_dir, True),
-                             ("config_subdir", config_subdir, False)):
+    for name, fn, cached in (
+        ("unique_dir", claim_unique_dir, True),
+        ("run_dir", run_dir, True),
+        ("config_subdir", config_subdir, False),
+    ):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, wrap(fn), use_cache=cached)
 
 
 def check_resume_dir(run_dir: Path) -> None:
     """`resume=<dir>` must name a directory an earlier run wrote into (not a typo that Hydra just created)."""
-    earlier = [p for p in run_dir.iterdir() if p.name not in _HYDRA_OWN and p.suffix != ".log"] if run_dir.is_dir() else []
+    earlier = (
+        [p for p in run_dir.iterdir() if p.name not in _HYDRA_OWN and p.suffix != ".log"] if run_dir.is_dir() else []
+    )
     if not earlier:
-        raise UserError(f"resume={run_dir}: no earlier run there (no stage outputs, checkpoints or metrics); "
-                        "pass the directory of the run to continue, e.g. outputs/train/runs/<date>_<time>")
+        raise UserError(
+            f"resume={run_dir}: no earlier run there (no stage outputs, checkpoints or metrics); "
+            "pass the directory of the run to continue, e.g. outputs/train/runs/<date>_<time>"
+        )

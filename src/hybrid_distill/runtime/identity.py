@@ -32,11 +32,21 @@ def run_context(cfg: DictConfig) -> RunContext:
     return RunContext(output_dir=output_dir, name=name, group=group)
 
 
+def is_multirun(mode: Any) -> bool:
+    """Hydra's run mode as the running app holds it (RunMode.MULTIRUN) or as .hydra/hydra.yaml saves it ("MULTIRUN")."""
+    return str(mode).rsplit(".", 1)[-1] == "MULTIRUN"
+
+
+def swept_settings(overrides: list[str]) -> dict[str, str]:
+    """Command-line overrides `key=value` as a dict (a sweep member's swept settings, for W&B grouping)."""
+    pairs = (o.lstrip("+~").split("=", 1) for o in overrides if "=" in o)
+    return {key: value for key, value in pairs}
+
+
 def name_and_group(hc: DictConfig, cfg: DictConfig) -> tuple[str, str]:
     """A run's W&B name (its command-line overrides) and group (experiment_name, else one per sweep, else one per
     stage), from its Hydra node (HydraConfig.get(), or the `hydra` node of a run's saved .hydra/hydra.yaml)."""
-    multirun = str(hc.mode) == "RunMode.MULTIRUN"
-    group = f"sweep-{Path(str(hc.sweep.dir)).name}" if multirun else f"{cfg.task_name}-{cfg.stage.name}"
+    group = f"sweep-{Path(str(hc.sweep.dir)).name}" if is_multirun(hc.mode) else f"{cfg.task_name}-{cfg.stage.name}"
     return str(hc.job.override_dirname or "default"), str(cfg.get("experiment_name") or group)
 
 

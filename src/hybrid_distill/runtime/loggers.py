@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig
 
 from ..errors import UserError
 from ..reliability.csv_logger import AppendingCSVLogger
-from .identity import RunContext, job_config
+from .identity import RunContext, job_config, swept_settings
 
 
 def wandb_mode(requested: str) -> str:
@@ -20,6 +21,23 @@ def wandb_mode(requested: str) -> str:
     if os.environ.get("WANDB_MODE"):
         return os.environ["WANDB_MODE"]
     return "online" if os.environ.get("WANDB_API_KEY") else "offline"
+
+
+def run_tags(logger_cfg: DictConfig, stage: str, model: str | None, experiment: str | None) -> list[str]:
+    """W&B tags: the configured ones, plus the stage, the teacher preset and the experiment (for dashboard filters)."""
+    tags = [
+        *logger_cfg.get("tags", []),
+        f"stage:{stage}",
+        *([f"model:{model}"] if model else []),
+        *([f"experiment:{experiment}"] if experiment else []),
+    ]
+    return list(dict.fromkeys(str(t) for t in tags))
+
+
+def save_code(experiment, logger_cfg: DictConfig) -> None:
+    """logger.save_code: the package's source as a W&B code artifact of the run (what exactly ran)."""
+    if logger_cfg.get("save_code", False):
+        experiment.log_code(str(Path(__file__).resolve().parents[1]))
 
 
 def build_logger(cfg: DictConfig, run: RunContext, stage: str) -> list[Logger] | bool:
@@ -41,12 +59,16 @@ def build_logger(cfg: DictConfig, run: RunContext, stage: str) -> list[Logger] |
             name=f"{run.name}/{stage}",
             group=run.group,
             job_type=stage,
-            tags=list(cfg.logger.tags),
+            tags=run_tags(cfg.logger, stage, cfg.model.name if "model" in cfg else None, cfg.get("experiment_name")),
             save_dir=str(run.output_dir),
             offline=mode == "offline",
             mode=mode,
         )
-        wandb_logger.experiment.config.update(job_config(cfg), allow_val_change=True)
+        # Lightning always passes anonymous=None, which current wandb warns about ("has no effect"); leave it unset
+        wandb_logger._wandb_init.pop("anonymous", None)
+        swept = swept_settings(list(HydraConfig.get().overrides.task)) if HydraConfig.initialized() else {}
+        wandb_logger.experiment.config.update({**job_config(cfg), "swept": swept}, allow_val_change=True)
+        save_code(wandb_logger.experiment, cfg.logger)
         loggers.insert(0, wandb_logger)
     return loggers
 

@@ -47,8 +47,9 @@ def build_callbacks(cfg: DictConfig, checkpoints: Path, has_logger: bool) -> lis
     return callbacks
 
 
-def build_trainer(cfg: DictConfig, run: RunContext, stage: str, max_steps: int, grad_clip: float | None,
-                  val_every: int) -> tuple[L.Trainer, list[Logger] | bool]:
+def build_trainer(
+    cfg: DictConfig, run: RunContext, stage: str, max_steps: int, grad_clip: float | None, val_every: int
+) -> tuple[L.Trainer, list[Logger] | bool]:
     """A Trainer for one stage: its own logger run and checkpoint directory under the run dir."""
     logger = build_logger(cfg, run, stage)
     stage_dir = stage_output_dir(run, stage)

@@ -19,8 +19,14 @@ def seed_everything(seed: int) -> None:
 
 def stage_datamodule(cfg: DictConfig, tokenizer: PreTrainedTokenizerBase) -> L.LightningDataModule:
     """The `data` group's datamodule at the stage's batch size and sequence length, its data loaded."""
-    return build_datamodule(cfg.data, tokenizer, cfg.stage.batch_size, cfg.stage.seq_len,
-                            str(Path(cfg.paths.cache_dir) / "datasets"), cfg.seed)
+    return build_datamodule(
+        cfg.data,
+        tokenizer,
+        cfg.stage.batch_size,
+        cfg.stage.seq_len,
+        str(Path(cfg.paths.cache_dir) / "datasets"),
+        cfg.seed,
+    )
 
 
 def validate_before_fit(trainer: L.Trainer, module: L.LightningModule, datamodule: L.LightningDataModule) -> dict:
@@ -31,8 +37,15 @@ def validate_before_fit(trainer: L.Trainer, module: L.LightningModule, datamodul
     return trainer.validate(module, datamodule=datamodule, verbose=False)[0]
 
 
-def fit_and_validate(cfg: DictConfig, run: RunContext, stage: str, trainer: L.Trainer, module: L.LightningModule,
-                     datamodule: L.LightningDataModule, train: bool = True) -> tuple[dict, dict]:
+def fit_and_validate(
+    cfg: DictConfig,
+    run: RunContext,
+    stage: str,
+    trainer: L.Trainer,
+    module: L.LightningModule,
+    datamodule: L.LightningDataModule,
+    train: bool = True,
+) -> tuple[dict, dict]:
     """(held-out metrics before, after) training `module`, resumed from the stage's checkpoint if there is one.
     train=False only evaluates (after = before, unless FSDP skipped that)."""
     before = validate_before_fit(trainer, module, datamodule)
@@ -43,7 +56,9 @@ def fit_and_validate(cfg: DictConfig, run: RunContext, stage: str, trainer: L.Tr
     return before, trainer.validate(module, datamodule=datamodule, verbose=False)[0]
 
 
-def save_trained(trainer: L.Trainer, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, directory: Path) -> Path:
+def save_trained(
+    trainer: L.Trainer, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, directory: Path
+) -> Path:
     """The trained model and its tokenizer as a HF directory, written by one rank."""
     if trainer.is_global_zero:
         model.save_pretrained(str(directory))

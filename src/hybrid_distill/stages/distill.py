@@ -23,8 +23,10 @@ def run_distill(cfg: DictConfig, run: RunContext) -> dict:
     seed_everything(cfg.seed)
     student = student_from_config(cfg, teacher)
     info = describe_student(student)
-    console.print(f"student: pattern [bold]{info['pattern']}[/] "
-                  f"({info['params/trainable']:,} of {info['params/total']:,} parameters train)")
+    console.print(
+        f"student: pattern [bold]{info['pattern']}[/] "
+        f"({info['params/trainable']:,} of {info['params/total']:,} parameters train)"
+    )
     recipe = cfg.stage
     datamodule = stage_datamodule(cfg, tokenizer)
     info.update(calibrate_from_config(cfg, student, teacher, datamodule))
@@ -35,8 +37,9 @@ def run_distill(cfg: DictConfig, run: RunContext) -> dict:
         one.log_hyperparams(info)
     train = info["params/trainable"] > 0
     if not train:  # e.g. mamba_ratio=0 with student.trainable=mamba: the teacher baseline of a sweep
-        console.print(f"nothing to train (pattern {info['pattern']}, student.trainable={cfg.student.trainable}): "
-                      "evaluated only")
+        console.print(
+            f"nothing to train (pattern {info['pattern']}, student.trainable={cfg.student.trainable}): evaluated only"
+        )
     before, after = fit_and_validate(cfg, run, "distill", trainer, module, datamodule, train=train)
     student_dir = save_trained(trainer, student, tokenizer, run.output_dir / "student")
     wandb_dir = finish_logger(logger)
@@ -52,6 +55,7 @@ def run_distill(cfg: DictConfig, run: RunContext) -> dict:
         "top1_agree": float(after["val/top1_agree"]),
         "init_from": cfg.student.init_from,
         "train_seq_len": int(recipe.seq_len),
+        "data_source": str(cfg.data.source) if "source" in cfg.data else None,
         "tokens_seen": tokens_seen(trainer),
         "student_dir": str(student_dir),
         "wandb_dir": wandb_dir,

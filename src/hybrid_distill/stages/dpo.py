@@ -20,8 +20,10 @@ from .student import load_student
 def run_dpo(cfg: DictConfig, run: RunContext) -> dict:
     source = Path(str(cfg.stage.init_from)) if cfg.stage.init_from else None
     if source is None or not (source / "config.json").is_file():
-        raise UserError(f"stage.init_from '{source}' must be a saved student directory (the distill stage's "
-                        "<run dir>/student); DPO starts from it and uses it as the reference model")
+        raise UserError(
+            f"stage.init_from '{source}' must be a saved student directory (the distill stage's "
+            "<run dir>/student); DPO starts from it and uses it as the reference model"
+        )
     if cfg.loss.name != "dpo":
         raise UserError(f"stage=dpo needs loss=dpo (got loss={cfg.loss.name})")
     loss = from_config(DPOLoss, cfg.loss, "loss")

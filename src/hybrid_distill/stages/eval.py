@@ -15,7 +15,7 @@ from ..console import print_summary
 from ..eval.loading import Checkpoint, load_student, resolve_checkpoint
 from ..eval.suite import evaluate, print_recall
 from ..models.teacher import load_teacher
-from ..runtime import RunContext, job_config, name_and_group
+from ..runtime import RunContext, job_config, name_and_group, swept_settings
 from .student import student_from_config
 from .teacher import obtain_teacher
 
@@ -31,8 +31,15 @@ def load_teacher_for(ck: Checkpoint, spec: str | None, ctx: RunContext):
     return obtain_teacher(ck.run_cfg, ctx)
 
 
-def evaluate_checkpoint(ck: Checkpoint, suite: DictConfig, logger_cfg: DictConfig, ctx: RunContext, seed: int,
-                        cache_dir: str, config: dict[str, Any]) -> dict:
+def evaluate_checkpoint(
+    ck: Checkpoint,
+    suite: DictConfig,
+    logger_cfg: DictConfig,
+    ctx: RunContext,
+    seed: int,
+    cache_dir: str,
+    config: dict[str, Any],
+) -> dict:
     """Load the student of `ck` and the teacher `suite.teacher` names, then run the suite on them."""
     teacher, teacher_tokenizer = load_teacher_for(ck, suite.teacher, ctx)
     student, tokenizer = load_student(ck, teacher, teacher_tokenizer, suite.scan_backend, build=student_from_config)
@@ -40,9 +47,18 @@ def evaluate_checkpoint(ck: Checkpoint, suite: DictConfig, logger_cfg: DictConfi
 
 
 def run_eval(cfg: DictConfig, run: RunContext) -> dict:
-    """Stage `eval` (for stage=pipeline): the suite's settings live under cfg.stage, the student at cfg.stage.ckpt."""
-    return evaluate_checkpoint(resolve_checkpoint(cfg.stage.ckpt), cfg.stage, cfg.logger, run, int(cfg.seed),
-                               str(cfg.paths.cache_dir), job_config(cfg))
+    """Stage `eval` (for stage=pipeline): the suite's settings live under cfg.stage, the student at cfg.stage.ckpt.
+    Its W&B config is the step's own config (the pipeline's settings) plus the run's command-line overrides."""
+    swept = swept_settings(list(HydraConfig.get().overrides.task)) if HydraConfig.initialized() else {}
+    return evaluate_checkpoint(
+        resolve_checkpoint(cfg.stage.ckpt),
+        cfg.stage,
+        cfg.logger,
+        run,
+        int(cfg.seed),
+        str(cfg.paths.cache_dir),
+        {**job_config(cfg), "swept": swept},
+    )
 
 
 def run_identity(ck: Checkpoint, output_dir: Path) -> RunContext:
@@ -54,17 +70,35 @@ def run_identity(ck: Checkpoint, output_dir: Path) -> RunContext:
     return RunContext(output_dir, *name_and_group(OmegaConf.load(hydra_yaml).hydra, ck.run_cfg))
 
 
+def training_settings(ck: Checkpoint) -> dict[str, Any]:
+    """The evaluated training run's config (under the same keys as its own W&B runs, so that a dashboard groups
+    evaluations by mamba_ratio, loss, ...) and its command-line overrides under `swept`; {} for a bare student."""
+    if ck.run_dir is None or ck.run_cfg is None:
+        return {}
+    try:
+        settings = OmegaConf.to_container(ck.run_cfg, resolve=True)
+    except Exception:  # an interpolation of the training machine that does not resolve here: keep it as written
+        settings = OmegaConf.to_container(ck.run_cfg, resolve=False)
+    overrides = ck.run_dir / ".hydra" / "overrides.yaml"
+    swept = swept_settings([str(o) for o in OmegaConf.load(overrides)]) if overrides.is_file() else {}
+    return {**settings, "swept": swept}
+
+
 def evaluate_from_config(cfg: DictConfig) -> dict:
-    """What `python eval.py` does with its composed config (conf/eval.yaml)."""
+    """What `python eval.py` does with its composed config (conf/eval.yaml). The W&B run's config holds the
+    training run's settings at the top and this evaluation's config under `eval`."""
     start = time.perf_counter()
     ck = resolve_checkpoint(cfg.ckpt)
     output_dir = Path(HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     # the results go into the evaluated run's directory: refuse a read-only one before the suite runs, not after
     check_writable(ck.run_dir or output_dir, "the results directory (the evaluated run's)")
-    summary = evaluate_checkpoint(ck, cfg.suite, cfg.logger, run_identity(ck, output_dir), int(cfg.seed),
-                                  str(cfg.paths.cache_dir), job_config(cfg))
-    print_summary({k: v for k, v in summary.items() if not k.startswith("recall/")}, output_dir,
-                  time.perf_counter() - start)
+    config = {**training_settings(ck), "eval": job_config(cfg)}
+    summary = evaluate_checkpoint(
+        ck, cfg.suite, cfg.logger, run_identity(ck, output_dir), int(cfg.seed), str(cfg.paths.cache_dir), config
+    )
+    print_summary(
+        {k: v for k, v in summary.items() if not k.startswith("recall/")}, output_dir, time.perf_counter() - start
+    )
     print_recall(summary)
     return summary

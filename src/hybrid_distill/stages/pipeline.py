@@ -66,15 +66,30 @@ def wiring(stage: str, done: dict[str, dict]) -> list[str]:
         last = _latest(done, "dpo") or distill
         if distill is None:
             raise UserError("pipeline: an eval step needs a distill or dpo step before it in stage.steps")
-        # the recall suite measures at multiples of the length the student was distilled at
-        return [f"stage.ckpt='{last['student_dir']}'", f"stage.train_length={distill['train_seq_len']}"]
+        # the recall suite measures at multiples of the length the student was distilled at; quality on held-out
+        # data of the kind it was distilled on (the seqkd answers' validation split), not the pipeline's text data
+        source = distill.get("data_source")
+        return [
+            f"stage.ckpt='{last['student_dir']}'",
+            f"stage.train_length={distill['train_seq_len']}",
+            *([f"stage.quality.source='{source}'"] if source else []),
+        ]
+    return []
+
+
+def knobs(stage: str, pipeline: DictConfig) -> list[str]:
+    """The pipeline's own shortcuts for its steps: stage.max_prompts shortens every seqkd step."""
+    if stage == "seqkd" and pipeline.get("max_prompts") is not None:
+        return [f"stage.max_prompts={int(pipeline.max_prompts)}"]
     return []
 
 
 def run_pipeline(cfg: DictConfig, run: RunContext, runners: dict[str, Callable]) -> dict:
     if cfg.ckpt_path is not None:
-        raise UserError("stage=pipeline resumes by itself: continue it with resume=<its run dir> (each step resumes "
-                        "its own last.ckpt); ckpt_path is for single stages")
+        raise UserError(
+            "stage=pipeline resumes by itself: continue it with resume=<its run dir> (each step resumes "
+            "its own last.ckpt); ckpt_path is for single stages"
+        )
     steps = [dict(step) for step in cfg.stage.steps]
     ids = [step["id"] for step in steps]
     bad = [s["stage"] for s in steps if s["stage"] not in runners or s["stage"] == "pipeline"]
@@ -88,11 +103,17 @@ def run_pipeline(cfg: DictConfig, run: RunContext, runners: dict[str, Callable])
         if step["id"] in done:
             continue
         stage = step["stage"]
-        step_cfg = _compose([*base, f"stage={stage}", *step.get("overrides", []), *wiring(stage, done)])
+        step_cfg = _compose(
+            [*base, f"stage={stage}", *knobs(stage, cfg.stage), *step.get("overrides", []), *wiring(stage, done)]
+        )
         check_numbers(step_cfg)
         step_run = replace(run, output_dir=run.output_dir / step["id"], name=f"{run.name}/{step['id']}", group=group)
         step_run.output_dir.mkdir(parents=True, exist_ok=True)
         done[step["id"]] = {**runners[stage](step_cfg, step_run), "_stage": stage}
         write_json_atomic(state_path, {"steps": ids, "done": done})
-    return {f"{sid}/{key}": value for sid, results in done.items() for key, value in results.items()
-            if not key.startswith("_")}
+    return {
+        f"{sid}/{key}": value
+        for sid, results in done.items()
+        for key, value in results.items()
+        if not key.startswith("_")
+    }

@@ -15,6 +15,11 @@ from .teacher import run_pretrain_teacher
 
 def stage_runners() -> dict[str, Callable]:
     """name -> runner(cfg, run) returning the stage's summary metrics; `pipeline` runs the others."""
-    runners = {"pretrain_teacher": run_pretrain_teacher, "seqkd": run_seqkd, "distill": run_distill, "dpo": run_dpo,
-               "eval": run_eval}
+    runners = {
+        "pretrain_teacher": run_pretrain_teacher,
+        "seqkd": run_seqkd,
+        "distill": run_distill,
+        "dpo": run_dpo,
+        "eval": run_eval,
+    }
     return {**runners, "pipeline": lambda cfg, run: run_pipeline(cfg, run, runners)}

