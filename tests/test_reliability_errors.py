@@ -59,7 +59,7 @@ def test_hydra_composition_errors_are_short_and_name_the_option(tmp_path):
             "student.pattern=MAM",
             "mamba_ratio / student.pattern: pattern 'MAM' has 3 letters but the model has 4 layers",
         ),
-        ("mamba_ratio=half", "mamba_ratio='half' must be a number"),
+        ("mamba_ratio=half", "mamba_ratio='half' must be a number"),  # config_checks, before the teacher loads
         ("scan_backend=cuda_magic", "scan_backend=cuda_magic: unknown scan_backend 'cuda_magic'"),
         ("student.mixer=mamba3", "student: mixer must be one of mamba1, mamba2"),
         ("student.trainable=everything", "student: .*must be one of mamba, mamba_mlp, all; got 'everything'"),
