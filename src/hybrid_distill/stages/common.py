@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
+import torch
 from lightning.pytorch.strategies import FSDPStrategy
 from omegaconf import DictConfig
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -68,3 +69,9 @@ def save_trained(
 
 def metric(results: dict, key: str) -> float | None:
     return float(results[key]) if key in results else None
+
+
+def accelerator_device(cfg: DictConfig) -> torch.device | None:
+    """The GPU for work a stage does outside the Trainer (seqkd generation, calibration) when the run trains on one
+    and it is there; None: leave the models where they are."""
+    return torch.device("cuda") if cfg.trainer.accelerator == "gpu" and torch.cuda.is_available() else None

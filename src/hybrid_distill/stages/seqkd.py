@@ -27,6 +27,7 @@ from ..data.schemas import prompt_turns, with_responses
 from ..errors import Preempted, UserError, reported_as_user_error
 from ..reliability.signals import noted_signals
 from ..runtime import RunContext, build_logger, finish_logger
+from .common import accelerator_device
 from .teacher import obtain_teacher
 
 DATASET_DIRNAME = "seqkd_dataset"
@@ -160,8 +161,8 @@ def run_seqkd(cfg: DictConfig, run: RunContext) -> dict:
     with noted_signals() as stopped:
         teacher, tokenizer = obtain_teacher(cfg, run)
         loggers = build_logger(cfg, run, "seqkd")  # after the teacher: a teacher pretrained on the way has its own run
-        if cfg.trainer.accelerator == "gpu" and torch.cuda.is_available():  # generation is the whole cost of this stage
-            teacher = teacher.cuda()
+        if accelerator_device(cfg) is not None:  # generation is the whole cost of this stage
+            teacher = teacher.to(accelerator_device(cfg))
         train, empty_train = answer_split(
             teacher, tokenizer, cfg, cfg.stage.split, cfg.stage.max_prompts, partial, stopped
         )

@@ -17,6 +17,7 @@ from ..models.allocation import MAMBA
 from ..models.calibrate import calibrate_student
 from ..models.config import LLAMA_SHAPE
 from ..ops import resolve_backend
+from .common import accelerator_device
 
 
 def student_from_config(cfg: DictConfig, teacher: LlamaForCausalLM) -> HybridForCausalLM:
@@ -124,7 +125,7 @@ def calibrate_from_config(cfg: DictConfig, student: HybridForCausalLM, teacher: 
             break
         batches.append((batch["input_ids"], batch["attention_mask"]))
     # on the GPU when the run trains on one: the teacher's forward over the calibration batches is the cost
-    device = torch.device("cuda") if cfg.trainer.accelerator == "gpu" and torch.cuda.is_available() else None
+    device = accelerator_device(cfg)
     homes = (next(teacher.parameters()).device, next(student.parameters()).device)
     if device is not None:
         teacher.to(device), student.to(device)
