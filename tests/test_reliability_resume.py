@@ -128,7 +128,7 @@ def _losses(metrics_csv: Path) -> dict[int, float]:
 
 
 def test_cli_signalled_distill_exits_75_and_resume_gives_the_uninterrupted_losses(tiny_teacher, cache_dir, tmp_path):
-    common = ["trainer.max_steps=8", "++stage.val_every=3"]  # CPU kernels are deterministic at a fixed thread count
+    common = ["trainer.max_steps=8", "++stage.val_every=3"]
     run(compose_config(tmp_path / "full", [*common, "logger=csv"]))  # the uninterrupted run, in this process
     expected = _losses(tmp_path / "full" / "distill" / "metrics.csv")
     assert sorted(expected) == list(range(8))
@@ -148,8 +148,12 @@ def test_cli_signalled_distill_exits_75_and_resume_gives_the_uninterrupted_losse
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"distill: resuming from {run_dir}/distill/checkpoints/last.ckpt" in resumed.stdout + resumed.stderr
     assert [d.name for d in (tmp_path / "train" / "runs").iterdir()] == [run_dir.name]
-    # metrics.csv kept the interrupted run's rows and continued them: every step once, each loss as uninterrupted
-    assert _losses(run_dir / "distill" / "metrics.csv") == expected
+    # metrics.csv kept the interrupted run's rows and continued them: every step once, each loss as uninterrupted.
+    # Not bit-exact: CPU reductions on a loaded 2-core box have moved a loss by 1e-7 relative (seen in CI); a wrong
+    # resume (data order, optimizer moments, RNG) moves it by > 1e-3.
+    resumed_losses = _losses(run_dir / "distill" / "metrics.csv")
+    assert sorted(resumed_losses) == sorted(expected)
+    assert resumed_losses == pytest.approx(expected, rel=1e-5, abs=0)
     assert json.loads((run_dir / "metrics.json").read_text())["pattern"] == "MAMA"
     assert len(list(run_dir.rglob("offline-run-*"))) == 2  # both W&B runs are kept until `wandb sync`
 
