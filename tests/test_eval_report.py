@@ -71,10 +71,46 @@ def test_report_table_and_plots(sweep):
     text = (out / "report.md").read_text()
     table = [line for line in text.splitlines() if line.startswith("| mamba_ratio=")]
     assert len(table) == 2 and "| MAMA |" in table[0] and "| MMMA |" in table[1]
-    for name in ("quality_vs_ratio", "recall_vs_length", "throughput_vs_context", "loss_curves"):
+    for name in ("quality_vs_ratio", "recall_vs_length", "throughput_vs_context", "loss_curves", "validation_curves"):
         assert f"![{name}]({name}.png)" in text
         image = matplotlib.image.imread(out / f"{name}.png")
         assert image.shape[0] > 100 and image.std() > 0  # a real, non-blank picture
+
+
+def test_an_interrupted_run_is_reported_with_its_last_validation_and_where_it_stopped(tmp_path):
+    import pandas as pd
+
+    root = tmp_path / "cut_sweep"
+    for name, ratio in (("0", 0.5), ("1", 0.75)):  # job 0 finished, job 1 was cut at step 7
+        (root / name / ".hydra").mkdir(parents=True)
+        OmegaConf.save(OmegaConf.create({"mamba_ratio": ratio}), root / name / ".hydra" / "config.yaml")
+        OmegaConf.save(OmegaConf.create([f"mamba_ratio={ratio}"]), root / name / ".hydra" / "overrides.yaml")
+    (root / "0" / "metrics.json").write_text(json.dumps({"pattern": "MAMA", "student_ppl": 80.0, "kl": 0.5}))
+    (root / "1" / "distill").mkdir()
+    OmegaConf.save(OmegaConf.create({"pattern": "MMMA"}), root / "1" / "distill" / "hparams.yaml")
+    nan = float("nan")
+    pd.DataFrame(  # what Lightning's CSVLogger writes: validation rows and training rows interleaved
+        {
+            "step": [0, 3, 4, 5, 6, 7],
+            "train/loss": [nan, 2.0, 1.9, nan, 1.7, 1.6],
+            "train/tokens_seen": [nan, 512, 640, nan, 896, 1024],
+            "val/kl": [1.5, nan, nan, 0.9, nan, nan],
+            "val/student_ppl": [300.0, nan, nan, 120.0, nan, nan],
+            "val/teacher_ppl": [100.0, nan, nan, 100.0, nan, nan],
+            "val/top1_agree": [0.2, nan, nan, 0.4, nan, nan],
+        }
+    ).to_csv(root / "1" / "distill" / "metrics.csv", index=False)
+
+    runs = collect(root)
+    assert list(runs["run"]) == ["mamba_ratio=0.5", "mamba_ratio=0.75"]
+    assert list(runs["status"]) == ["finished", "interrupted at step 7 (last validation at step 5)"]
+    cut = runs.iloc[1]
+    assert (cut["kl"], cut["student_ppl"], cut["teacher_ppl"], cut["top1_agree"]) == (0.9, 120.0, 100.0, 0.4)
+    assert (cut["tokens_seen"], cut["pattern"], cut["mamba_ratio"]) == (1024, "MMMA", 0.75)
+    main([str(root)])
+    text = (root / "report" / "report.md").read_text()
+    assert "| mamba_ratio=0.75 | 0.75 | interrupted at step 7 (last validation at step 5) | MMMA | 120 |" in text
+    assert "![validation_curves](validation_curves.png)" in text
 
 
 def test_report_of_a_folder_without_runs_is_one_error(tmp_path):

@@ -2,10 +2,12 @@
 
     python -m hybrid_distill.report <sweep dir> [--out <dir>] [--throughput rows.jsonl ...]
 
-A run is a directory with a metrics.json (what `python train.py` writes); its .hydra/config.yaml gives the swept
-settings (mamba_ratio, loss, scan backend, mixer), its newest eval*.json (`python eval.py`) the evaluation, and its
-<stage>/metrics.csv the logged curves. Outputs: report.md (table + plots) and quality_vs_ratio.png,
-recall_vs_length.png, throughput_vs_context.png, loss_curves.png - each only when the runs hold its data.
+A run is a directory with a metrics.json (what `python train.py` writes when it finishes), or, for a run that was
+cut short, its <stage>/metrics.csv (its last validation fills the table, its status says where it stopped); its
+.hydra/config.yaml gives the swept settings (mamba_ratio, loss, scan backend, mixer), its newest eval*.json
+(`python eval.py`) the evaluation, and its <stage>/metrics.csv the logged curves. Outputs: report.md (table + plots)
+and quality_vs_ratio.png (interrupted runs as open markers), recall_vs_length.png, throughput_vs_context.png,
+loss_curves.png, validation_curves.png - each only when the runs hold its data.
 notebooks/results.ipynb renders the same from these functions.
 """
 
@@ -37,6 +39,7 @@ SETTINGS = {
 }
 # training metrics (metrics.json) and evaluation metrics (eval summary) shown in the table, in this order
 TABLE_METRICS = (
+    "status",
     "pattern",
     "student_ppl",
     "teacher_ppl",
@@ -48,18 +51,48 @@ TABLE_METRICS = (
     "eval/recall@1x",
     "eval/recall@max",
 )
+# validation metrics in a stage's metrics.csv -> their name in metrics.json
+VALIDATION_METRICS = {
+    "val/student_ppl": "student_ppl",
+    "val/teacher_ppl": "teacher_ppl",
+    "val/kl": "kl",
+    "val/top1_agree": "top1_agree",
+}
 
 
 def find_runs(root: Path) -> list[Path]:
-    """Run directories at or under `root` (those with a metrics.json), sorted (multirun job numbers numerically)."""
+    """Run directories at or under `root`, sorted (multirun job numbers numerically): finished runs (a metrics.json)
+    and interrupted ones (a <stage>/metrics.csv but no metrics.json, and not inside a finished run - a cut GPU
+    job or a preempted one still shows how far it got)."""
     if not root.is_dir():
         raise UserError(f"report: '{root}' is not a directory")
-    runs = [p.parent for p in root.rglob("metrics.json") if "wandb" not in p.parts]
+    finished = {p.parent for p in root.rglob("metrics.json") if "wandb" not in p.parts}
+    logged = {p.parent.parent for p in root.rglob("*/metrics.csv") if "wandb" not in p.parts}
+    interrupted = {run for run in logged - finished if not finished.intersection(run.parents)}
+    runs = finished | interrupted
     if not runs:
-        raise UserError(f"report: no runs under '{root}' (no metrics.json found)")
+        raise UserError(f"report: no runs under '{root}' (no metrics.json or <stage>/metrics.csv found)")
     return sorted(
         runs, key=lambda p: [int(s) if s.isdigit() else math.inf for s in p.relative_to(root).parts] + [str(p)]
     )
+
+
+def interrupted_metrics(run: Path) -> dict:
+    """What an interrupted run logged: its last validation (named as metrics.json names them), the tokens it saw,
+    its pattern, and `status` saying where it stopped."""
+    frame = pd.concat([pd.read_csv(csv) for csv in sorted(run.glob("*/metrics.csv"))], ignore_index=True)
+    record = {"status": f"interrupted at step {int(frame['step'].max())}"}
+    validated = frame.dropna(subset=[c for c in VALIDATION_METRICS if c in frame])
+    if not validated.empty:
+        last = validated.loc[validated["step"].idxmax()]
+        record.update({name: float(last[col]) for col, name in VALIDATION_METRICS.items() if col in last})
+        record["status"] += f" (last validation at step {int(last['step'])})"
+    if "train/tokens_seen" in frame and frame["train/tokens_seen"].notna().any():
+        record["tokens_seen"] = int(frame["train/tokens_seen"].max())
+    hparams = next(iter(sorted(run.glob("*/hparams.yaml"))), None)
+    if hparams is not None and "pattern" in (saved := OmegaConf.load(hparams)):
+        record["pattern"] = str(saved.pattern)
+    return record
 
 
 def latest_eval(run: Path) -> dict | None:
@@ -99,7 +132,10 @@ def collect(root: Path) -> pd.DataFrame:
             cfg.scan_backend = cfg.scan_backend.name
         record = {"run": label, "dir": str(run)}
         record.update({col: OmegaConf.select(cfg, key, default=None) for col, key in SETTINGS.items()})
-        metrics = json.loads((run / "metrics.json").read_text())
+        if (run / "metrics.json").is_file():
+            metrics = {"status": "finished", **json.loads((run / "metrics.json").read_text())}
+        else:
+            metrics = interrupted_metrics(run)
         record.update({k: v for k, v in metrics.items() if isinstance(v, (int, float, str)) and not k.endswith("_dir")})
         evaluation = latest_eval(run)
         if evaluation:
@@ -162,10 +198,12 @@ def plot_quality_vs_ratio(runs: pd.DataFrame, out: Path) -> Path | None:
     for ax, metric in zip(axes[0], metrics):
         for key, group in runs.groupby(groups) if groups else [((), runs)]:
             group = group.sort_values("mamba_ratio")
-            ax.plot(group["mamba_ratio"], group[metric], marker="o", label=group_label(groups, key))
+            line = ax.plot(group["mamba_ratio"], group[metric], marker="o", label=group_label(groups, key))[0]
+            cut = group[group["status"] != "finished"]
+            ax.scatter(cut["mamba_ratio"], cut[metric], facecolors="white", edgecolors=line.get_color(), zorder=3)
         if metric == "student_ppl" and "teacher_ppl" in runs:
             ax.axhline(runs["teacher_ppl"].mean(), color="gray", ls="--", label="teacher")
-        ax.set(xlabel="mamba_ratio", ylabel=metric, title=f"{metric} vs mamba_ratio")
+        ax.set(xlabel="mamba_ratio", ylabel=metric, title=f"{metric} vs mamba_ratio (open: interrupted)")
         ax.legend(fontsize=7)
     return _save(fig, out / "quality_vs_ratio.png")
 
@@ -264,6 +302,44 @@ def plot_loss_curves(curves: pd.DataFrame, out: Path) -> Path | None:
     return _save(fig, out / "loss_curves.png")
 
 
+def validation_curves(runs: pd.DataFrame) -> pd.DataFrame:
+    """Every run's validation metrics per step (columns run, stage, step, metric, value): the quality measure of a
+    distillation (KL to the teacher, perplexity) as training goes, comparable across loss mixes, unlike train/loss."""
+    frames = []
+    for label, directory in zip(runs["run"], runs["dir"]):
+        for csv in sorted(Path(directory).glob("*/metrics.csv")):
+            frame = pd.read_csv(csv)
+            for metric in ("val/kl", "val/student_ppl"):
+                if metric in frame and frame[metric].notna().any():
+                    rows = frame[["step", metric]].dropna()
+                    frames.append(
+                        pd.DataFrame(
+                            {
+                                "run": label,
+                                "stage": csv.parent.name,
+                                "step": rows["step"],
+                                "metric": metric,
+                                "value": rows[metric],
+                            }
+                        )
+                    )
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def plot_validation_curves(curves: pd.DataFrame, out: Path) -> Path | None:
+    if curves.empty:
+        return None
+    panels = list(dict.fromkeys(zip(curves["stage"], curves["metric"])))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.5), squeeze=False)
+    for ax, (stage, metric) in zip(axes[0], panels):
+        rows = curves[(curves["stage"] == stage) & (curves["metric"] == metric)]
+        for run, group in rows.groupby("run", sort=False):
+            ax.plot(group["step"], group["value"], marker="o", label=run)
+        ax.set(xlabel="step", ylabel=metric, title=f"{stage}: {metric}", yscale="log" if "ppl" in metric else "linear")
+        ax.legend(fontsize=6)
+    return _save(fig, out / "validation_curves.png")
+
+
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -288,11 +364,12 @@ def build_report(root: Path, out: Path | None = None, throughput_files: Iterable
         plot_recall_vs_length(eval_rows(runs, "recall"), out),
         plot_throughput(throughput, out),
         plot_loss_curves(loss_curves(runs), out),
+        plot_validation_curves(validation_curves(runs), out),
     ]
     lines = [
         f"# Results: {root}",
         "",
-        f"{len(runs)} run(s). Training metrics from metrics.json; `eval/...` from "
+        f"{len(runs)} run(s). Training metrics from metrics.json (interrupted runs: their last validation); `eval/...` from "
         "each run's newest eval*.json (recall@1x / @max: student accuracy averaged over the recall tasks at "
         "the training length / the longest length).",
         "",
