@@ -32,9 +32,9 @@ Deviations, and why:
 
 from .allocation import layer_pattern, resolve_pattern, validate_pattern
 from .attention import Attention
-from .build import build_student, convert_student
+from .build import build_student, convert_student, teacher_as_student
 from .calibrate import calibrate_student
-from .cache import AttentionState, HybridCache
+from .cache import AttentionState, HybridCache, StaticCache
 from .config import HybridConfig
 from .generation import next_token
 from .hybrid import HybridBlock, HybridForCausalLM, HybridOutput
@@ -52,6 +52,7 @@ __all__ = [
     "HybridConfig",
     "HybridForCausalLM",
     "HybridOutput",
+    "StaticCache",
     "Mamba1Mixer",
     "Mamba2Mixer",
     "MambaState",
@@ -68,5 +69,6 @@ __all__ = [
     "register",
     "resolve_pattern",
     "set_trainable",
+    "teacher_as_student",
     "validate_pattern",
 ]
