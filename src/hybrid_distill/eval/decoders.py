@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from transformers import DynamicCache
 
-from ..models import HybridForCausalLM, StaticCache, teacher_as_student
+from ..models import AttentionState, HybridForCausalLM, StaticCache, teacher_as_student
 from ..models.static_engine import DecodeStep
 
 ENGINES = ("eager", "static", "cuda-graph")
@@ -66,6 +66,10 @@ class HybridDecoder:
         """Memory held by the inference state: KV of attention layers, conv + SSM states of Mamba layers."""
         return _tensor_bytes(self.cache.layers)
 
+    def recurrent_bytes(self) -> int:
+        """The part of the state a decode step reads and rewrites whole: the mixers' (conv + SSM) states."""
+        return _tensor_bytes([s for s in self.cache.layers if not isinstance(s, AttentionState)])
+
 
 class StaticDecoder(HybridDecoder):
     """The hybrid on a StaticCache of `capacity` tokens per row: states written in place. Single tokens after the
@@ -100,6 +104,9 @@ class StaticDecoder(HybridDecoder):
     def state_bytes(self) -> int:
         return self.cache.state_bytes()
 
+    def recurrent_bytes(self) -> int:
+        return _tensor_bytes(self.cache.mixer_buffers())
+
 
 class HFDecoder:
     def __init__(self, model: torch.nn.Module):
@@ -131,6 +138,9 @@ class HFDecoder:
             raise ValueError(f"cannot restore a snapshot of {length} tokens: the cache holds only {self.length}")
         if extra:
             self.cache.crop(-extra)  # a negative argument removes that many tokens in every transformers 4.4x/5.x
+
+    def recurrent_bytes(self) -> int:
+        return 0
 
     def state_bytes(self) -> int:
         return sum(
