@@ -25,7 +25,8 @@ Deviations, and why:
 - Mamba-1: B and C also pass through the conv (as in Mamba-2; MambaInLlama's Mamba-1 convolves x only), so both
   mixers share one code path; with the identity conv init this changes nothing at initialisation.
 - generation has a real cache (KV for attention, conv + SSM state for Mamba) with prefill-then-decode, unlike the
-  reference HF path (use_cache=False); left-padded batches are refused rather than silently mis-handled.
+  reference HF path (use_cache=False); by default on the static engine (static_engine.py: in-place buffers, CUDA
+  graphs), which also continues right-padded batches; left-padded batches are refused rather than mis-handled.
 - all parameters (A_log, D, dt_bias included) live in the model dtype; the scans compute in float32.
 - Mamba-1's gate is y * silu(z) applied outside the scan (not fused into it), to share the gate code with Mamba-2.
 """
