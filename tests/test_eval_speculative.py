@@ -40,14 +40,14 @@ def models():
     return {"target": target, "teacher": teacher, "noisy": noisy, "unrelated": unrelated, "unrelated_hf": llama(2)}
 
 
-@pytest.mark.parametrize("k", [1, 4])
-def test_output_equals_greedy_decoding_for_every_draft(models, k):
+@pytest.mark.parametrize("k, engine", [(1, "static"), (4, "static"), (4, "eager")])
+def test_output_equals_greedy_decoding_for_every_draft(models, k, engine):
     target = models["target"]
     prompt = torch.randint(0, 64, (1, 9), generator=torch.Generator().manual_seed(k))
-    reference = target.generate(prompt, max_new_tokens=24)
+    reference = target.generate(prompt, max_new_tokens=24, engine="eager")
     rates = {}
     for name in ("target", "noisy", "unrelated", "unrelated_hf"):
-        output, stats = speculative_generate(target, models[name], prompt, 24, k)
+        output, stats = speculative_generate(target, models[name], prompt, 24, k, engine=engine)
         assert torch.equal(output, reference), name
         assert stats.committed == 24 and stats.committed == stats.accepted + stats.rounds
         rates[name] = stats.acceptance_rate

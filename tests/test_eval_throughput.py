@@ -150,8 +150,13 @@ def test_gpu_bench_script_runs_on_cpu(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
-    assert [(r["model"], r["batch"]) for r in rows] == [("teacher", 1), ("hybrid", 1), ("hybrid", 2)]
-    assert rows[1]["decode_speedup_vs_teacher"] > 0
+    engines = ("eager", "static")  # the default on a CPU (cuda-graph needs CUDA)
+    expected = [(m, e, 1) for e in engines for m in ("teacher", "hybrid")] + [("hybrid", e, 2) for e in engines]
+    assert [(r["model"], r["engine"], r["batch"]) for r in rows] == expected
+    assert rows[1]["decode_speedup_vs_teacher"] > 0 and rows[3]["decode_speedup_vs_teacher"] > 0
+    for row in rows:  # the floor: bytes a step must read at the copy rate measured in the run
+        assert row["floor_ms"] == pytest.approx(1000 * row["bytes_per_step"] / (row["copy_rate_gb_s"] * 1e9))
+        assert row["wall_over_floor"] == pytest.approx(row["ms_per_step"] / row["floor_ms"])
     meta = json.loads((tmp_path / "meta.json").read_text())
     assert meta["pattern"] == "MMMM" and meta["scan_backend"] == "torch_chunked"
-    assert "| hybrid/teacher" in proc.stdout
+    assert "| hybrid/teacher" in proc.stdout and "| wall / floor |" in proc.stdout

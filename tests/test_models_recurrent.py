@@ -99,7 +99,9 @@ def test_padding_is_refused_where_it_would_be_wrong():
     right_padded = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
     with torch.no_grad():  # accepted and ignored: causal layers never look at later (padded) positions
         assert torch.equal(student(ids, attention_mask=right_padded).logits, student(ids).logits)
-    with pytest.raises(ValueError, match="attention_mask has padding"):
-        student.generate(ids, max_new_tokens=2, attention_mask=right_padded)
+    with pytest.raises(ValueError, match="engine='eager' needs unpadded prompts"):  # the static engine takes them
+        student.generate(ids, max_new_tokens=2, attention_mask=right_padded, engine="eager")
+    with pytest.raises(ValueError, match="left padding"):
+        student.generate(ids, max_new_tokens=2, attention_mask=left_padded)
     with pytest.raises(ValueError, match="top_p"):
         student.generate(ids, max_new_tokens=2, do_sample=True, top_p=1.5)

@@ -9,6 +9,13 @@ tokens/s is printed per setting. `--hybrid-batches` adds hybrid-only rows at the
 teacher's KV cache would not fit (the throughput a fixed GPU gets from each model). A setting that runs out of GPU
 memory is recorded as `oom` and the run goes on. Rows are appended to <out>/rows.jsonl as they finish.
 
+Engines (`--engines`, each setting runs on each): `eager` (the reference: HF LlamaForCausalLM with DynamicCache for
+the teacher, HybridCache for the hybrid), `static` (preallocated in-place caches, models/static_engine.py; the
+teacher as the ratio-0 student sharing its weights) and `cuda-graph` (static, each decode step replayed from a CUDA
+graph). Every row has its memory floor: the bytes a decode step must read (weights, KV of the context, recurrent
+states read and rewritten; eval/throughput.py) divided by the rate of a `--copy-gib` device-to-device copy measured
+at the start of the same run, and wall (and GPU) time per step over that floor.
+
 Usage (on a GPU machine, from the repository root):
     PYTHONPATH=src:. python experiments/throughput/bench.py --lens 1024 4096 16384 32768 --batches 1 8 \
         --hybrid-batches 32 --out /tmp/throughput
@@ -27,8 +34,9 @@ import transformers
 import yaml
 from transformers import LlamaForCausalLM
 
-from hybrid_distill.eval.throughput import measure_generation
-from hybrid_distill.models import build_student
+from hybrid_distill.eval.decoders import ENGINES
+from hybrid_distill.eval.throughput import add_floor, copy_rate, measure_generation
+from hybrid_distill.models import build_student, teacher_as_student
 from hybrid_distill.models.teacher import llama_config
 from hybrid_distill.ops import resolve_backend
 from hybrid_distill.paths import config_dir
@@ -40,7 +48,7 @@ def random_teacher(preset: str, device: torch.device, dtype: torch.dtype) -> Lla
         return LlamaForCausalLM._from_config(llama_config(architecture), dtype=dtype).eval()
 
 
-def measure(model, name: str, L: int, B: int, args, vocab: int) -> dict:
+def measure(model, name: str, engine: str, L: int, B: int, args, vocab: int) -> dict:
     try:
         row = measure_generation(
             model,
@@ -51,34 +59,50 @@ def measure(model, name: str, L: int, B: int, args, vocab: int) -> dict:
             warmup=args.warmup,
             prefill_chunk=args.prefill_chunk,
             profile_steps=args.profile_steps,
+            engine=engine,
         )
+        row = add_floor(row, args.copy_rate)
     except torch.cuda.OutOfMemoryError:
-        row = {"prompt_len": L, "batch": B, "oom": True}
+        row = {"engine": engine, "prompt_len": L, "batch": B, "oom": True}
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     return {"model": name, **row}
 
 
 HEADER = (
-    "| model | L | batch | decode tok/s | ms/step (wall) | GPU ms/step (kernels) | prefill tok/s | state GiB "
-    "| peak extra GiB | hybrid/teacher decode tok/s | hybrid/teacher GPU time |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|"
+    "| model | engine | L | batch | decode tok/s | ms/step (wall) | GPU ms/step (kernels) | floor ms/step "
+    "| wall / floor | GPU / floor | prefill tok/s | state GiB | peak extra GiB | hybrid/teacher decode tok/s "
+    "| hybrid/teacher GPU time |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
+
+
+def _num(value, spec: str, suffix: str = "") -> str:
+    return "" if value is None else f"{value:{spec}}{suffix}"
 
 
 def fmt(row: dict) -> str:
     if row.get("oom"):
-        return f"| {row['model']} | {row['prompt_len']} | {row['batch']} | OOM | | | | | | | |"
+        return f"| {row['model']} | {row['engine']} | {row['prompt_len']} | {row['batch']} | OOM |" + " |" * 10
     gib = (row["peak_extra_bytes"] or 0) / 2**30
-    device_ms = row.get("device_ms_per_step")
     ratios = [row.get("decode_speedup_vs_teacher"), row.get("device_time_ratio_vs_teacher")]
-    return (
-        f"| {row['model']} | {row['prompt_len']} | {row['batch']} | {row['decode_tok_s']:.1f} | "
-        f"{row['ms_per_step']:.2f} | {'' if device_ms is None else f'{device_ms:.2f}'} | "
-        f"{row['prefill_tok_s']:.0f} | {row['state_bytes'] / 2**30:.2f} | {gib:.2f} | "
-        + " | ".join("" if r is None else f"**{r:.2f}x**" for r in ratios)
-        + " |"
-    )
+    cells = [
+        row["model"],
+        row["engine"],
+        row["prompt_len"],
+        row["batch"],
+        f"{row['decode_tok_s']:.1f}",
+        f"{row['ms_per_step']:.2f}",
+        _num(row.get("device_ms_per_step"), ".2f"),
+        f"{row['floor_ms']:.2f}",
+        f"{row['wall_over_floor']:.1f}x",
+        _num(row.get("gpu_over_floor"), ".1f", "x"),
+        f"{row['prefill_tok_s']:.0f}",
+        f"{row['state_bytes'] / 2**30:.2f}",
+        f"{gib:.2f}",
+        *("" if r is None else f"**{r:.2f}x**" for r in ratios),
+    ]
+    return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
 def main() -> None:
@@ -95,15 +119,30 @@ def main() -> None:
     parser.add_argument(
         "--profile-steps", type=int, default=4, help="decode steps profiled for GPU kernel time per step (0: off)"
     )
+    parser.add_argument(
+        "--engines", nargs="+", choices=ENGINES, help="default: all three on CUDA, eager and static on a CPU"
+    )
+    parser.add_argument(
+        "--copy-gib", type=float, help="size of the copy that measures the copy rate (default 2 on CUDA, 1/16 on CPU)"
+    )
     parser.add_argument("--out", type=Path, default=Path("throughput_out"))
     parser.add_argument("--device", default="cuda", help="cpu: a smoke test of the script (e.g. --preset tiny)")
     args = parser.parse_args()
     device = torch.device(args.device)
+    args.engines = args.engines or [e for e in ENGINES if device.type == "cuda" or e != "cuda-graph"]
+    args.copy_gib = args.copy_gib or (2.0 if device.type == "cuda" else 1 / 16)
+    if "cuda-graph" in args.engines and device.type != "cuda":
+        raise SystemExit("error: engine cuda-graph needs --device cuda; pick --engines eager static on a CPU")
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     teacher = random_teacher(args.preset, device, torch.bfloat16)
     hybrid = build_student(teacher, mamba_ratio=args.ratio, scan_backend=args.scan_backend).eval()
     vocab = teacher.config.vocab_size
+    # the static engines run the teacher as the ratio-0 student holding the same tensors (no second copy)
+    shared = teacher_as_student(teacher)
+    models = {("teacher", "eager"): teacher} | {("teacher", e): shared for e in ENGINES[1:]}
+    models |= {("hybrid", e): hybrid for e in ENGINES}
+    args.copy_rate = copy_rate(device, int(args.copy_gib * 2**30))
     meta = {
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "torch": torch.__version__,
@@ -117,21 +156,25 @@ def main() -> None:
         "new_tokens": args.new_tokens,
         "warmup": args.warmup,
         "prefill_chunk": args.prefill_chunk,
+        "engines": args.engines,
+        "copy_rate_gb_s": args.copy_rate / 1e9,
+        "copy_gib": args.copy_gib,
         "build_s": time.perf_counter() - start,
         "weights_gib": {
             name: sum(p.numel() * p.element_size() for p in m.parameters()) / 2**30
             for name, m in (("teacher", teacher), ("hybrid", hybrid))
         },
     }
-    for model in (teacher, hybrid):  # untimed: allocator growth, kernel compilation
+    for name, engine in [(n, e) for e in args.engines for n in ("teacher", "hybrid")]:  # untimed: compile, grow
+        model = models[name, engine]
         try:
-            measure_generation(model, 256, 1, 2, vocab, warmup=2, prefill_chunk=args.prefill_chunk)
+            measure_generation(model, 256, 1, 2, vocab, warmup=2, prefill_chunk=args.prefill_chunk, engine=engine)
         except Exception as err:  # noqa: BLE001 - a fast scan kernel failing here must not cost the whole run
-            if model is teacher or meta["scan_backend"] == "torch_chunked":
+            if name == "teacher" or meta["scan_backend"] == "torch_chunked":
                 raise
             meta["scan_backend_error"] = f"{meta['scan_backend']}: {type(err).__name__}: {err}"
             hybrid.config.scan_backend = meta["scan_backend"] = "torch_chunked"  # the mixers share this config
-            measure_generation(model, 256, 1, 2, vocab, warmup=2, prefill_chunk=args.prefill_chunk)
+            measure_generation(model, 256, 1, 2, vocab, warmup=2, prefill_chunk=args.prefill_chunk, engine=engine)
     if args.profile_steps and device.type == "cuda":
         try:  # the profiler needs CUPTI; without it, wall-clock numbers only
             measure_generation(teacher, 256, 1, 1, vocab, warmup=1, profile_steps=1)
@@ -145,24 +188,24 @@ def main() -> None:
     settings += [(max(args.lens), B, ("hybrid",)) for B in args.hybrid_batches]
     with open(args.out / "rows.jsonl", "a") as log:
         for L, B, names in settings:
-            group = {
-                name: measure({"teacher": teacher, "hybrid": hybrid}[name], name, L, B, args, vocab) for name in names
-            }
-            if len(group) == 2 and not any(r.get("oom") for r in group.values()):
-                hybrid_row, teacher_row = group["hybrid"], group["teacher"]
-                hybrid_row["decode_speedup_vs_teacher"] = hybrid_row["decode_tok_s"] / teacher_row["decode_tok_s"]
-                if hybrid_row["device_ms_per_step"]:
-                    hybrid_row["device_time_ratio_vs_teacher"] = (
-                        teacher_row["device_ms_per_step"] / hybrid_row["device_ms_per_step"]
-                    )
-            for row in group.values():
-                rows.append(row)
-                log.write(json.dumps(row) + "\n")
-                log.flush()
-                print(fmt(row), flush=True)
+            for engine in args.engines:
+                group = {name: measure(models[name, engine], name, engine, L, B, args, vocab) for name in names}
+                if len(group) == 2 and not any(r.get("oom") for r in group.values()):
+                    hybrid_row, teacher_row = group["hybrid"], group["teacher"]
+                    hybrid_row["decode_speedup_vs_teacher"] = hybrid_row["decode_tok_s"] / teacher_row["decode_tok_s"]
+                    if hybrid_row["device_ms_per_step"]:
+                        hybrid_row["device_time_ratio_vs_teacher"] = (
+                            teacher_row["device_ms_per_step"] / hybrid_row["device_ms_per_step"]
+                        )
+                for row in group.values():
+                    rows.append(row)
+                    log.write(json.dumps(row) + "\n")
+                    log.flush()
+                    print(fmt(row), flush=True)
     print(
         f"\nGPU: {meta['gpu']}; {meta['preset']} shape, hybrid pattern {meta['pattern']}, bf16, scan backend "
-        f"{meta['scan_backend']}; decode {args.new_tokens} tokens after a prefill of L; total "
+        f"{meta['scan_backend']}; decode {args.new_tokens} tokens after a prefill of L; copy rate "
+        f"{meta['copy_rate_gb_s']:.0f} GB/s (read + written, {args.copy_gib} GiB copy); total "
         f"{time.perf_counter() - start:.0f} s"
     )
     print(HEADER)

@@ -8,7 +8,10 @@ exactly the target's greedy decoding.
 States: a KV cache can drop rejected tokens, an SSM state cannot (it has folded them in). So before verifying, the
 target's states are snapshotted, and when a proposal is rejected they are restored and only the accepted tokens are
 run again (recompute from a snapshot, simpler than per-token state checkpoints); when all proposals are accepted
-nothing is recomputed. The draft is rolled back the same way (a HF draft is cropped, which costs nothing).
+nothing is recomputed. The draft is rolled back the same way (a HF draft or an attention-only static one is cropped,
+which costs nothing). On the static engine (default) the snapshot is a copy of the mixer states and the per-row
+lengths; restoring copies them back into the same buffers, so the draft's single-token steps can be replayed from
+a CUDA graph (engine "cuda-graph", the default on CUDA); the target's verification blocks run eagerly.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .decoders import HFDecoder, HybridDecoder, make_decoder
+from .decoders import make_decoder
 
 
 @dataclass
@@ -41,18 +44,6 @@ class SpeculativeStats:
         }
 
 
-def rollback(decoder: HybridDecoder | HFDecoder, snapshot, kept: torch.Tensor) -> int:
-    """Return `decoder` to `snapshot` followed by the tokens `kept` (1, n), which it had already been fed (among
-    others). A KV cache is cropped; recurrent states are restored and `kept` is run again. Returns tokens rerun."""
-    if isinstance(decoder, HFDecoder):
-        decoder.restore(snapshot + kept.shape[1])
-        return 0
-    decoder.restore(snapshot)
-    if kept.shape[1]:
-        decoder.feed(kept, logits_to_keep=1)
-    return kept.shape[1]
-
-
 @torch.no_grad()
 def speculative_generate(
     target: torch.nn.Module,
@@ -61,14 +52,19 @@ def speculative_generate(
     max_new_tokens: int,
     k: int = 4,
     eos_token_id: int | None = None,
+    engine: str | None = None,
 ) -> tuple[torch.Tensor, SpeculativeStats]:
     """Greedy decoding of `target` sped up by `draft` proposals: returns (input_ids + new tokens (1, T + n), stats).
-    One sequence at a time (acceptance differs per sequence)."""
+    One sequence at a time (acceptance differs per sequence). `engine`: of both decoders (eval/decoders.py; None:
+    "cuda-graph" on CUDA, else "static")."""
     if input_ids.shape[0] != 1:
         raise ValueError(f"speculative decoding runs one sequence at a time; got a batch of {input_ids.shape[0]}")
     if k < 1:
         raise ValueError(f"k (draft tokens per round) must be >= 1, got {k}")
-    tgt, drf = make_decoder(target), make_decoder(draft)
+    if engine is None:
+        engine = "cuda-graph" if input_ids.device.type == "cuda" else "static"
+    capacity = input_ids.shape[1] + max_new_tokens  # what either model can have consumed by the end
+    tgt, drf = (make_decoder(model, engine, batch=1, capacity=capacity) for model in (target, draft))
     if input_ids.shape[1] > 1:  # both models consume the prompt but its last token, which stays pending
         tgt.feed(input_ids[:, :-1], logits_to_keep=1)
         drf.feed(input_ids[:, :-1], logits_to_keep=1)
@@ -89,11 +85,11 @@ def speculative_generate(
             accepted += 1
         keep = verify[:, : accepted + 1]  # what both models must have consumed after this round
         if accepted < kk:  # target ran rejected tokens: back to the snapshot, rerun the accepted ones
-            stats.recomputed += rollback(tgt, target_snap, keep)
+            stats.recomputed += tgt.rollback(target_snap, keep)
         if accepted == kk:
             drf.feed(verify[:, kk:], logits_to_keep=1)  # the last proposal (or, with kk = 0, the pending token)
         elif accepted + 1 < kk:
-            rollback(drf, draft_snap, keep)
+            drf.rollback(draft_snap, keep)
         pending = choice[:, accepted : accepted + 1]
         committed = [int(t) for t in proposal[:accepted]] + [int(pending)]
         stats.rounds += 1

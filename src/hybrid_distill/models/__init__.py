@@ -25,16 +25,17 @@ Deviations, and why:
 - Mamba-1: B and C also pass through the conv (as in Mamba-2; MambaInLlama's Mamba-1 convolves x only), so both
   mixers share one code path; with the identity conv init this changes nothing at initialisation.
 - generation has a real cache (KV for attention, conv + SSM state for Mamba) with prefill-then-decode, unlike the
-  reference HF path (use_cache=False); left-padded batches are refused rather than silently mis-handled.
+  reference HF path (use_cache=False); by default on the static engine (static_engine.py: in-place buffers, CUDA
+  graphs), which also continues right-padded batches; left-padded batches are refused rather than mis-handled.
 - all parameters (A_log, D, dt_bias included) live in the model dtype; the scans compute in float32.
 - Mamba-1's gate is y * silu(z) applied outside the scan (not fused into it), to share the gate code with Mamba-2.
 """
 
 from .allocation import layer_pattern, resolve_pattern, validate_pattern
 from .attention import Attention
-from .build import build_student, convert_student
+from .build import build_student, convert_student, teacher_as_student
 from .calibrate import calibrate_student
-from .cache import AttentionState, HybridCache
+from .cache import AttentionState, HybridCache, StaticCache
 from .config import HybridConfig
 from .generation import next_token
 from .hybrid import HybridBlock, HybridForCausalLM, HybridOutput
@@ -52,6 +53,7 @@ __all__ = [
     "HybridConfig",
     "HybridForCausalLM",
     "HybridOutput",
+    "StaticCache",
     "Mamba1Mixer",
     "Mamba2Mixer",
     "MambaState",
@@ -68,5 +70,6 @@ __all__ = [
     "register",
     "resolve_pattern",
     "set_trainable",
+    "teacher_as_student",
     "validate_pattern",
 ]

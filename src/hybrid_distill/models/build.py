@@ -25,25 +25,46 @@ def build_student(
     start from the teacher's attention weights (init="attention") or from the mixer's own init (init="random").
     Give exactly one of `mamba_ratio` (see allocation.layer_pattern) or `pattern` ("AMAM..."); `mixer_options` are
     the mixer's options (models/mixers/), any other name is refused."""
-    tcfg = teacher.config
-    if getattr(tcfg, "model_type", None) != "llama":
-        raise ValueError(f"teacher must be a Llama-architecture model (model_type 'llama'), got {tcfg.model_type!r}")
-    pattern = resolve_pattern(tcfg.num_hidden_layers, mamba_ratio, pattern)
-    ref = teacher.get_input_embeddings().weight
-    config = HybridConfig.from_llama(
-        tcfg,
-        pattern,
-        dtype=ref.dtype,
-        mixer=mixer,
-        init=init,
-        scan_backend=scan_backend,
-        conv_init=conv_init,
-        **mixer_options,
+    pattern = resolve_pattern(_llama_config(teacher).num_hidden_layers, mamba_ratio, pattern)
+    config = _student_config(
+        teacher, pattern, mixer=mixer, init=init, scan_backend=scan_backend, conv_init=conv_init, **mixer_options
     )
+    ref = teacher.get_input_embeddings().weight
     with torch.device(ref.device):
         student = HybridForCausalLM(config).to(config.dtype)
     _copy_teacher(student, teacher)
     return student
+
+
+def _llama_config(teacher: transformers.LlamaForCausalLM) -> transformers.LlamaConfig:
+    tcfg = teacher.config
+    if getattr(tcfg, "model_type", None) != "llama":
+        raise ValueError(f"teacher must be a Llama-architecture model (model_type 'llama'), got {tcfg.model_type!r}")
+    return tcfg
+
+
+def _student_config(teacher: transformers.LlamaForCausalLM, pattern: str, **kwargs) -> HybridConfig:
+    dtype = teacher.get_input_embeddings().weight.dtype
+    return HybridConfig.from_llama(_llama_config(teacher), pattern, dtype=dtype, **kwargs)
+
+
+def teacher_as_student(teacher: transformers.LlamaForCausalLM) -> HybridForCausalLM:
+    """The ratio-0 student (every layer attention) holding the teacher's own parameter tensors: no copy, the same
+    outputs (tests/test_static_engine.py), so the teacher decodes on the student's engines (static caches, CUDA
+    graphs). Changing one changes the other."""
+    config = _student_config(teacher, ATTENTION * _llama_config(teacher).num_hidden_layers)
+    with torch.device("meta"):  # no memory: every tensor is replaced by the teacher's below
+        student = HybridForCausalLM(config)
+    # HF names -> ours: model.layers.i.self_attn.* -> layers.i.mixer.*, model.* -> *
+    shared = {
+        name.removeprefix("model.").replace(".self_attn.", ".mixer."): tensor
+        for name, tensor in teacher.state_dict(keep_vars=True).items()
+    }
+    student.load_state_dict(shared, strict=True, assign=True)
+    if config.tie_word_embeddings:
+        student.lm_head.weight = student.embed_tokens.weight
+    student.rotary_emb = teacher.model.rotary_emb  # the same class, with its buffers on the teacher's device
+    return student.train(teacher.training)
 
 
 @torch.no_grad()

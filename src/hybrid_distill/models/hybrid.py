@@ -11,7 +11,7 @@ from transformers.models.llama.modeling_llama import LlamaMLP, LlamaRMSNorm, Lla
 from . import checkpoint, generation
 from .allocation import ATTENTION
 from .attention import Attention
-from .cache import HybridCache
+from .cache import HybridCache, StaticCache
 from .config import HybridConfig
 from .mixers import make_mixer
 
@@ -19,7 +19,7 @@ from .mixers import make_mixer
 @dataclass
 class HybridOutput:
     logits: torch.Tensor  # (B, T, V) float32
-    cache: HybridCache | None = None
+    cache: HybridCache | StaticCache | None = None
 
 
 class HybridBlock(nn.Module):
@@ -68,23 +68,25 @@ class HybridForCausalLM(nn.Module):
     def forward(
         self,
         input_ids: torch.Tensor,  # (B, T)
-        cache: HybridCache | None = None,
+        cache: HybridCache | StaticCache | None = None,
         attention_mask: torch.Tensor | None = None,  # accepted for API compatibility; right padding only
         logits_to_keep: int = 0,  # > 0: logits of the last positions only (generation)
     ) -> HybridOutput:
         check_right_padded(attention_mask)
         T = input_ids.shape[1]
-        past = cache.seqlen if cache is not None else 0
         hidden = self.embed_tokens(input_ids)  # (B, T, d)
-        positions = torch.arange(past, past + T, device=input_ids.device)[None]  # (1, T)
-        rope = self.rotary_emb(hidden, positions)  # cos, sin: (1, T, hd)
+        if cache is None:
+            positions = torch.arange(T, device=input_ids.device)[None]  # (1, T)
+        else:  # (1, T) in a HybridCache, (B, T) in a StaticCache (each row from its own length)
+            positions = cache.positions(T, input_ids.device)
+        rope = self.rotary_emb(hidden, positions)  # cos, sin: (1 or B, T, hd)
         for i, layer in enumerate(self.layers):
-            state = cache.layers[i] if cache is not None else None
+            state = cache.state(i) if cache is not None else None
             hidden, new_state = layer(hidden, rope, state=state, use_cache=cache is not None)
             if cache is not None:
-                cache.layers[i] = new_state
+                cache.store(i, new_state)
         if cache is not None:
-            cache.seqlen += T
+            cache.advance(T)
         hidden = self.norm(hidden)
         if logits_to_keep > 0:
             hidden = hidden[:, -logits_to_keep:]

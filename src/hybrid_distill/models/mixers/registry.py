@@ -5,7 +5,9 @@ A mixer is what an "M" layer of the pattern runs instead of attention (all M lay
 - the nn.Module, built as `module(config)`, with the attention call signature
   `forward(hidden (B, T, d), state=None, use_cache=False, rope=None) -> (out (B, T, d), new state or None)`;
   the state is the mixer's own NamedTuple of tensors (its cache: MambaState for the Mamba mixers), which
-  HybridCache stores per layer without looking inside; it is replaced, never written into;
+  HybridCache stores per layer without looking inside; it is replaced, never written into (the static engine's
+  StaticCache copies each new state into the first one's buffers, so its tensors must keep their shapes and have
+  the batch first);
 - its options as a dataclass (names, defaults, checks in `resolve(config)`, which may also fill values that depend on
   the model's shape). They sit in `HybridConfig.options` and flat beside the other fields in config.json;
 - optionally `init_from_attention(mixer, attention)`: copy the replaced attention layer's weights (init="attention").
