@@ -8,7 +8,9 @@ import copy
 import pytest
 import torch
 
+from helpers import compose_config
 from hybrid_distill import losses
+from hybrid_distill.cli import run
 from hybrid_distill.errors import UserError
 from hybrid_distill.lit.distill import DistillModule
 from hybrid_distill.lit.settings import DistillLoss, OptimSettings, SpeedSettings
@@ -143,7 +145,7 @@ def test_compile_marks_blocks_or_the_decoder():
     assert list(teacher.state_dict()) == list(build_random_teacher(ARCH).state_dict())  # names unchanged
 
 
-@pytest.mark.slow  # inductor compiles C++ on the CPU: about a minute
+@pytest.mark.slow  # inductor compiles C++ on the CPU: minutes
 @pytest.mark.parametrize("how", ["blocks", "model"])
 def test_compiled_student_step_equals_eager(how):
     teacher, student = _pair()
@@ -174,3 +176,19 @@ def test_fused_loss_refuses_what_it_does_not_compute():
     chunked = DistillLoss(**{**KL_SFT.__dict__, "vocab_chunk": 16})
     with pytest.raises(UserError, match="loss.vocab_chunk=null"):
         SpeedSettings(loss_token_chunk=4).check_loss(chunked)
+
+
+ONE_STEP_RANDOM = ["model.path=random", "trainer.max_steps=1", "++stage.val_every=1", "trainer.limit_val_batches=1"]
+SWITCHES = ["speed=fast", "speed.compile=false", "speed.activation_checkpointing=true", "logger=none"]
+
+
+def test_distill_stage_runs_with_the_switches_from_the_config(tmp_path, cache_dir):
+    """speed.* reaches the distill stage through `python train.py`'s config (random teacher weights)."""
+    results = run(compose_config(tmp_path, [*ONE_STEP_RANDOM, *SWITCHES, "student.calibration_batches=0"]))
+    assert results["student_ppl"] > 1
+
+
+def test_sft_teacher_stage_trains_every_weight_of_the_teacher(tmp_path, cache_dir):
+    results = run(compose_config(tmp_path, [*ONE_STEP_RANDOM, *SWITCHES, "stage=sft_teacher"]))
+    assert results["teacher_ppl"] > 1 and results["params/trainable"] == results["params/total"]
+    assert results["teacher_dir"] is None  # stage.save=false
