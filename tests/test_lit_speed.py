@@ -159,6 +159,7 @@ def test_compiled_student_step_equals_eager(how):
     "kwargs, message",
     [
         (dict(loss_token_chunk=0), "speed.loss_token_chunk=0"),
+        (dict(loss_token_chunk="abc"), "speed.loss_token_chunk='abc'"),
         (dict(teacher_dtype="fp8"), "speed.teacher_dtype='fp8'"),
         (dict(teacher_attention="flex"), "speed.teacher_attention='flex'"),
         (dict(compile="everything"), "speed.compile='everything'"),

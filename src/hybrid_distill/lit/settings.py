@@ -80,7 +80,8 @@ class SpeedSettings:
     activation_checkpointing: bool = False  # recompute each trained block's activations in the backward
 
     def __post_init__(self):
-        if self.loss_token_chunk is not None and (isinstance(self.loss_token_chunk, bool) or self.loss_token_chunk < 1):
+        chunk = self.loss_token_chunk
+        if chunk is not None and (not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1):
             raise UserError(f"speed.loss_token_chunk={self.loss_token_chunk!r}: give a number of rows >= 1, or null")
         if self.teacher_dtype not in (None, *DTYPES):
             raise UserError(f"speed.teacher_dtype={self.teacher_dtype!r}; choose null or one of {', '.join(DTYPES)}")

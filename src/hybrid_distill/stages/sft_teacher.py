@@ -19,8 +19,8 @@ from .teacher import obtain_teacher
 def run_sft_teacher(cfg: DictConfig, run: RunContext) -> dict:
     speed = from_config(SpeedSettings, cfg.speed, "speed")
     teacher, tokenizer = obtain_teacher(cfg, run)
-    # trained like the student: float32 master weights under the trainer's precision (model.dtype may be bfloat16)
-    teacher.float().train().requires_grad_(True)
+    # trained in model.dtype under the trainer's precision, as distill's student (built in its teacher's dtype) is
+    teacher.train().requires_grad_(True)
     seed_everything(cfg.seed)
     recipe = cfg.stage
     datamodule = stage_datamodule(cfg, tokenizer)
