@@ -24,7 +24,7 @@ def options(group: str) -> list[str]:
 
 
 def test_every_group_option_composes_and_resolves(tmp_path):
-    groups = ["model", "student", "loss", "data", "stage", "trainer", "logger", "callbacks", "debug"]
+    groups = ["model", "student", "loss", "data", "stage", "trainer", "speed", "logger", "callbacks", "debug"]
     composed = 0
     for group in groups:
         for option in options(group):

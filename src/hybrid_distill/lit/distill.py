@@ -3,6 +3,10 @@ loss = divergence_weight * divergence + ce_weight * CE.
 
 The teacher is a submodule (so device placement and FSDP sharding apply to it) but it is kept in eval
 mode, never receives gradients and is left out of checkpoints: it is reloaded from its own path.
+
+With speed.loss_token_chunk the training step takes both models' final hidden states and computes the loss fused with
+their LM heads (losses/fused.py): same value and gradients, no (B, T, V) logits. Validation keeps the full logits
+(its metrics are perplexities and KL over the whole vocabulary, without gradients).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from ..models.teacher import freeze
 from .base import StageModule
 from .flops import distill_flops_per_token
 from .optim import configure_adamw, total_grad_norm
-from .settings import DistillLoss, OptimSettings
+from .settings import DistillLoss, OptimSettings, SpeedSettings
 
 
 class DistillModule(StageModule):
@@ -28,11 +32,15 @@ class DistillModule(StageModule):
         loss: DistillLoss,
         optim: OptimSettings,
         max_steps: int,
+        speed: SpeedSettings | None = None,  # None: the plain path
     ):
         super().__init__()
+        speed = speed or SpeedSettings()
+        speed.check_loss(loss)
         self.teacher = freeze(teacher)
         self.student = student
         self.loss = loss
+        self.speed = speed
         self.optim = optim
         self.max_steps = max_steps
         self.strict_loading = False  # checkpoints hold no teacher weights
@@ -69,6 +77,8 @@ class DistillModule(StageModule):
         if T not in self._flops_per_token:
             self._flops_per_token[T] = distill_flops_per_token(self.teacher, self.student, T, divergence_weight > 0)
         self.flops_per_batch = B * T * self._flops_per_token[T]
+        if self.speed.loss_token_chunk:
+            return self._fused_training_step(batch)
         student_logits, teacher_logits = self._logits(batch, with_teacher=divergence_weight > 0)
         student_logits, targets, mask = losses.next_token_targets(student_logits, batch["labels"])
         loss = student_logits.new_zeros(())
@@ -83,6 +93,35 @@ class DistillModule(StageModule):
             loss = loss + ce_weight * ce
         self.log("train/loss", loss, prog_bar=True)
         return loss
+
+    def _fused_training_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The same loss from the final hidden states, fused with the LM heads (losses.fused_distill_loss)."""
+        s, ids = self.loss, batch["input_ids"]  # (B, T)
+        targets = batch["labels"][:, 1:]  # (B, T-1): position t predicts token t + 1
+        rows = (targets != losses.IGNORE_INDEX).nonzero(as_tuple=True)  # the N counted positions
+        student_hidden = self.student(ids, return_hidden=True).hidden[:, :-1][rows]  # (N, d)
+        teacher_hidden = teacher_head = None
+        if s.divergence_weight > 0:
+            with torch.no_grad():
+                teacher_hidden = self.teacher.get_decoder()(input_ids=ids).last_hidden_state[:, :-1][rows]  # (N, d)
+            teacher_head = self.teacher.get_output_embeddings().weight  # (V, d)
+        weights = losses.FusedLossWeights(s.divergence_weight, s.ce_weight, s.temperature, s.t2_scaling)
+        out = losses.fused_distill_loss(
+            student_hidden,
+            self.student.lm_head.weight,
+            teacher_hidden,
+            teacher_head,
+            targets[rows],
+            weights,
+            token_chunk=self.speed.loss_token_chunk,
+        )
+        if s.divergence_weight > 0:
+            self.log("train/divergence", out.divergence, prog_bar=True)
+            self.log("train/top1_agree", out.top1_agree)
+        if s.ce_weight > 0:
+            self.log("train/ce", out.ce, prog_bar=True)
+        self.log("train/loss", out.loss, prog_bar=True)
+        return out.loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         student_logits, teacher_logits = self._logits(batch, with_teacher=True)

@@ -1,4 +1,5 @@
-"""Model FLOPs of a distillation step (for MFU), and the MFU / peak-memory monitor that logs them.
+"""Model FLOPs of a distillation step and of a plain training step (for MFU), and the MFU / peak-memory monitor that
+logs them.
 
 One distillation step over B sequences of T tokens costs, per token (multiply-add = 2 FLOPs; PaLM's convention:
 attention over the full context, not halved for causality; embeddings are lookups, the LM head is a matmul):
@@ -7,6 +8,7 @@ attention over the full context, not halved for causality; embeddings are lookup
     student forward            2 N_s + mix_s
     student backward, inputs   2 N_s + 2 mix_s         (gradients flow through every layer, frozen or not)
     student backward, weights  2 N_s,trainable
+A plain training step of one model (stage sft_teacher) is the student's three lines for that model.
 
 N = a model's parameters less its input embedding (a tied LM head counts once, as a matmul). mix = the sequence
 mixing that has no parameters, per token: 4 T d_attn per attention layer (QK^T and AV, d_attn = heads x head_dim);
@@ -55,15 +57,30 @@ def mixing_flops_per_token(pattern: str, config, seq_len: int) -> int:
     return sum(attention if kind == ATTENTION else mamba for kind in pattern)
 
 
+def layer_pattern(model: nn.Module) -> str:
+    """The hybrid's pattern, or all attention for a transformers model."""
+    return getattr(model.config, "pattern", None) or ATTENTION * model.config.num_hidden_layers
+
+
+def forward_flops_per_token(model: nn.Module, seq_len: int) -> int:
+    return 2 * matmul_params(model) + mixing_flops_per_token(layer_pattern(model), model.config, seq_len)
+
+
+def training_flops_per_token(model: nn.Module, seq_len: int) -> int:
+    """Forward, backward to the inputs of every layer, and the trainable weights' gradients (module docstring)."""
+    mix = mixing_flops_per_token(layer_pattern(model), model.config, seq_len)
+    return (
+        forward_flops_per_token(model, seq_len)
+        + 2 * matmul_params(model)
+        + 2 * mix
+        + 2 * matmul_params(model, trainable_only=True)
+    )
+
+
 def distill_flops_per_token(teacher: nn.Module, student: nn.Module, seq_len: int, with_teacher: bool = True) -> int:
     """FLOPs of one distillation step per token (module docstring)."""
-    teacher_pattern = ATTENTION * teacher.config.num_hidden_layers
-    student_mix = mixing_flops_per_token(student.config.pattern, student.config, seq_len)
-    flops = 2 * matmul_params(student) + student_mix  # student forward
-    flops += 2 * matmul_params(student) + 2 * student_mix + 2 * matmul_params(student, trainable_only=True)
-    if with_teacher:
-        flops += 2 * matmul_params(teacher) + mixing_flops_per_token(teacher_pattern, teacher.config, seq_len)
-    return flops
+    flops = training_flops_per_token(student, seq_len)
+    return flops + forward_flops_per_token(teacher, seq_len) if with_teacher else flops
 
 
 def peak_flops(device: torch.device, dtype: torch.dtype | str) -> float | None:

@@ -1,7 +1,7 @@
 """Distillation and preference losses: pure functions on logits, labels and masks (TRL style).
 
 Modules: `divergences` (full-vocabulary KL, reverse KL, JSD and the `divergence` dispatcher), `chunked`
-(vocabulary-chunked KL), `tokens` (next-token alignment, CE, sequence log-probs), `metrics` (top-1 agreement, KL
+(vocabulary-chunked KL), `fused` (KL + CE fused with the LM heads over token chunks, from hidden states), `tokens` (next-token alignment, CE, sequence log-probs), `metrics` (top-1 agreement, KL
 per position), `dpo` (DPO/IPO), `common` (what they share).
 
 Conventions shared by every function here:
@@ -29,6 +29,7 @@ Conventions shared by every function here:
 from .chunked import chunked_forward_kl
 from .common import DEFAULT_VOCAB_CHUNK, IGNORE_INDEX
 from .divergences import DIVERGENCES, divergence, forward_kl, generalized_jsd, reverse_kl
+from .fused import FusedLossOutput, FusedLossWeights, fused_distill_loss
 from .dpo import DPO_LOSS_TYPES, dpo_loss
 from .metrics import token_kl, top1_agreement
 from .tokens import cross_entropy, next_token_targets, sequence_logprobs, shift_for_next_token
@@ -37,12 +38,15 @@ __all__ = [
     "DEFAULT_VOCAB_CHUNK",
     "DIVERGENCES",
     "DPO_LOSS_TYPES",
+    "FusedLossOutput",
+    "FusedLossWeights",
     "IGNORE_INDEX",
     "chunked_forward_kl",
     "cross_entropy",
     "divergence",
     "dpo_loss",
     "forward_kl",
+    "fused_distill_loss",
     "generalized_jsd",
     "next_token_targets",
     "reverse_kl",

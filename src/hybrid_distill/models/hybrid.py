@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.models.llama.modeling_llama import LlamaMLP, LlamaRMSNorm, LlamaRotaryEmbedding
 
 from . import checkpoint, generation
@@ -18,12 +19,14 @@ from .mixers import make_mixer
 
 @dataclass
 class HybridOutput:
-    logits: torch.Tensor  # (B, T, V) float32
+    logits: torch.Tensor | None  # (B, T, V) float32; None with return_hidden
     cache: HybridCache | StaticCache | None = None
+    hidden: torch.Tensor | None = None  # (B, T, d) after the final norm, with return_hidden (for a fused loss)
 
 
-class HybridBlock(nn.Module):
-    """Pre-norm Llama block: h + mixer(norm(h)), then h + mlp(norm(h)). Names follow HF so weights copy 1:1."""
+class HybridBlock(GradientCheckpointingLayer):
+    """Pre-norm Llama block: h + mixer(norm(h)), then h + mlp(norm(h)). Names follow HF so weights copy 1:1.
+    A GradientCheckpointingLayer, as HF's decoder layers are: lit/speed.py's activation checkpointing switches it on."""
 
     def __init__(self, config: HybridConfig, mlp_config, kind: str):
         super().__init__()
@@ -71,6 +74,7 @@ class HybridForCausalLM(nn.Module):
         cache: HybridCache | StaticCache | None = None,
         attention_mask: torch.Tensor | None = None,  # accepted for API compatibility; right padding only
         logits_to_keep: int = 0,  # > 0: logits of the last positions only (generation)
+        return_hidden: bool = False,  # the final hidden states instead of logits (losses.fused_distill_loss)
     ) -> HybridOutput:
         check_right_padded(attention_mask)
         T = input_ids.shape[1]
@@ -88,6 +92,8 @@ class HybridForCausalLM(nn.Module):
         if cache is not None:
             cache.advance(T)
         hidden = self.norm(hidden)
+        if return_hidden:
+            return HybridOutput(logits=None, cache=cache, hidden=hidden)
         if logits_to_keep > 0:
             hidden = hidden[:, -logits_to_keep:]
         return HybridOutput(logits=self.lm_head(hidden).float(), cache=cache)

@@ -20,15 +20,19 @@ CHECKED_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
+# model.path=random: random weights of the preset's architecture (throughput measurements need no real weights);
+# a local directory of that name is ./random
+RANDOM_WEIGHTS = "random"
+
 
 def llama_config(architecture: Mapping[str, Any]) -> LlamaConfig:
     """A LlamaConfig from a preset's `architecture` mapping (plain HF config.json keys)."""
     return LlamaConfig(**dict(architecture))
 
 
-def build_random_teacher(architecture: Mapping[str, Any], seed: int = 0) -> LlamaForCausalLM:
+def build_random_teacher(architecture: Mapping[str, Any], seed: int = 0, dtype: str = "float32") -> LlamaForCausalLM:
     torch.manual_seed(seed)
-    return LlamaForCausalLM(llama_config(architecture))
+    return LlamaForCausalLM(llama_config(architecture)).to(DTYPES[dtype])
 
 
 def resolve_weights_path(path: str, gguf_file: str | None = None) -> str:

@@ -7,7 +7,8 @@ from omegaconf import DictConfig
 from ..console import console
 from ..errors import UserError
 from ..lit.distill import DistillModule
-from ..lit.settings import DistillLoss, OptimSettings, from_config
+from ..lit.settings import DistillLoss, OptimSettings, SpeedSettings, from_config
+from ..lit.speed import prepare_frozen_teacher, prepare_trained
 from ..lit.tokens import tokens_seen
 from ..runtime import RunContext, build_trainer, finish_logger
 from .common import fit_and_validate, metric, save_trained, seed_everything, stage_datamodule
@@ -19,6 +20,8 @@ def run_distill(cfg: DictConfig, run: RunContext) -> dict:
     if "divergence" not in cfg.loss:
         raise UserError(f"loss={cfg.loss.name} is not a distillation loss; use it with stage={cfg.loss.name}")
     loss = from_config(DistillLoss, cfg.loss, "loss")
+    speed = from_config(SpeedSettings, cfg.speed, "speed")
+    speed.check_loss(loss)  # before any model is loaded
     teacher, tokenizer = obtain_teacher(cfg, run)
     seed_everything(cfg.seed)
     student = student_from_config(cfg, teacher)
@@ -31,7 +34,10 @@ def run_distill(cfg: DictConfig, run: RunContext) -> dict:
     datamodule = stage_datamodule(cfg, tokenizer)
     info.update(calibrate_from_config(cfg, student, teacher, datamodule))
     max_steps = int(cfg.trainer.max_steps)
-    module = DistillModule(teacher, student, loss, from_config(OptimSettings, recipe, "stage"), max_steps)
+    # after calibration, which runs both models once, eagerly
+    prepare_frozen_teacher(teacher, speed)
+    prepare_trained(student, speed)
+    module = DistillModule(teacher, student, loss, from_config(OptimSettings, recipe, "stage"), max_steps, speed)
     trainer, logger = build_trainer(cfg, run, "distill", max_steps, recipe.grad_clip, recipe.val_every)
     for one in logger or []:
         one.log_hyperparams(info)

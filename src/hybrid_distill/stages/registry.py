@@ -10,6 +10,7 @@ from .dpo import run_dpo
 from .eval import run_eval
 from .pipeline import run_pipeline
 from .seqkd import run_seqkd
+from .sft_teacher import run_sft_teacher
 from .teacher import run_pretrain_teacher
 
 
@@ -21,5 +22,6 @@ def stage_runners() -> dict[str, Callable]:
         "distill": run_distill,
         "dpo": run_dpo,
         "eval": run_eval,
+        "sft_teacher": run_sft_teacher,
     }
     return {**runners, "pipeline": lambda cfg, run: run_pipeline(cfg, run, runners)}

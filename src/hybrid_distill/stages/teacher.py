@@ -15,7 +15,7 @@ from ..atomic import publish_dir, remove_stale_temps
 from ..data.tokenizer import load_or_train_tokenizer
 from ..errors import UserError
 from ..lit.teacher_pretrain import TeacherPretrainModule
-from ..models.teacher import build_random_teacher, load_teacher
+from ..models.teacher import RANDOM_WEIGHTS, build_random_teacher, load_teacher
 from ..runtime import RunContext, build_trainer, finish_logger, resume_path
 from ..data.build import build_datamodule
 from ..lit.settings import OptimSettings, from_config
@@ -107,10 +107,20 @@ def pretrain_teacher(cfg: DictConfig, run: RunContext, replace: bool = False) ->
     return metrics
 
 
+def random_teacher(cfg: DictConfig) -> tuple[LlamaForCausalLM, PreTrainedTokenizerBase]:
+    """model.path=random: the preset's architecture with random weights (seeded by `seed`, in model.dtype) and the
+    embedded tokenizer trained up to its vocabulary size (token ids only need to fall inside the vocabulary)."""
+    console.print(f"teacher: random weights of the {cfg.model.name} architecture (model.path=random)")
+    tokenizer = load_or_train_tokenizer(Path(cfg.paths.cache_dir) / "tokenizers", cfg.model.tokenizer.vocab_size)
+    return build_random_teacher(cfg.model.architecture, seed=cfg.seed, dtype=cfg.model.dtype), tokenizer
+
+
 def obtain_teacher(cfg: DictConfig, run: RunContext) -> tuple[LlamaForCausalLM, PreTrainedTokenizerBase]:
     """The teacher named by `model`: from model.path, the SmolLM2 package, or the tiny-teacher cache."""
     expected = OmegaConf.to_container(cfg.model.architecture, resolve=True)
     path = cfg.model.path
+    if path == RANDOM_WEIGHTS:
+        return random_teacher(cfg)
     if path is None and cfg.model.gguf_file:
         path = _smollm2_dir()
     if path is not None:
