@@ -1,4 +1,5 @@
-"""Stage `pretrain_teacher`: next-token training of a (small) Llama teacher on text."""
+"""Next-token training from scratch: the tiny Llama teacher (stage `pretrain_teacher`) and the architectures of the
+`scratch` stage (any hybrid pattern), which log their held-out perplexity under `val/ppl` instead."""
 
 from __future__ import annotations
 
@@ -13,9 +14,12 @@ from .settings import OptimSettings
 
 
 class TeacherPretrainModule(StageModule):
-    def __init__(self, model: LlamaForCausalLM, optim: OptimSettings, max_steps: int):
+    def __init__(
+        self, model: LlamaForCausalLM, optim: OptimSettings, max_steps: int, ppl_name: str = "val/teacher_ppl"
+    ):
         super().__init__()
         self.model = model
+        self.ppl_name = ppl_name
         self.optim = optim
         self.max_steps = max_steps
         self.val_ppl = Perplexity(ignore_index=-100)
@@ -30,7 +34,7 @@ class TeacherPretrainModule(StageModule):
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         logits, targets, _ = losses.next_token_targets(self.model(input_ids=batch["input_ids"]).logits, batch["labels"])
         self.val_ppl.update(logits.float(), targets)
-        self.log("val/teacher_ppl", self.val_ppl, prog_bar=True)
+        self.log(self.ppl_name, self.val_ppl, prog_bar=True)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         self.log("train/grad_norm", total_grad_norm(self.model.parameters()))

@@ -23,20 +23,24 @@ class HybridOutput:
 
 
 class HybridBlock(nn.Module):
-    """Pre-norm Llama block: h + mixer(norm(h)), then h + mlp(norm(h)). Names follow HF so weights copy 1:1."""
+    """Pre-norm Llama block: h + mixer(norm(h)), then h + mlp(norm(h)). Names follow HF so weights copy 1:1.
+    intermediate_size 0: no MLP (nor its norm), as in the pure Mamba models of Waleffe et al. (2024)."""
 
     def __init__(self, config: HybridConfig, mlp_config, kind: str):
         super().__init__()
         self.kind = kind
         self.input_layernorm = LlamaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.mixer = Attention(config) if kind == ATTENTION else make_mixer(config)
-        self.post_attention_layernorm = LlamaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
-        self.mlp = LlamaMLP(mlp_config)
+        self.post_attention_layernorm, self.mlp = None, None
+        if config.intermediate_size > 0:
+            self.post_attention_layernorm = LlamaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+            self.mlp = LlamaMLP(mlp_config)
 
     def forward(self, hidden, rope, state=None, use_cache=False):
         mixed, new_state = self.mixer(self.input_layernorm(hidden), state=state, use_cache=use_cache, rope=rope)
         hidden = hidden + mixed
-        hidden = hidden + self.mlp(self.post_attention_layernorm(hidden))
+        if self.mlp is not None:
+            hidden = hidden + self.mlp(self.post_attention_layernorm(hidden))
         return hidden, new_state
 
 
