@@ -24,10 +24,10 @@ Counts are exact (every candidate block is built on the meta device and counted)
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from .allocation import ATTENTION, MAMBA, layer_pattern
 from .config import HybridConfig
@@ -151,6 +151,19 @@ def _search_mamba(target, hidden, num_layers, head_dim, vocab, mixer, extra) -> 
     _, heads, size, layers = best
     config = _config(MAMBA * layers, hidden, heads, size, 0, vocab, mixer, **extra)
     return Sized(config, count_params(config), target)
+
+
+@torch.no_grad()
+def init_from_scratch(model: nn.Module, std: float = 0.02) -> nn.Module:
+    """GPT/Llama-style start for a model trained from scratch: every embedding and linear weight N(0, std), linear
+    biases 0. Mamba's own parameters keep their init (A_log, D, dt_bias, the conv, and Mamba-1's dt_proj, whose bias
+    is the dt init). PyTorch's defaults would give N(0, 1) embeddings, which the tied LM head turns into huge logits."""
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Embedding) or (isinstance(module, nn.Linear) and not name.endswith("dt_proj")):
+            module.weight.normal_(0.0, std)
+            if getattr(module, "bias", None) is not None:
+                module.bias.zero_()
+    return model
 
 
 def describe(sized: Sized) -> str:

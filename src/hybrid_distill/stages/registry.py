@@ -9,6 +9,7 @@ from .distill import run_distill
 from .dpo import run_dpo
 from .eval import run_eval
 from .pipeline import run_pipeline
+from .scratch import run_scratch
 from .seqkd import run_seqkd
 from .teacher import run_pretrain_teacher
 
@@ -21,5 +22,6 @@ def stage_runners() -> dict[str, Callable]:
         "distill": run_distill,
         "dpo": run_dpo,
         "eval": run_eval,
+        "scratch": run_scratch,
     }
     return {**runners, "pipeline": lambda cfg, run: run_pipeline(cfg, run, runners)}
