@@ -85,7 +85,8 @@ def corpus_documents(path: str | os.PathLike, val_fraction: float) -> tuple[Data
             row = json.loads(line)
             if not isinstance(row, dict) or not isinstance(row.get("text"), str):
                 raise ValueError(f"corpus '{path}': line {number} is not a JSON object with a string 'text'")
-            texts.append(row["text"])
+            if row["text"].strip():  # an empty answer of the teacher
+                texts.append(row["text"])
     if len(texts) < 2:
         raise ValueError(f"corpus '{path}' holds {len(texts)} document(s); at least 2 are needed (train, validation)")
     cut = len(texts) - max(1, round(val_fraction * len(texts)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from .corpus import run_corpus
 from .distill import run_distill
 from .dpo import run_dpo
 from .eval import run_eval
@@ -23,5 +24,6 @@ def stage_runners() -> dict[str, Callable]:
         "dpo": run_dpo,
         "eval": run_eval,
         "scratch": run_scratch,
+        "corpus": run_corpus,
     }
     return {**runners, "pipeline": lambda cfg, run: run_pipeline(cfg, run, runners)}
