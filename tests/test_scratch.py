@@ -52,7 +52,7 @@ def test_study_configs_compose_and_size_every_member_to_the_target(tmp_path):
                 sized[key] = sized_from_config(one)
             assert abs(sized[key].error) < 0.01, (study, member, sized[key].params)
     counts = {}
-    for (arch, target, ratio), s in sized.items():
+    for (_, target, _), s in sized.items():
         counts.setdefault(target, []).append(s.params)
     assert set(counts) == {20_000_000, 80_000_000}
     for target, values in counts.items():
