@@ -4,6 +4,7 @@ teacher-written corpus; and (slow) the whole chain corpus -> train sweep -> eval
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import subprocess
@@ -25,27 +26,28 @@ from hybrid_distill.paths import config_dir
 from hybrid_distill.stages.corpus import corpus_prompts
 from hybrid_distill.stages.scratch import sized_from_config
 
-STUDIES = ("arch_small", "arch_large", "attention")
 TOY = dict(target_params=400_000, hidden_size=64, num_layers=4, head_dim=16, vocab_size=2048)
 
 
-def sweep_members(cfg) -> list[list[str]]:
-    """The overrides of every member of a config's sweep (hydra.sweeper.params: key -> "a,b,c")."""
-    members = [[]]
-    for key, values in cfg.hydra.sweeper.params.items():
-        members = [m + [f"{key}={v}"] for m in members for v in str(values).split(",")]
-    return members
+def _estimator():
+    spec = importlib.util.spec_from_file_location("scratch_estimate", REPO / "experiments" / "scratch" / "estimate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+ESTIMATE = _estimator()  # experiments/scratch/estimate.py: the studies' sweep members, their FLOPs
 
 
 def test_study_configs_compose_and_size_every_member_to_the_target(tmp_path):
     """Each study's sweep composes (one W&B group per study) and every architecture it trains is within 1 % of the
     size's target count, so the runs of a study are within 2 % of each other."""
     sized = {}
-    for study in STUDIES:
+    for study in ESTIMATE.STUDIES:
         cfg = compose_config(tmp_path, [f"experiment=scratch/{study}"], shrink=False)
         assert cfg.experiment_name == f"scratch-{study}" and cfg.stage.name == "scratch"
         assert cfg.trainer.accelerator == "gpu" and cfg.data._target_.endswith("RecallMixDataModule")
-        for member in sweep_members(cfg):
+        for member in ESTIMATE.sweep_members(cfg):
             one = compose_config(tmp_path, [f"experiment=scratch/{study}", *member], shrink=False)
             key = (one.stage.arch, one.stage.target_params, one.mamba_ratio)
             if key not in sized:
@@ -60,6 +62,10 @@ def test_study_configs_compose_and_size_every_member_to_the_target(tmp_path):
     # the hybrid of the architecture study keeps one attention layer of 12 (8.3 %)
     assert sized[("hybrid", 80_000_000, 0.9167)].config.pattern.count("A") == 1
     assert sized[("mamba2", 20_000_000, 0.9167)].config.intermediate_size == 0
+    # the estimator's FLOPs: 6 N D plus the attention and scan terms, so above 6 N D and within 25 % of it here
+    transformer = sized[("transformer", 20_000_000, 0.9167)]
+    flops = ESTIMATE.training_flops(transformer, 1000, 512)
+    assert 6 * transformer.params * 1000 < flops < 1.25 * 6 * transformer.params * 1000
 
 
 def test_corpus_and_eval_configs_compose(tmp_path):
