@@ -40,7 +40,7 @@ ESTIMATE = _estimator()  # experiments/scratch/estimate.py: the studies' sweep m
 
 
 def test_study_configs_compose_and_size_every_member_to_the_target(tmp_path):
-    """Each study's sweep composes (one W&B group per study) and every architecture it trains is within 1 % of the
+    """Each study's sweep composes (one W&B group per study) and every architecture it trains is within 1.5 % of the
     size's target count, so the runs of a study are within 2 % of each other."""
     sized = {}
     for study in ESTIMATE.STUDIES:
@@ -52,7 +52,7 @@ def test_study_configs_compose_and_size_every_member_to_the_target(tmp_path):
             key = (one.stage.arch, one.stage.target_params, one.mamba_ratio)
             if key not in sized:
                 sized[key] = sized_from_config(one)
-            assert abs(sized[key].error) < 0.01, (study, member, sized[key].params)
+            assert abs(sized[key].error) < 0.015, (study, member, sized[key].params)
     counts = {}
     for (_, target, _), s in sized.items():
         counts.setdefault(target, []).append(s.params)

@@ -25,6 +25,7 @@ NUMBERS: dict[str, tuple[type, float, bool, bool]] = {
     "stage.hidden_size": (int, 1, True, False),
     "stage.num_layers": (int, 1, True, False),
     "stage.head_dim": (int, 1, True, False),
+    "stage.mamba1_head_dim": (int, 1, True, False),
     "stage.vocab_size": (int, 1, True, False),
     "stage.max_documents": (int, 1, True, False),
     "loss.temperature": (float, 0, False, False),

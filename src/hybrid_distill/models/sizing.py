@@ -13,7 +13,7 @@ How each reaches the target count (`size_architecture`), all at one hidden size 
   Mamba-2 layers then have expand 1, about as many parameters as the attention they stand for: 5 d^2 vs 4 d^2); the
   MLP width is solved for (rounded to a multiple of 8), so the families differ in the mixers, not in depth or width;
 - without MLPs (mamba1, mamba2): depth, heads and head size are searched together (the layers' width is
-  expand = heads * head_dim / hidden, kept within [1.5, 2.5], Mamba's default being 2; heads must divide hidden,
+  expand = heads * head_dim / hidden, kept within [1.25, 2.75], Mamba's default being 2; heads must divide hidden,
   which transformers' LlamaConfig checks; head_dim, which here is also the state size N, in steps of 16 within
   [head_dim / 2, 2 head_dim]): of the candidates within SIZE_TOLERANCE of the target, the one nearest expand 2
   and the requested head_dim, else the closest count. A Mamba layer stands for a mixer and an MLP of the
@@ -39,7 +39,7 @@ ARCHITECTURES = {  # name -> (mixer of the M layers, has MLPs)
     "mamba2": ("mamba2", False),
     "mamba1": ("mamba1", False),
 }
-EXPAND_RANGE = (1.5, 2.5)  # mixer width / hidden of the MLP-free models
+EXPAND_RANGE = (1.25, 2.75)  # mixer width / hidden of the MLP-free models
 SIZE_TOLERANCE = 0.01  # MLP-free models: candidates this close to the target count are equally good
 HEAD_DIM_STEP = 16
 MLP_MULTIPLE = 8

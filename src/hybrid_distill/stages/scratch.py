@@ -27,13 +27,15 @@ from .student import describe_student
 def sized_from_config(cfg: DictConfig) -> Sized:
     """The architecture `stage.arch` at `stage.target_params`; a bad choice is one UserError naming the key."""
     s = cfg.stage
+    # Mamba-1's state is per channel (d_inner x N): it gets its own, smaller N (= its head_dim here)
+    head_dim = int(s.mamba1_head_dim) if s.arch == "mamba1" else int(s.head_dim)
     try:
         return size_architecture(
             str(s.arch),
             int(s.target_params),
             int(s.hidden_size),
             int(s.num_layers),
-            int(s.head_dim),
+            head_dim,
             int(s.vocab_size),
             mamba_ratio=float(cfg.mamba_ratio),
             scan_backend=str(cfg.scan_backend),
