@@ -19,7 +19,7 @@ from hybrid_distill.cli import run
 from hybrid_distill.data.recall_mix import RecallExamples, RecallMixDataModule, corpus_documents
 from hybrid_distill.data.tokenize import IGNORE_INDEX
 from hybrid_distill.eval.recall import recall_vs_items
-from hybrid_distill.eval.tasks import build_task_items
+from hybrid_distill.data.recall_tasks import build_task_items
 from hybrid_distill.models import HybridForCausalLM, param_counts
 from hybrid_distill.models.sizing import ARCHITECTURES, count_params, init_from_scratch, size_architecture
 from hybrid_distill.paths import config_dir

@@ -2,7 +2,7 @@
 
 Training rows: packed text blocks of `seq_len` tokens (the Shakespeare training plays, plus an optional corpus of
 documents, e.g. the one the SmolLM2 teacher writes with stage `corpus`), and `recall_fraction` of all rows
-generated recall examples (eval/tasks.py: MQAR, Phonebook, copying; loss on the answers only, as in Zoology). Recall
+generated recall examples (recall_tasks.py: MQAR, Phonebook, copying; loss on the answers only, as in Zoology). Recall
 example i is made from `seed`-independent seed i, cycling through `tasks`: the same rows in every run, so that
 architectures and seeds see the same data (the run's seed changes only the order). MQAR rows hold `mqar_pairs`
 [min, max] key-value pairs (drawn per row), text tasks as many items as fit in a token budget drawn from
@@ -23,7 +23,7 @@ from datasets import Dataset, concatenate_datasets
 from torch.utils.data import ConcatDataset
 from transformers import PreTrainedTokenizerBase
 
-from ..eval.tasks import TEXT_TASKS, TASK_NAMES, PromptFormat, fit_items, mqar_for
+from .recall_tasks import TEXT_TASKS, TASK_NAMES, PromptFormat, fit_items, mqar_for
 from .collate import pad_token_id
 from .corpus import shakespeare_documents
 from .datamodules import _TokenizedDataModule

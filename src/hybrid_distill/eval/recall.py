@@ -10,7 +10,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from .. import losses
-from .tasks import TaskBatch, TaskDoesNotFit, build_task, build_task_items
+from ..data.recall_tasks import TaskBatch, TaskDoesNotFit, build_task, build_task_items
 
 LogitsFn = Callable[[torch.Tensor], torch.Tensor]  # input_ids (B, T) -> logits (B, T, V)
 

@@ -26,7 +26,7 @@ from .recall import logits_fn, recall_suite, recall_vs_items
 from .results import log_wandb, summary_metrics, write_new_json
 from .samples import greedy_samples, held_out_prompts
 from .speculative import speculative_benchmark
-from .tasks import haystack_lines
+from ..data.recall_tasks import haystack_lines
 from .throughput import throughput_grid
 
 

@@ -23,10 +23,10 @@ from typing import Callable, Protocol, Sequence
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from ..data.chat_tasks import WORDS
-from ..data.collate import RightPadCollator, pad_token_id
-from ..data.corpus import shakespeare_documents
-from ..data.tokenize import IGNORE_INDEX
+from .chat_tasks import WORDS
+from .collate import RightPadCollator, pad_token_id
+from .corpus import shakespeare_documents
+from .tokenize import IGNORE_INDEX
 
 TEXT_FORMATS = ("auto", "chat", "plain")
 
