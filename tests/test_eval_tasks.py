@@ -10,7 +10,7 @@ import torch
 from hybrid_distill.data.tokenize import IGNORE_INDEX
 from hybrid_distill.data.tokenizer import load_or_train_tokenizer
 from hybrid_distill.eval.recall import recall_suite, score
-from hybrid_distill.eval.tasks import TaskDoesNotFit, build_task, mqar, mqar_pools
+from hybrid_distill.data.recall_tasks import TaskDoesNotFit, build_task, mqar, mqar_pools
 
 
 @pytest.fixture(scope="module")

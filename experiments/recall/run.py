@@ -2,7 +2,7 @@
 
     python experiments/recall/run.py [--config experiments/recall/config.yaml] [--out experiments/recall/results]
 
-Every (setting, model) trains `steps` steps on fresh MQAR batches (hybrid_distill.eval.tasks.mqar) with the
+Every (setting, model) trains `steps` steps on fresh MQAR batches (hybrid_distill.data.recall_tasks.mqar) with the
 cross-entropy on the queried values only, then is scored teacher-forced on held-out examples
 (hybrid_distill.eval.recall.score: fraction of queries answered right). Rows go to <out>/results.jsonl as they
 finish; a markdown table is printed at the end. CPU only; threads: --threads.
@@ -22,7 +22,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from hybrid_distill import losses
 from hybrid_distill.eval.recall import score
-from hybrid_distill.eval.tasks import mqar
+from hybrid_distill.data.recall_tasks import mqar
 from hybrid_distill.models import build_student
 
 HERE = Path(__file__).resolve().parent

@@ -26,7 +26,8 @@ suite.samples.max_new_tokens=64 suite.throughput.prompt_lens=[512,2048] suite.th
 suite.throughput.new_tokens=32 suite.throughput.warmup=3"}
 PY=${PYTHON:-python}
 mkdir -p "$LOG"
-stamp() { echo "[$(date +%T)] $*"; }
+# shellcheck source=experiments/lib/study.sh
+source experiments/lib/study.sh
 
 # the sweeps skip members that equal another study's run: the 50 % Mamba-2 attention-initialised KL + CE student
 # is the ratio study's mamba_ratio=0.5 run (a command-line value of a swept key replaces the config's sweep)
@@ -39,9 +40,7 @@ declare -A ONLY=(
 PHASE=${PHASE:-all}
 failed=0
 if [ "$PHASE" = collect ]; then  # what a time-limited box sends back: configs, metrics, eval results, logs, W&B runs
-  (cd "$LOG/.." && find smollm2 \( -name '*.json' -o -name '*.csv' -o -name '*.yaml' -o -name '*.log' \
-     -o -name '*.md' -o -name '*.png' -o -path '*/wandb/*' \) -type f -size -5M | grep -v -e seqkd_dataset -e '/files/code/' \
-     | tar czf "${COLLECT_TO:-.}/results.tgz" -T -)
+  collect "$LOG" "${COLLECT_TO:-.}"
   exit 0
 fi
 if [ "$PHASE" != eval ]; then
@@ -56,7 +55,7 @@ for study in $STUDIES; do
     $PY train.py -m experiment=smollm2/$study ${ONLY[$study]:-} $LAUNCH ${SWEEP_ARGS:-} "$@" > "$LOG/$study.log" 2>&1 &
   fi
 done
-for job in $(jobs -p); do wait "$job" || failed=1; done
+wait_all || failed=1
 stamp "studies finished (failed=$failed)"
 
 ratio05=$(ls -d "$LOG"/smollm2-ratio/*/ 2>/dev/null | while read -r d; do
@@ -69,25 +68,19 @@ fi
 [ "$PHASE" = train ] && { stamp "done (failed=$failed)"; exit $failed; }
 
 # every finished run (a student directory): quality, recall and samples in parallel
-runs=$(find "$LOG" -name student -o -name dpo_student | grep -v wandb | xargs -r -n1 dirname | sort -u)
+# shellcheck disable=SC2207
+runs=($(finished_runs "$LOG"))
 UNTIMED="suite.throughput.enabled=false suite.speculative.enabled=false suite.samples.source=shakespeare_instruct"
-stamp "eval of $(echo "$runs" | wc -w) runs"
-for run in $runs; do
-  # shellcheck disable=SC2086
-  $PY eval.py "ckpt=$run" $UNTIMED $EVAL_ARGS > "$run/eval.log" 2>&1 &
-done
-for job in $(jobs -p); do wait "$job" || failed=1; done
+stamp "eval of ${#runs[@]} runs"
+eval_parallel "$UNTIMED $EVAL_ARGS" "${runs[@]}" || failed=1
 stamp "timed eval (one at a time): $TIMED_EVAL"
 for study in $TIMED_EVAL; do
-  for run in "$LOG"/smollm2-"$study"/*/; do
-    [ -d "$run/student" ] || continue
-    # shellcheck disable=SC2086
-    $PY eval.py "ckpt=$run" suite.quality.enabled=false suite.recall.enabled=false suite.samples.enabled=false \
-      $EVAL_ARGS > "$run/eval_timed.log" 2>&1 || failed=1
-  done
+  timed=()
+  for run in "$LOG"/smollm2-"$study"/*/; do [ -d "$run/student" ] && timed+=("$run"); done
+  eval_one_by_one "suite.quality.enabled=false suite.recall.enabled=false suite.samples.enabled=false $EVAL_ARGS" \
+    "${timed[@]}" || failed=1
 done
-for study in $STUDIES; do
-  [ -d "$LOG/smollm2-$study" ] && $PY -m hybrid_distill.report "$LOG/smollm2-$study" > "$LOG/report-$study.log" 2>&1
-done
+# shellcheck disable=SC2046
+report "$LOG" $(for study in $STUDIES; do echo "smollm2-$study"; done)
 stamp "done (failed=$failed)"
 exit $failed

@@ -1,5 +1,6 @@
-"""Teacher-forced scoring of recall tasks, and the suite: every task at every multiple of the training length,
-for every model (student, teacher), on the same examples."""
+"""Teacher-forced scoring of recall tasks, and two sweeps over the same examples for every model (student, teacher):
+every task at every multiple of the training length (`recall_suite`), and every task at a growing number of
+key-value pairs / items (`recall_vs_items`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from .. import losses
-from .tasks import TaskBatch, TaskDoesNotFit, build_task
+from ..data.recall_tasks import TaskBatch, TaskDoesNotFit, build_task, build_task_items
 
 LogitsFn = Callable[[torch.Tensor], torch.Tensor]  # input_ids (B, T) -> logits (B, T, V)
 
@@ -116,4 +117,44 @@ def recall_suite(
                 f"recall {task} {multiple:g}x ({length} tokens): {', '.join(scored)}"
                 + (f"; {beyond}: skipped here and at longer lengths" if beyond else "")
             )
+    return rows
+
+
+def recall_vs_items(
+    models: dict[str, LogitsFn],
+    tokenizer: PreTrainedTokenizerBase,
+    vocab_size: int,
+    tasks: Sequence[str],
+    items: Iterable[int],
+    mqar_length: int,
+    max_length: int,
+    num_examples: int,
+    seed: int,
+    text_format: str = "auto",
+    say: Callable[[str], None] = print,
+) -> list[dict]:
+    """One row per (task, number of items, model): MQAR with that many key-value pairs in rows of `mqar_length`
+    tokens; Phonebook / copying / needle with that many entries, words or lines (rows as long as they need). A
+    setting that does not fit, or is longer than `max_length` tokens, gets rows with accuracy None and `skipped`."""
+    rows = []
+    for task in tasks:
+        for n in sorted(items):
+            where = {"task": task, "items": n}
+            try:
+                batch = build_task_items(task, tokenizer, vocab_size, n, mqar_length, num_examples, seed, text_format)
+                if batch.input_ids.shape[1] > max_length:
+                    raise TaskDoesNotFit(f"{task}: {n} items need {batch.input_ids.shape[1]} > {max_length} tokens")
+            except TaskDoesNotFit as reason:
+                rows += [
+                    {**where, "length": None, "model": name, "accuracy": None, "skipped": str(reason)}
+                    for name in models
+                ]
+                say(f"recall {task} with {n} items: skipped, {reason}")
+                continue
+            scored = []
+            for name, fn in models.items():
+                result = score(fn, batch, vocab_size)
+                rows.append({**where, "length": batch.length, "model": name, **result})
+                scored.append(f"{name} {result['accuracy']:.2f}")
+            say(f"recall {task} with {n} items ({batch.length} tokens): {', '.join(scored)}")
     return rows

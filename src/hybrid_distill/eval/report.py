@@ -4,10 +4,11 @@
 
 A run is a directory with a metrics.json (what `python train.py` writes when it finishes), or, for a run that was
 cut short, its <stage>/metrics.csv (its last validation fills the table, its status says where it stopped); its
-.hydra/config.yaml gives the swept settings (mamba_ratio, loss, scan backend, mixer), its newest eval*.json
-(`python eval.py`) the evaluation, and its <stage>/metrics.csv the logged curves. Outputs: report.md (table + plots)
-and quality_vs_ratio.png (interrupted runs as open markers), recall_vs_length.png, throughput_vs_context.png,
-loss_curves.png, validation_curves.png - each only when the runs hold its data.
+.hydra/config.yaml gives the swept settings (arch, mamba_ratio, loss, scan backend, mixer, seed), its eval*.json
+(`python eval.py`; each section from the newest file that holds it) the evaluation, and its <stage>/metrics.csv the
+logged curves. Outputs: report.md (table + plots) and quality_vs_ratio.png (interrupted runs as open markers),
+recall_vs_length.png, throughput_vs_context.png, loss_curves.png, validation_curves.png - each only when the runs
+hold its data.
 notebooks/results.ipynb renders the same from these functions.
 """
 
@@ -31,16 +32,21 @@ from .results import results_files  # noqa: E402
 
 # swept settings read from each run's config: column -> config key
 SETTINGS = {
+    "arch": "stage.arch",  # runs trained from scratch (stage=scratch)
     "mamba_ratio": "mamba_ratio",
     "loss": "loss.name",
     "backend": "scan_backend",
     "mixer": "student.mixer",
     "stage": "stage.name",
+    "seed": "seed",
 }
 # training metrics (metrics.json) and evaluation metrics (eval summary) shown in the table, in this order
 TABLE_METRICS = (
     "status",
     "pattern",
+    "params/total",
+    "tokens_seen",
+    "lm_loss",
     "student_ppl",
     "teacher_ppl",
     "kl",
@@ -50,6 +56,7 @@ TABLE_METRICS = (
     "eval/quality/top1_agree",
     "eval/recall@1x",
     "eval/recall@max",
+    "eval/recall_items",
 )
 # validation metrics in a stage's metrics.csv -> their name in metrics.json
 VALIDATION_METRICS = {
@@ -58,6 +65,8 @@ VALIDATION_METRICS = {
     "val/kl": "kl",
     "val/top1_agree": "top1_agree",
 }
+# metrics of which the seed table gives mean and spread over the seeds of each setting
+SEED_METRICS = ("lm_loss", "student_ppl", "kl", "eval/recall@1x", "eval/recall@max", "eval/recall_items")
 
 
 def find_runs(root: Path) -> list[Path]:
@@ -96,8 +105,17 @@ def interrupted_metrics(run: Path) -> dict:
 
 
 def latest_eval(run: Path) -> dict | None:
-    files = results_files(run)
-    return json.loads(files[-1].read_text()) if files else None
+    """The run's evaluations merged, each section from the newest eval*.json that holds it: a run evaluated in two
+    passes (recall in parallel with other runs, then throughput alone on the GPU) keeps both; the summary's keys
+    likewise, newest first."""
+    merged: dict = {}
+    for path in results_files(run):
+        for key, value in json.loads(path.read_text()).items():
+            if key == "summary":
+                merged.setdefault("summary", {}).update(value)
+            elif value not in (None, [], {}):
+                merged[key] = value
+    return merged or None
 
 
 def _overrides(run: Path) -> list[str]:
@@ -144,6 +162,13 @@ def collect(root: Path) -> pd.DataFrame:
             if means:
                 record["eval/recall@1x"] = means.get(1, means[min(means)])
                 record["eval/recall@max"] = means[max(means)]
+            scored = [
+                r["accuracy"]
+                for r in evaluation.get("recall_items") or []
+                if r["model"] == "student" and r["accuracy"] is not None
+            ]
+            if scored:  # mean student accuracy over the tasks and pair counts scored
+                record["eval/recall_items"] = sum(scored) / len(scored)
             if record.get("mamba_ratio") is None:
                 record["mamba_ratio"] = evaluation["mamba_ratio"]
         records.append(record)
@@ -178,6 +203,26 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
     ]
     metrics = [c for c in TABLE_METRICS if c in runs]
     return runs[["run", *varying, *metrics]].sort_values([c for c in ("mamba_ratio",) if c in varying] or ["run"])
+
+
+def seed_table(runs: pd.DataFrame) -> pd.DataFrame | None:
+    """Mean and spread (max - min) over seeds of each setting, when the runs hold more than one seed of a setting:
+    the run-to-run noise that a difference between settings has to exceed."""
+    if "seed" not in runs or runs["seed"].nunique() < 2:
+        return None
+    keys = [c for c in SETTINGS if c != "seed" and c in runs and runs[c].nunique(dropna=False) > 1]
+    metrics = [m for m in SEED_METRICS if m in runs and runs[m].notna().any()]
+    if not keys or not metrics:
+        return None
+    rows = []
+    for key, group in runs.groupby(keys, dropna=False, sort=True):
+        values = key if isinstance(key, tuple) else (key,)
+        row = {**dict(zip(keys, values)), "seeds": int(group["seed"].nunique())}
+        for m in metrics:
+            col = group[m].dropna()
+            row[m] = f"{col.mean():.4g} ± {(col.max() - col.min()) / 2:.2g}" if len(col) else ""
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------- plots (each returns its file, or None)
@@ -228,6 +273,21 @@ def plot_recall_vs_length(recall: pd.DataFrame, out: Path) -> Path | None:
         ax.set(xscale="log", xlabel="length / training length", ylabel="accuracy", ylim=(-0.02, 1.02), title=task)
         ax.legend(fontsize=6)
     return _save(fig, out / "recall_vs_length.png")
+
+
+def plot_recall_vs_items(rows: pd.DataFrame, out: Path) -> Path | None:
+    """Student accuracy per task as the number of key-value pairs / entries / words grows, one line per run."""
+    if rows.empty or rows["accuracy"].isna().all():
+        return None
+    rows = rows[(rows["model"] == "student") & rows["accuracy"].notna()]
+    tasks = list(dict.fromkeys(rows["task"]))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.5), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for run, group in rows[rows["task"] == task].groupby("run", sort=False):
+            ax.plot(group["items"], group["accuracy"], marker="o", label=run)
+        ax.set(xscale="log", xlabel="key-value pairs / items", ylabel="accuracy", ylim=(-0.02, 1.02), title=task)
+        ax.legend(fontsize=6)
+    return _save(fig, out / "recall_vs_items.png")
 
 
 def plot_throughput(throughput: pd.DataFrame, out: Path) -> Path | None:
@@ -362,6 +422,7 @@ def build_report(root: Path, out: Path | None = None, throughput_files: Iterable
     plots = [
         plot_quality_vs_ratio(runs, out),
         plot_recall_vs_length(eval_rows(runs, "recall"), out),
+        plot_recall_vs_items(eval_rows(runs, "recall_items"), out),
         plot_throughput(throughput, out),
         plot_loss_curves(loss_curves(runs), out),
         plot_validation_curves(validation_curves(runs), out),
@@ -369,13 +430,17 @@ def build_report(root: Path, out: Path | None = None, throughput_files: Iterable
     lines = [
         f"# Results: {root}",
         "",
-        f"{len(runs)} run(s). Training metrics from metrics.json (interrupted runs: their last validation); `eval/...` from "
-        "each run's newest eval*.json (recall@1x / @max: student accuracy averaged over the recall tasks at "
-        "the training length / the longest length).",
+        f"{len(runs)} run(s). Training metrics from metrics.json (interrupted runs: their last validation); "
+        "`eval/...` from each run's eval*.json, each section from the newest file that holds it (recall@1x / @max: "
+        "student accuracy averaged over the recall tasks at the training length / the longest length; "
+        "recall_items: averaged over the tasks and pair counts).",
         "",
         markdown_table(summary_table(runs)),
         "",
     ]
+    seeds = seed_table(runs)
+    if seeds is not None:
+        lines += ["Over seeds (mean ± half the range):", "", markdown_table(seeds), ""]
     lines += [f"![{p.stem}]({p.name})" for p in plots if p is not None]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")

@@ -14,7 +14,12 @@ from ..atomic import write_new_file
 from ..runtime import save_code, wandb_mode
 
 RESULTS_STEM = "eval"
-TABLES = ("recall", "throughput", "samples")  # list-of-rows sections of the results, logged as W&B tables
+TABLES = (
+    "recall",
+    "recall_items",
+    "throughput",
+    "samples",
+)  # list-of-rows sections of the results, logged as W&B tables
 
 
 def write_new_json(directory: Path, payload: dict[str, Any], stem: str = RESULTS_STEM) -> Path:
@@ -42,6 +47,9 @@ def summary_metrics(results: dict[str, Any]) -> dict[str, float]:
     for row in results.get("recall") or []:
         if row["accuracy"] is not None:
             out[f"recall/{row['task']}/{row['multiple']:g}x/{row['model']}"] = row["accuracy"]
+    for row in results.get("recall_items") or []:
+        if row["accuracy"] is not None:
+            out[f"recall_items/{row['task']}/{row['items']}/{row['model']}"] = row["accuracy"]
     for row in results.get("throughput") or []:
         for key, value in row.items():
             if key.startswith("decode_speedup_vs_"):

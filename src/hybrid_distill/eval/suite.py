@@ -22,11 +22,11 @@ from ..paths import config_dir
 from ..runtime import RunContext, run_tags
 from .loading import Checkpoint, load_student, resolve_checkpoint, train_length
 from .quality import heldout_quality
-from .recall import logits_fn, recall_suite
+from .recall import logits_fn, recall_suite, recall_vs_items
 from .results import log_wandb, summary_metrics, write_new_json
 from .samples import greedy_samples, held_out_prompts
 from .speculative import speculative_benchmark
-from .tasks import haystack_lines
+from ..data.recall_tasks import haystack_lines
 from .throughput import throughput_grid
 
 
@@ -165,6 +165,19 @@ def evaluate(
             suite.recall.text_format,
             float(suite.recall.mqar_pairs_per_token),
             suite.recall.get("min_teacher_accuracy"),
+            say=console.print,
+        ),
+        "recall_items": lambda: recall_vs_items(
+            {name: logits_fn(m) for name, m in models.items()},
+            tokenizer,
+            vocab,
+            list(suite.recall_items.tasks),
+            list(suite.recall_items.counts),
+            length,
+            int(suite.recall_items.max_length_multiple * length),
+            int(suite.recall_items.num_examples),
+            seed,
+            suite.recall_items.text_format,
             say=console.print,
         ),
         # the teacher first, so the student's rows carry decode_speedup_vs_teacher

@@ -151,6 +151,10 @@ def check_exportable(student: HybridForCausalLM) -> None:
             f"student option {unknown[0]}={values[unknown[0]]!r} is unknown to the Bamba export "
             "(it may change what the student computes); classify it in hybrid_distill/export/bamba.py"
         )
+    if config.intermediate_size == 0:
+        raise UserError(
+            "intermediate_size=0 (blocks without MLP) cannot be exported to Bamba: every Bamba layer has one"
+        )
     if ATTENTION not in config.pattern:
         raise UserError(
             f"pattern {config.pattern!r} has no attention layer: transformers' Bamba cannot run it with a "

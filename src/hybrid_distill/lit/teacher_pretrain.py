@@ -1,6 +1,6 @@
-"""Next-token training of a Llama teacher on text: stage `pretrain_teacher` (the tiny one, from scratch) and stage
-`sft_teacher` (plain supervised fine-tuning of the teacher alone, the baseline a distillation step's speed is
-compared with)."""
+"""Next-token training: the tiny Llama teacher from scratch (stage `pretrain_teacher`), plain supervised fine-tuning
+of the teacher alone (stage `sft_teacher`, the baseline a distillation step's speed is compared with), and the
+architectures of the `scratch` stage (any hybrid pattern), which log their held-out perplexity under `val/ppl`."""
 
 from __future__ import annotations
 
@@ -22,9 +22,11 @@ class TeacherPretrainModule(StageModule):
         optim: OptimSettings,
         max_steps: int,
         loss_token_chunk: int | None = None,  # CE fused with the LM head over this many tokens (losses/fused.py)
+        ppl_name: str = "val/teacher_ppl",
     ):
         super().__init__()
         self.model = model
+        self.ppl_name = ppl_name
         self.optim = optim
         self.max_steps = max_steps
         self.loss_token_chunk = loss_token_chunk
@@ -59,7 +61,7 @@ class TeacherPretrainModule(StageModule):
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         logits, targets, _ = losses.next_token_targets(self.model(input_ids=batch["input_ids"]).logits, batch["labels"])
         self.val_ppl.update(logits.float(), targets)
-        self.log("val/teacher_ppl", self.val_ppl, prog_bar=True)
+        self.log(self.ppl_name, self.val_ppl, prog_bar=True)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         self.log("train/grad_norm", total_grad_norm(self.model.parameters()))

@@ -56,7 +56,7 @@ class HybridConfig:
     # Llama architecture, copied from the teacher's config
     vocab_size: int
     hidden_size: int
-    intermediate_size: int
+    intermediate_size: int  # MLP width; 0 = blocks without MLP (pure Mamba models trained from scratch)
     num_attention_heads: int
     num_key_value_heads: int
     head_dim: int
@@ -88,6 +88,12 @@ class HybridConfig:
             raise ValueError(f"mixer {self.mixer!r} cannot start from attention; use init='random'")
         self._check_choice("conv_init", CONV_INITS)
         self._check_choice("torch_dtype", tuple(DTYPES))
+        if (
+            isinstance(self.intermediate_size, bool)
+            or not isinstance(self.intermediate_size, int)
+            or (self.intermediate_size < 0)
+        ):
+            raise ValueError(f"intermediate_size must be an integer >= 0 (0: no MLP), got {self.intermediate_size!r}")
         if self.num_attention_heads % self.num_key_value_heads:
             raise ValueError(
                 f"num_attention_heads ({self.num_attention_heads}) must be a multiple of "

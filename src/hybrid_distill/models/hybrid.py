@@ -26,6 +26,7 @@ class HybridOutput:
 
 class HybridBlock(GradientCheckpointingLayer):
     """Pre-norm Llama block: h + mixer(norm(h)), then h + mlp(norm(h)). Names follow HF so weights copy 1:1.
+    intermediate_size 0: no MLP (nor its norm), as in the pure Mamba models of Waleffe et al. (2024).
     A GradientCheckpointingLayer, as HF's decoder layers are: lit/speed.py's activation checkpointing switches it on."""
 
     def __init__(self, config: HybridConfig, mlp_config, kind: str):
@@ -33,13 +34,16 @@ class HybridBlock(GradientCheckpointingLayer):
         self.kind = kind
         self.input_layernorm = LlamaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.mixer = Attention(config) if kind == ATTENTION else make_mixer(config)
-        self.post_attention_layernorm = LlamaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
-        self.mlp = LlamaMLP(mlp_config)
+        self.post_attention_layernorm, self.mlp = None, None
+        if config.intermediate_size > 0:
+            self.post_attention_layernorm = LlamaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+            self.mlp = LlamaMLP(mlp_config)
 
     def forward(self, hidden, rope, state=None, use_cache=False):
         mixed, new_state = self.mixer(self.input_layernorm(hidden), state=state, use_cache=use_cache, rope=rope)
         hidden = hidden + mixed
-        hidden = hidden + self.mlp(self.post_attention_layernorm(hidden))
+        if self.mlp is not None:
+            hidden = hidden + self.mlp(self.post_attention_layernorm(hidden))
         return hidden, new_state
 
 

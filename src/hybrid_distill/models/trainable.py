@@ -19,7 +19,7 @@ def set_trainable(model: nn.Module, which: str = "mamba") -> nn.Module:
         for block in model.layers:
             if block.kind == MAMBA:
                 block.mixer.requires_grad_(True)
-            if which == "mamba_mlp":
+            if which == "mamba_mlp" and block.mlp is not None:
                 block.mlp.requires_grad_(True)
     return model
 
@@ -31,7 +31,7 @@ def param_counts(model: nn.Module) -> dict[str, int]:
     for block in model.layers:
         for p in block.mixer.parameters():
             kind_of[id(p)] = "mamba" if block.kind == MAMBA else "attention"
-        for p in block.mlp.parameters():
+        for p in block.mlp.parameters() if block.mlp is not None else ():
             kind_of[id(p)] = "mlp"
     counts = dict.fromkeys(("total", "trainable", "attention", "mamba", "mlp", "other"), 0)
     for p in model.parameters():

@@ -46,8 +46,11 @@ def swept_settings(overrides: list[str]) -> dict[str, str]:
 def name_and_group(hc: DictConfig, cfg: DictConfig) -> tuple[str, str]:
     """A run's W&B name (its command-line overrides) and group (experiment_name, else one per sweep, else one per
     stage), from its Hydra node (HydraConfig.get(), or the `hydra` node of a run's saved .hydra/hydra.yaml)."""
+    name = str(hc.job.override_dirname or "default")
+    if cfg.get("experiment_name"):  # first: a saved sweep.dir may interpolate keys its hydra node alone lacks
+        return name, str(cfg.experiment_name)
     group = f"sweep-{Path(str(hc.sweep.dir)).name}" if is_multirun(hc.mode) else f"{cfg.task_name}-{cfg.stage.name}"
-    return str(hc.job.override_dirname or "default"), str(cfg.get("experiment_name") or group)
+    return name, group
 
 
 def job_config(cfg: DictConfig) -> dict[str, Any]:

@@ -26,7 +26,7 @@ def load_teacher_for(ck: Checkpoint, spec: str | None, ctx: RunContext):
         return None, None
     if spec != "auto":
         return load_teacher(str(spec))
-    if ck.run_cfg is None:
+    if ck.run_cfg is None or ck.run_cfg.stage.name == "scratch":  # a model trained from scratch has no teacher
         return None, None
     return obtain_teacher(ck.run_cfg, ctx)
 

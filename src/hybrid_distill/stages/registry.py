@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from typing import Callable
 
+from .corpus import run_corpus
 from .distill import run_distill
 from .dpo import run_dpo
 from .eval import run_eval
 from .pipeline import run_pipeline
+from .scratch import run_scratch
 from .seqkd import run_seqkd
 from .sft_teacher import run_sft_teacher
 from .teacher import run_pretrain_teacher
@@ -23,5 +25,7 @@ def stage_runners() -> dict[str, Callable]:
         "dpo": run_dpo,
         "eval": run_eval,
         "sft_teacher": run_sft_teacher,
+        "scratch": run_scratch,
+        "corpus": run_corpus,
     }
     return {**runners, "pipeline": lambda cfg, run: run_pipeline(cfg, run, runners)}

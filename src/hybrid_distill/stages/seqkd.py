@@ -36,16 +36,21 @@ PARTIAL_DIRNAME = "seqkd_partial"
 
 @torch.no_grad()
 def generate_batch(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[list[dict]], max_new_tokens: int
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[list[dict]],
+    max_new_tokens: int,
+    **sampling,
 ) -> list[str]:
-    """Greedy answers of `model` to one batch of chat prompts, left-padded."""
+    """Answers of `model` to one batch of chat prompts, left-padded: greedy, or sampled with `sampling`
+    (`generate`'s do_sample, temperature, top_p, ...)."""
     enc = tokenizer.apply_chat_template(
         prompts, add_generation_prompt=True, padding=True, return_tensors="pt", return_dict=True
     ).to(next(model.parameters()).device)
     out = model.generate(
         **enc,
         max_new_tokens=max_new_tokens,
-        do_sample=False,
+        **{"do_sample": False, **sampling},
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
@@ -61,9 +66,12 @@ def generate_responses(
     batch_size: int,
     on_batch: Callable[[list[str]], None] = lambda answers: None,
     stopped: Callable[[], object] = lambda: None,
+    what: str = "seqkd generation",
+    **sampling,
 ) -> list[str]:
-    """Greedy answers of `model` to chat prompts, batched; `on_batch` gets each batch's answers as they come.
-    Before each batch, a signal `stopped()` reports ends the generation as Preempted."""
+    """Answers of `model` to chat prompts (greedy unless `sampling` says otherwise, see generate_batch), batched;
+    `on_batch` gets each batch's answers as they come. Before each batch, a signal `stopped()` reports ends the
+    generation as Preempted."""
     model.eval()
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:  # Llama-3 and SmolLM2's GGUF tokenizer have none; padding is masked anyway
@@ -71,10 +79,8 @@ def generate_responses(
     responses: list[str] = []
     for start in progress(range(0, len(prompts), batch_size), description="teacher generating"):
         if stopped():
-            raise Preempted(
-                f"{stopped().name} during seqkd generation, after {len(responses)} of {len(prompts)} prompts"
-            )
-        answers = generate_batch(model, tokenizer, prompts[start : start + batch_size], max_new_tokens)
+            raise Preempted(f"{stopped().name} during {what}, after {len(responses)} of {len(prompts)} prompts")
+        answers = generate_batch(model, tokenizer, prompts[start : start + batch_size], max_new_tokens, **sampling)
         on_batch(answers)
         responses += answers
     return responses

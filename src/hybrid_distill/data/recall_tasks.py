@@ -23,10 +23,10 @@ from typing import Callable, Protocol, Sequence
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from ..data.chat_tasks import WORDS
-from ..data.collate import RightPadCollator, pad_token_id
-from ..data.corpus import shakespeare_documents
-from ..data.tokenize import IGNORE_INDEX
+from .chat_tasks import WORDS
+from .collate import RightPadCollator, pad_token_id
+from .corpus import shakespeare_documents
+from .tokenize import IGNORE_INDEX
 
 TEXT_FORMATS = ("auto", "chat", "plain")
 
@@ -259,21 +259,62 @@ def fit_items(task: TextTask, fmt: PromptFormat, budget: int) -> tuple[list[int]
     return fmt.tokens(task.prompt(lo))
 
 
-def text_task(name: str, fmt: PromptFormat, pad_id: int, length: int, num_examples: int, seed: int) -> TaskBatch:
+def _check_text_task(name: str) -> None:
     if name not in TEXT_TASKS:
         raise ValueError(f"unknown text task '{name}'; choose one of {', '.join(TEXT_TASKS)}")
-    rng = random.Random(f"{name}-{length}-{seed}")
-    rows = []
-    for _ in range(num_examples):
-        prompt, answer = fit_items(TEXT_TASKS[name](rng), fmt, length)
-        rows.append({"input_ids": prompt + answer, "labels": [IGNORE_INDEX] * len(prompt) + answer})
+
+
+def _text_rows(examples: list[tuple[list[int], list[int]]], task: str, length: int, pad_id: int) -> TaskBatch:
+    rows = [
+        {"input_ids": prompt + answer, "labels": [IGNORE_INDEX] * len(prompt) + answer} for prompt, answer in examples
+    ]
     batch = RightPadCollator(pad_id)(rows)
-    return TaskBatch(name, length, batch["input_ids"], batch["labels"], per_token_queries=False)
+    return TaskBatch(task, length, batch["input_ids"], batch["labels"], per_token_queries=False)
+
+
+def text_task(name: str, fmt: PromptFormat, pad_id: int, length: int, num_examples: int, seed: int) -> TaskBatch:
+    """Rows holding as many items as fit in `length` tokens."""
+    _check_text_task(name)
+    rng = random.Random(f"{name}-{length}-{seed}")
+    return _text_rows(
+        [fit_items(TEXT_TASKS[name](rng), fmt, length) for _ in range(num_examples)], name, length, pad_id
+    )
+
+
+def text_task_items(name: str, fmt: PromptFormat, pad_id: int, items: int, num_examples: int, seed: int) -> TaskBatch:
+    """Rows of exactly `items` items (phone book entries, words to copy, haystack lines), however long they get;
+    the batch's `length` is its longest row."""
+    _check_text_task(name)
+    rng = random.Random(f"{name}-items{items}-{seed}")
+    examples = []
+    for _ in range(num_examples):
+        task = TEXT_TASKS[name](rng)
+        if items < task.min_items:
+            raise TaskDoesNotFit(f"{name}: needs at least {task.min_items} item(s), got {items}")
+        examples.append(fmt.tokens(task.prompt(items)))
+    return _text_rows(examples, name, max(len(p) + len(a) for p, a in examples), pad_id)
 
 
 # ---------------------------------------------------------------- one entry point for the suite
 
 TASK_NAMES = ("mqar", *TEXT_TASKS)
+
+
+def mqar_for(
+    tokenizer: PreTrainedTokenizerBase, vocab_size: int, length: int, pairs: int, num_examples: int, seed: int
+) -> TaskBatch:
+    """MQAR for a model with `vocab_size` logits and this tokenizer: its special ids are never keys or values, its
+    BOS (if any) starts every row."""
+    prefix = () if tokenizer.bos_token_id is None else (tokenizer.bos_token_id,)
+    return mqar(
+        vocab_size,
+        length,
+        pairs,
+        num_examples,
+        torch.Generator().manual_seed(seed),
+        reserved=tokenizer.all_special_ids,
+        prefix=prefix,
+    )
 
 
 def build_task(
@@ -290,15 +331,24 @@ def build_task(
 
     MQAR uses length * mqar_pairs_per_token pairs: Zoology's (64, 4), (128, 8), (256, 16) at the default 1/16."""
     if name == "mqar":
-        prefix = () if tokenizer.bos_token_id is None else (tokenizer.bos_token_id,)
-        pairs = max(1, int(length * mqar_pairs_per_token))
-        return mqar(
-            vocab_size,
-            length,
-            pairs,
-            num_examples,
-            torch.Generator().manual_seed(seed),
-            reserved=tokenizer.all_special_ids,
-            prefix=prefix,
-        )
+        return mqar_for(tokenizer, vocab_size, length, max(1, int(length * mqar_pairs_per_token)), num_examples, seed)
     return text_task(name, PromptFormat(tokenizer, text_format), pad_token_id(tokenizer), length, num_examples, seed)
+
+
+def build_task_items(
+    name: str,
+    tokenizer: PreTrainedTokenizerBase,
+    vocab_size: int,
+    items: int,
+    mqar_length: int,
+    num_examples: int,
+    seed: int,
+    text_format: str = "auto",
+) -> TaskBatch:
+    """One task with exactly `items` key-value pairs (MQAR, in rows of `mqar_length` tokens), phone book entries,
+    words to copy or haystack lines (text tasks: as long as they need)."""
+    if name == "mqar":
+        return mqar_for(tokenizer, vocab_size, mqar_length, items, num_examples, seed)
+    return text_task_items(
+        name, PromptFormat(tokenizer, text_format), pad_token_id(tokenizer), items, num_examples, seed
+    )
