@@ -37,6 +37,7 @@ from .calibrate import calibrate_student
 from .cache import AttentionState, HybridCache
 from .config import HybridConfig
 from .generation import next_token
+from .hf_model import HybridPretrainedConfig, register_auto_classes
 from .hybrid import HybridBlock, HybridForCausalLM, HybridOutput
 from .mixers import MixerSpec, make_mixer, mixer_spec, register
 from .mixers.mamba1 import Mamba1Mixer
@@ -52,6 +53,7 @@ __all__ = [
     "HybridConfig",
     "HybridForCausalLM",
     "HybridOutput",
+    "HybridPretrainedConfig",
     "Mamba1Mixer",
     "Mamba2Mixer",
     "MambaState",
@@ -70,3 +72,5 @@ __all__ = [
     "set_trainable",
     "validate_pattern",
 ]
+
+register_auto_classes(HybridForCausalLM)

@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
+from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.models.llama.modeling_llama import LlamaMLP, LlamaRMSNorm, LlamaRotaryEmbedding
 
-from . import checkpoint, generation
 from .allocation import ATTENTION
 from .attention import Attention
 from .cache import HybridCache
 from .config import HybridConfig
+from .hf_model import (
+    HybridGenerationMixin,
+    HybridPretrainedConfig,
+    HybridPreTrainedModel,
+    as_pretrained_config,
+    check_forward_kwargs,
+)
 from .mixers import make_mixer
 
-
-@dataclass
-class HybridOutput:
-    logits: torch.Tensor  # (B, T, V) float32
-    cache: HybridCache | None = None
+# logits: (B, T, V) float32; cache: the HybridCache passed in (or made for use_cache=True), None without one
+HybridOutput = CausalLMOutputWithPast
 
 
 class HybridBlock(nn.Module):
@@ -49,10 +51,12 @@ def check_right_padded(attention_mask: torch.Tensor | None) -> None:
         )
 
 
-class HybridForCausalLM(nn.Module):
-    def __init__(self, config: HybridConfig):
-        super().__init__()
-        self.config = config
+class HybridForCausalLM(HybridPreTrainedModel, HybridGenerationMixin):
+    """A transformers PreTrainedModel (models/hf_model.py: config, `generate`, Auto classes, save/load)."""
+
+    def __init__(self, config: HybridConfig | HybridPretrainedConfig):
+        super().__init__(as_pretrained_config(config))
+        config = self.config.hybrid  # the modules share it: model.config.scan_backend = ... reaches the mixers
         llama_config = config.to_llama_config()
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, config.pad_token_id)
         self.layers = nn.ModuleList(HybridBlock(config, llama_config, kind) for kind in config.pattern)
@@ -71,8 +75,16 @@ class HybridForCausalLM(nn.Module):
         cache: HybridCache | None = None,
         attention_mask: torch.Tensor | None = None,  # accepted for API compatibility; right padding only
         logits_to_keep: int = 0,  # > 0: logits of the last positions only (generation)
+        use_cache: bool | None = None,  # None: iff a cache is given; True without one: start a new cache
+        return_dict: bool | None = None,  # False: a tuple (logits, cache), as transformers models return
+        **hf_kwargs,  # what transformers' generate passes besides (their defaults only)
     ) -> HybridOutput:
+        check_forward_kwargs(hf_kwargs)
         check_right_padded(attention_mask)
+        if use_cache and cache is None:
+            cache = self.new_cache()
+        elif use_cache is False and cache is not None:
+            raise ValueError("forward got a cache and use_cache=False; pass one or the other")
         T = input_ids.shape[1]
         past = cache.seqlen if cache is not None else 0
         hidden = self.embed_tokens(input_ids)  # (B, T, d)
@@ -88,16 +100,8 @@ class HybridForCausalLM(nn.Module):
         hidden = self.norm(hidden)
         if logits_to_keep > 0:
             hidden = hidden[:, -logits_to_keep:]
-        return HybridOutput(logits=self.lm_head(hidden).float(), cache=cache)
+        out = HybridOutput(logits=self.lm_head(hidden).float(), cache=cache)
+        return out if return_dict is not False else out.to_tuple()
 
     def new_cache(self) -> HybridCache:
         return HybridCache(len(self.layers))
-
-    generate = generation.generate
-
-    def save_pretrained(self, directory) -> None:
-        checkpoint.save_checkpoint(self, directory)
-
-    @classmethod
-    def from_pretrained(cls, directory, scan_backend: str | None = None) -> "HybridForCausalLM":
-        return checkpoint.load_checkpoint(cls, directory, scan_backend=scan_backend)
