@@ -118,8 +118,15 @@ def as_pretrained_config(config: HybridConfig | HybridPretrainedConfig) -> Hybri
     return config if isinstance(config, HybridPretrainedConfig) else HybridPretrainedConfig(config)
 
 
-# forward() kwargs transformers passes (generate, pipeline) whose only supported values are their defaults
-_FORWARD_DEFAULTS = {"output_attentions": (None, False), "output_hidden_states": (None, False)}
+# forward() inputs the hybrid does not compute: refused when given (not None / False), not silently dropped
+_FORWARD_UNSUPPORTED = (
+    "inputs_embeds",
+    "position_ids",
+    "labels",
+    "token_type_ids",
+    "output_attentions",
+    "output_hidden_states",
+)
 # from_pretrained kwargs of transformers' hub loading that mean nothing for a local student directory
 _LOAD_IGNORED = frozenset(
     {
@@ -139,14 +146,13 @@ _LOAD_IGNORED = frozenset(
 
 
 def check_forward_kwargs(kwargs: dict) -> None:
-    """One clear error for forward() options the hybrid does not compute (transformers passes some by default)."""
-    bad = [
-        f"{k}={v!r}" for k, v in kwargs.items() if k not in _FORWARD_DEFAULTS or v not in _FORWARD_DEFAULTS[k]
-    ]
+    """One clear error for forward() inputs the hybrid does not compute. Anything else is transformers' plumbing
+    (e.g. the tokenizer generate passes along for stop strings), ignored as transformers' own models do."""
+    bad = [k for k, v in kwargs.items() if k in _FORWARD_UNSUPPORTED and v is not None and v is not False]
     if bad:
         raise ValueError(
-            f"HybridForCausalLM.forward does not support {', '.join(bad)} (positions come from the cache; "
-            "attention weights and hidden states are not returned)"
+            f"HybridForCausalLM.forward does not support {', '.join(bad)} (it takes input_ids; positions come from "
+            "the cache; attention weights and hidden states are not returned)"
         )
 
 
@@ -168,11 +174,12 @@ class HybridGenerationMixin(GenerationMixin):
             )
         return super().generate(*args, **kwargs)
 
-    def prepare_inputs_for_generation(self, input_ids, cache=None, use_cache=None, is_first_iteration=False, **kw):
+    # `**kwargs` by that name: transformers then checks generate's kwargs against forward's parameters
+    def prepare_inputs_for_generation(self, input_ids, cache=None, use_cache=None, is_first_iteration=False, **kwargs):
         if use_cache is not False and cache is None:
             cache = self.new_cache()  # the first step (prefill); later steps get it back from forward's output
         return super().prepare_inputs_for_generation(
-            input_ids, cache=cache, use_cache=use_cache, is_first_iteration=is_first_iteration, **kw
+            input_ids, cache=cache, use_cache=use_cache, is_first_iteration=is_first_iteration, **kwargs
         )
 
     def _reorder_cache(self, cache, beam_idx: torch.Tensor):
@@ -214,7 +221,9 @@ class HybridPreTrainedModel(PreTrainedModel):
         passes the config it read (whose scan_backend wins) and hub options, which a local directory ignores."""
         unknown = sorted(set(kwargs) - _LOAD_IGNORED) + (["positional model_args"] if model_args else [])
         if unknown or kwargs.get("subfolder"):
-            raise ValueError(f"HybridForCausalLM.from_pretrained does not support {', '.join(unknown or ['subfolder'])}")
+            raise ValueError(
+                f"HybridForCausalLM.from_pretrained does not support {', '.join(unknown or ['subfolder'])}"
+            )
         if config is not None:
             scan_backend = scan_backend or config.scan_backend
         model = checkpoint.load_checkpoint(cls, directory, scan_backend=scan_backend)
