@@ -220,10 +220,8 @@ class HybridPreTrainedModel(PreTrainedModel):
         """A saved student directory (config.json + model.safetensors). Also what AutoModelForCausalLM calls: it
         passes the config it read (whose scan_backend wins) and hub options, which a local directory ignores."""
         unknown = sorted(set(kwargs) - _LOAD_IGNORED) + (["positional model_args"] if model_args else [])
-        if unknown or kwargs.get("subfolder"):
-            raise ValueError(
-                f"HybridForCausalLM.from_pretrained does not support {', '.join(unknown or ['subfolder'])}"
-            )
+        if unknown:
+            raise ValueError(f"HybridForCausalLM.from_pretrained does not support {', '.join(unknown)}")
         if config is not None:
             scan_backend = scan_backend or config.scan_backend
         model = checkpoint.load_checkpoint(cls, directory, scan_backend=scan_backend)
