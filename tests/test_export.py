@@ -366,7 +366,7 @@ def test_an_export_distils_further_as_student_init_from(tiny_teacher, tmp_path):
 
 # --- lm-eval -------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("exported", ["ratio0.875"], indirect=True)  # its generations are not empty
-def test_lm_eval_hf_model_on_the_export_equals_the_adapter_on_the_student(exported, tmp_path):
+def test_lm_eval_hf_model_on_the_export_equals_the_adapter_on_the_student(exported):
     import lm_eval
     import lm_eval.models  # noqa: F401  (registers hf: lm_eval fills its registry lazily only while it is empty)
     from lm_eval.tasks import TaskManager
