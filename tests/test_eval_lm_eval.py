@@ -1,5 +1,6 @@
 """The hybrid as an lm-evaluation-harness model: exact log-likelihoods, generation, rolling perplexity, and a full
-harness run on local YAML tasks (tests/fixtures/lm_eval, no hub) through the Python API and the command line."""
+harness run on the package's own YAML tasks (eval/lm_eval_tasks, no hub) through the Python API and the command line
+(which includes them by itself, beside a user's --include_path)."""
 
 from __future__ import annotations
 
@@ -16,26 +17,9 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from helpers import REPO
 from hybrid_distill.data.tokenizer import load_or_train_tokenizer
 from hybrid_distill.eval.lm_eval_adapter import HybridLM
+from hybrid_distill.eval.lm_eval_tasks import TASK_NAMES, TASKS_DIR
+from hybrid_distill.models.generation import generate
 from hybrid_distill.models import build_student
-
-FIXTURES = REPO / "tests" / "fixtures" / "lm_eval"
-TASKS = {
-    "hd_recall_mc": """output_type: multiple_choice
-doc_to_text: "{{question}}"
-doc_to_choice: "{{choices}}"
-doc_to_target: "{{answer}}"
-metric_list: [{metric: acc}]""",
-    "hd_copy_gen": """output_type: generate_until
-doc_to_text: "{{prompt}}"
-doc_to_target: "{{target}}"
-generation_kwargs: {until: ["\\n"], max_gen_toks: 6, do_sample: false}
-metric_list: [{metric: exact_match}]""",
-    "hd_text_ppl": """output_type: loglikelihood_rolling
-doc_to_text: ""
-doc_to_target: "{{text}}"
-metric_list: [{metric: word_perplexity}, {metric: bits_per_byte}]""",
-}
-DATA = {"hd_recall_mc": "recall_mc.jsonl", "hd_copy_gen": "copy_gen.jsonl", "hd_text_ppl": "text_ppl.jsonl"}
 
 
 @pytest.fixture(scope="module")
@@ -59,22 +43,6 @@ def student_dir(cache_dir, tmp_path_factory) -> Path:
     build_student(teacher, mamba_ratio=0.5).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
-
-
-def write_tasks(path: Path) -> Path:
-    """The local YAML tasks (TASKS on the fixture data) in `path`, for TaskManager(include_path=path)."""
-    for name, body in TASKS.items():
-        data = FIXTURES / DATA[name]
-        (path / f"{name}.yaml").write_text(
-            f"task: {name}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n"
-            f"    test: {data}\ntest_split: test\n{body}\n"
-        )
-    return path
-
-
-@pytest.fixture(scope="module")
-def task_dir(tmp_path_factory) -> Path:
-    return write_tasks(tmp_path_factory.mktemp("lm_eval_tasks"))
 
 
 def reference_logprob(lm: HybridLM, context: list[int], continuation: list[int]) -> tuple[float, bool]:
@@ -106,7 +74,7 @@ def test_loglikelihood_is_exact_across_batches(student_dir):
         assert logprob == pytest.approx(expected, abs=1e-4) and logprob < 0 and greedy == expected_greedy
     # the model's own greedy continuation is reported as greedy
     prompt = lm.tok_encode("Once upon")
-    own = lm.model.generate(torch.tensor([prompt]), max_new_tokens=3)[0, len(prompt) :].tolist()
+    own = generate(lm.model, torch.tensor([prompt]), max_new_tokens=3)[0, len(prompt) :].tolist()
     [(_, greedy)] = lm._loglikelihood_tokens([(None, prompt, own)])
     assert greedy
 
@@ -114,7 +82,7 @@ def test_loglikelihood_is_exact_across_batches(student_dir):
 @pytest.mark.parametrize("max_length", [16, 64])
 def test_rolling_loglikelihood_scores_every_token_once(student_dir, max_length):
     lm = HybridLM(pretrained=str(student_dir), device="cpu", max_length=max_length)
-    text = (FIXTURES / "text_ppl.jsonl").read_text().splitlines()[0]
+    text = (TASKS_DIR / "hd_text_ppl.jsonl").read_text().splitlines()[0]
     tokens = lm.tok_encode(text)
     assert 16 < len(tokens) < 64  # several windows at 16, one at 64
     [total] = lm.loglikelihood_rolling([Instance("loglikelihood_rolling", {}, (text,), 0)])
@@ -132,7 +100,7 @@ def test_generate_until_stops_at_the_stop_string(student_dir):
     free = lm.generate_until([Instance("generate_until", {}, ("Copy exactly:", {"max_gen_toks": 12}), 0)])[0]
     prompt = lm.tok_encode("Copy exactly:")
     reference = lm.tok_decode(
-        lm.model.generate(torch.tensor([prompt]), max_new_tokens=12, eos_token_id=lm.eot_token_id)[
+        generate(lm.model, torch.tensor([prompt]), max_new_tokens=12, eos_token_id=lm.eot_token_id)[
             0, len(prompt) :
         ].tolist()
     )
@@ -144,15 +112,15 @@ def test_generate_until_stops_at_the_stop_string(student_dir):
     assert cut == free.split(stop)[0]
 
 
-def test_harness_runs_local_tasks(student_dir, task_dir):
+def test_harness_runs_the_shipped_tasks(student_dir):
     import lm_eval
     from lm_eval.tasks import TaskManager
 
     out = lm_eval.simple_evaluate(
         model="hybrid_distill",
         model_args=f"pretrained={student_dir},max_length=48",
-        tasks=list(TASKS),
-        task_manager=TaskManager(include_path=str(task_dir)),
+        tasks=list(TASK_NAMES),
+        task_manager=TaskManager(include_path=str(TASKS_DIR)),
         device="cpu",
         batch_size=2,
     )
@@ -162,7 +130,12 @@ def test_harness_runs_local_tasks(student_dir, task_dir):
     assert results["hd_text_ppl"]["word_perplexity,none"] > 1
 
 
-def test_command_line_registers_the_model(student_dir, task_dir, tmp_path):
+def test_command_line_registers_the_model_and_includes_the_shipped_tasks(student_dir, tmp_path):
+    user_tasks = tmp_path / "user_tasks"  # a user's own --include_path works beside the shipped tasks
+    user_tasks.mkdir()
+    (user_tasks / "user_recall.yaml").write_text(
+        "task: user_recall\ninclude: " + str(TASKS_DIR / "hd_recall_mc.yaml") + "\n"
+    )
     proc = subprocess.run(
         [
             sys.executable,
@@ -173,9 +146,9 @@ def test_command_line_registers_the_model(student_dir, task_dir, tmp_path):
             "--model_args",
             f"pretrained={student_dir},max_length=48",
             "--tasks",
-            "hd_recall_mc",
+            "hd_recall_mc,user_recall",
             "--include_path",
-            str(task_dir),
+            str(user_tasks),
             "--device",
             "cpu",
             "--output_path",
@@ -188,4 +161,5 @@ def test_command_line_registers_the_model(student_dir, task_dir, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     [result_file] = tmp_path.rglob("results_*.json")
-    assert "acc,none" in json.loads(result_file.read_text())["results"]["hd_recall_mc"]
+    results = json.loads(result_file.read_text())["results"]
+    assert results["hd_recall_mc"]["acc,none"] == results["user_recall"]["acc,none"]

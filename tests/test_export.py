@@ -29,9 +29,9 @@ from hybrid_distill.errors import UserError
 from hybrid_distill.export import ExportReport, export_student, import_student
 from hybrid_distill.export.api import LAYER_TOLERANCE
 from hybrid_distill.export import bamba as bamba_format
+from hybrid_distill.eval.lm_eval_tasks import TASK_NAMES, TASKS_DIR
 from hybrid_distill.export.__main__ import main as export_main
 from hybrid_distill.models import HybridForCausalLM, build_student
-from test_eval_lm_eval import TASKS, write_tasks
 
 TOLERANCE = 1e-4  # max abs logit difference, float32
 NEW_TOKENS = 24
@@ -366,7 +366,7 @@ def test_an_export_distils_further_as_student_init_from(tiny_teacher, tmp_path):
 
 # --- lm-eval -------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("exported", ["ratio0.875"], indirect=True)  # its generations are not empty
-def test_lm_eval_hf_model_on_the_export_equals_the_adapter_on_the_student(exported, tmp_path):
+def test_lm_eval_hf_model_on_the_export_equals_the_adapter_on_the_student(exported):
     import lm_eval
     import lm_eval.models  # noqa: F401  (registers hf: lm_eval fills its registry lazily only while it is empty)
     from lm_eval.tasks import TaskManager
@@ -374,13 +374,13 @@ def test_lm_eval_hf_model_on_the_export_equals_the_adapter_on_the_student(export
     import hybrid_distill.eval.lm_eval_adapter  # noqa: F401  (registers hybrid_distill)
 
     student_dir, out = exported.student_dir, exported.out
-    tasks = TaskManager(include_path=str(write_tasks(tmp_path)))
-    common = {"tasks": list(TASKS), "task_manager": tasks, "device": "cpu", "batch_size": 2, "log_samples": True}
+    tasks = TaskManager(include_path=str(TASKS_DIR))
+    common = {"tasks": list(TASK_NAMES), "task_manager": tasks, "device": "cpu", "batch_size": 2, "log_samples": True}
     ours = lm_eval.simple_evaluate(
         model="hybrid_distill", model_args=f"pretrained={student_dir},max_length=48", **common
     )
     theirs = lm_eval.simple_evaluate(model="hf", model_args=f"pretrained={out},max_length=48", **common)
-    for task in TASKS:
+    for task in TASK_NAMES:
         numbers = {k: v for k, v in ours["results"][task].items() if isinstance(v, float) and "stderr" not in k}
         print(f"\n{task}: hybrid_distill {numbers}; hf { ({k: theirs['results'][task][k] for k in numbers}) }")
         assert numbers and all(theirs["results"][task][k] == pytest.approx(v, rel=1e-4) for k, v in numbers.items())

@@ -1,4 +1,5 @@
-"""`python -m hybrid_distill.generate`: a saved student answers prompts (its own greedy decoding) and chats."""
+"""`python -m hybrid_distill.generate`: a saved student answers prompts and chats (transformers' generate on the
+student's caches; greedy, the same tokens as the project's own loop), with transformers' options."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 
 from hybrid_distill import cli, generate  # noqa: F401  (cli registers the config resolvers)
 from hybrid_distill.models import HybridForCausalLM, build_student
+from hybrid_distill.models.generation import generate as own_generate
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +26,7 @@ def _greedy(student_dir, tokenizer, turns, n):
     ids = tokenizer.apply_chat_template(turns, add_generation_prompt=True, return_tensors="pt", return_dict=True)[
         "input_ids"
     ]
-    out = model.generate(ids, max_new_tokens=n, eos_token_id=tokenizer.eos_token_id)
+    out = own_generate(model, ids, max_new_tokens=n, eos_token_id=tokenizer.eos_token_id)
     return tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip()
 
 
@@ -57,3 +59,28 @@ def test_interactive_chat_keeps_the_history(student_dir, tiny_teacher):
 def test_a_bad_path_is_one_clear_error(tmp_path):
     with pytest.raises(SystemExit, match="error: ckpt .* does not exist"):
         generate.main([str(tmp_path / "nope"), "--prompt", "x"])
+
+
+def _answer(student_dir, *options: str) -> str:
+    out = io.StringIO()
+    generate.main([str(student_dir), "--template", "plain", "--prompt", "To be, or", *options], stdout=out)
+    return out.getvalue().split("student> ", 1)[1]
+
+
+def test_transformers_options_reach_generation(student_dir):
+    plain = _answer(student_dir, "--max-new-tokens", "24")
+    # the student of a barely trained teacher repeats itself (newlines); a strong penalty must change that
+    assert _answer(student_dir, "--max-new-tokens", "24", "--repetition-penalty", "5") != plain
+    varied = _answer(student_dir, "--max-new-tokens", "24", "--no-repeat-ngram-size", "2")
+    assert varied != plain and varied.strip()
+    streamed = _answer(student_dir, "--max-new-tokens", "24", "--no-repeat-ngram-size", "2", "--stream")
+    assert streamed.strip() == varied.strip()
+    stop = varied.split()[-1][-1]  # a character the answer contains: generation ends at its first occurrence
+    stopped = _answer(student_dir, "--max-new-tokens", "24", "--no-repeat-ngram-size", "2", "--stop", stop).strip()
+    assert stopped.endswith(stop) and varied.strip().startswith(stopped)
+    assert len(stopped) <= len(varied.strip())
+
+
+def test_refused_option_combinations_are_one_clear_error(student_dir):
+    with pytest.raises(SystemExit, match="error: .*streamer.*beam"):
+        _answer(student_dir, "--stream", "--num-beams", "2")

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from hybrid_distill.models import build_student
+from hybrid_distill.models.generation import generate
 from test_models_common import make_teacher, perturb_, random_ids
 
 pytestmark = [
@@ -37,7 +38,12 @@ def test_recurrent_matches_parallel_on_cuda(mixer, dtype):
         torch.testing.assert_close(recurrent, parallel, rtol=1e-3, atol=1e-3)
     else:  # bf16 weights and activations: compare relative to the logits' scale
         assert (recurrent - parallel).abs().mean() < 0.02 * parallel.abs().mean()
-    out = student.generate(
-        ids[:, :5], max_new_tokens=4, do_sample=True, top_p=0.9, generator=torch.Generator("cuda").manual_seed(0)
+    out = generate(
+        student,
+        ids[:, :5],
+        max_new_tokens=4,
+        do_sample=True,
+        top_p=0.9,
+        generator=torch.Generator("cuda").manual_seed(0),
     )
     assert out.shape == (2, 9) and out.is_cuda

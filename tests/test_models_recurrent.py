@@ -1,9 +1,11 @@
-"""Parallel forward == token-by-token recurrent decoding == prefill then decode; generate() options."""
+"""Parallel forward == token-by-token recurrent decoding == prefill then decode; the own generate()'s options
+(models/generation.py; transformers' model.generate is tested in test_hf_interop.py)."""
 
 import pytest
 import torch
 
 from hybrid_distill.models import build_student, next_token
+from hybrid_distill.models.generation import generate
 from test_models_common import make_teacher, perturb_, random_ids
 
 
@@ -42,7 +44,7 @@ def test_prefill_then_decode_matches_parallel_forward(mixer):
 def test_greedy_generate_continues_the_parallel_argmax():
     student = _student("mamba2")
     prompt = random_ids(batch=2, length=4)
-    out = student.generate(prompt, max_new_tokens=6)
+    out = generate(student, prompt, max_new_tokens=6)
     assert out.shape == (2, 10) and torch.equal(out[:, :4], prompt)
     with torch.no_grad():  # every generated token is the argmax of a full parallel pass over its prefix
         logits = student(out[:, :-1]).logits
@@ -53,21 +55,21 @@ def test_sampling_is_reproducible_with_a_generator_and_top_k_1_is_greedy():
     student = _student("mamba1")
     prompt = random_ids(batch=3, length=4)
     kw = dict(max_new_tokens=8, do_sample=True, temperature=1.5)
-    a = student.generate(prompt, generator=torch.Generator().manual_seed(7), **kw)
-    b = student.generate(prompt, generator=torch.Generator().manual_seed(7), **kw)
-    c = student.generate(prompt, generator=torch.Generator().manual_seed(8), **kw)
+    a = generate(student, prompt, generator=torch.Generator().manual_seed(7), **kw)
+    b = generate(student, prompt, generator=torch.Generator().manual_seed(7), **kw)
+    c = generate(student, prompt, generator=torch.Generator().manual_seed(8), **kw)
     assert torch.equal(a, b) and not torch.equal(a, c)
-    greedy = student.generate(prompt, max_new_tokens=8)
-    assert torch.equal(student.generate(prompt, top_k=1, generator=torch.Generator().manual_seed(9), **kw), greedy)
+    greedy = generate(student, prompt, max_new_tokens=8)
+    assert torch.equal(generate(student, prompt, top_k=1, generator=torch.Generator().manual_seed(9), **kw), greedy)
     assert not torch.equal(a, greedy)
 
 
 def test_eos_stops_rows_and_pads_after_it():
     student = _student("mamba2")
     prompt = random_ids(batch=2, length=4)
-    free = student.generate(prompt, max_new_tokens=6)
+    free = generate(student, prompt, max_new_tokens=6)
     eos = int(free[0, 6])  # row 0 emits this token as its 3rd new token
-    out = student.generate(prompt, max_new_tokens=6, eos_token_id=[eos, 999])
+    out = generate(student, prompt, max_new_tokens=6, eos_token_id=[eos, 999])
     stops = []
     for row in range(2):  # each row equals free generation up to its first EOS, then pad_token_id (0)
         hits = (free[row, 4:] == eos).nonzero()
@@ -75,7 +77,7 @@ def test_eos_stops_rows_and_pads_after_it():
         stops.append(stop)
         assert torch.equal(out[row, :stop], free[row, :stop]) and (out[row, stop:] == 0).all()
     assert out.shape[1] == max(stops)  # generation ends once every row has finished
-    assert student.generate(prompt[:1], max_new_tokens=6, eos_token_id=eos).shape[1] == 7
+    assert generate(student, prompt[:1], max_new_tokens=6, eos_token_id=eos).shape[1] == 7
 
 
 def test_next_token_top_k_and_top_p_restrict_the_support():
@@ -100,8 +102,8 @@ def test_padding_is_refused_where_it_would_be_wrong():
     with torch.no_grad():  # accepted and ignored: causal layers never look at later (padded) positions
         assert torch.equal(student(ids, attention_mask=right_padded).logits, student(ids).logits)
     with pytest.raises(ValueError, match="engine='eager' needs unpadded prompts"):  # the static engine takes them
-        student.generate(ids, max_new_tokens=2, attention_mask=right_padded, engine="eager")
+        generate(student, ids, max_new_tokens=2, attention_mask=right_padded, engine="eager")
     with pytest.raises(ValueError, match="left padding"):
-        student.generate(ids, max_new_tokens=2, attention_mask=left_padded)
+        generate(student, ids, max_new_tokens=2, attention_mask=left_padded)
     with pytest.raises(ValueError, match="top_p"):
-        student.generate(ids, max_new_tokens=2, do_sample=True, top_p=1.5)
+        generate(student, ids, max_new_tokens=2, do_sample=True, top_p=1.5)

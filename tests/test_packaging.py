@@ -48,6 +48,12 @@ def test_wheel_carries_the_configs_and_the_installed_package_finds_them(tmp_path
     assert configs and configs <= names, sorted(configs - names)
     kernels = {str(p.relative_to(PACKAGE.parent)) for p in (PACKAGE / "kernels").glob("*.py")}
     assert kernels and kernels <= names, sorted(kernels - names)  # the own Triton kernels ship in the wheel
+    tasks = {str(p.relative_to(PACKAGE.parent)) for p in (PACKAGE / "eval" / "lm_eval_tasks").glob("*.*")}
+    assert {
+        "hybrid_distill/eval/lm_eval_tasks/hd_recall_mc.yaml",
+        "hybrid_distill/eval/lm_eval_tasks/hd_data.py",
+    } <= tasks
+    assert tasks <= names, sorted(tasks - names)  # the lm-eval tasks with their documents
     # the unpacked wheel alone on the path (as site-packages would hold it), started outside the repository
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
@@ -55,7 +61,9 @@ def test_wheel_carries_the_configs_and_the_installed_package_finds_them(tmp_path
     env.pop("HD_CONFIG_DIR", None)
     probe = (
         "import hybrid_distill.paths as p, pathlib; d = pathlib.Path(p.config_dir()); "
-        "print(d); assert (d / 'train.yaml').is_file() and (d / 'eval.yaml').is_file()"
+        "print(d); assert (d / 'train.yaml').is_file() and (d / 'eval.yaml').is_file(); "
+        "from hybrid_distill.eval.lm_eval_tasks import TASKS_DIR, TASK_NAMES; "
+        "assert len(TASK_NAMES) == 3 and all((TASKS_DIR / f'{t}.jsonl').is_file() for t in TASK_NAMES)"
     )
     out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr

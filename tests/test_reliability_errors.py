@@ -166,7 +166,7 @@ def test_dpo_from_a_teacher_directory_instead_of_a_student(random_teacher_dir, t
     fails_with(
         tmp_path,
         ["stage=dpo", f"stage.init_from={random_teacher_dir}"],
-        f"stage.init_from '{random_teacher_dir}': .*config.json: .*HybridConfig key",
+        f"stage.init_from '{random_teacher_dir}': .*config.json: model_type 'llama' is not a hybrid_distill student",
     )
 
 

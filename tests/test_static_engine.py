@@ -11,6 +11,7 @@ import torch
 from hybrid_distill.eval.decoders import make_decoder
 from hybrid_distill.eval.throughput import measure_generation
 from hybrid_distill.models import StaticCache, build_student, teacher_as_student
+from hybrid_distill.models.generation import generate
 from hybrid_distill.models.static_engine import DecodeStep, prefill
 from test_models_common import make_teacher, perturb_, random_ids
 
@@ -28,10 +29,10 @@ def _student(mixer: str, pattern: str):
 def test_greedy_and_seeded_sampling_equal_the_eager_engine(mixer, pattern):
     student = _student(mixer, pattern)
     prompt = random_ids(batch=3, length=5)
-    eager = student.generate(prompt, max_new_tokens=8, engine="eager")
-    assert torch.equal(student.generate(prompt, max_new_tokens=8, engine="static"), eager)
+    eager = generate(student, prompt, max_new_tokens=8, engine="eager")
+    assert torch.equal(generate(student, prompt, max_new_tokens=8, engine="static"), eager)
     runs = [
-        student.generate(prompt, max_new_tokens=8, engine=e, generator=torch.Generator().manual_seed(5), **SAMPLING)
+        generate(student, prompt, max_new_tokens=8, engine=e, generator=torch.Generator().manual_seed(5), **SAMPLING)
         for e in ("eager", "static")
     ]
     assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0], eager)  # really sampled, and identically
@@ -41,10 +42,10 @@ def test_greedy_and_seeded_sampling_equal_the_eager_engine(mixer, pattern):
 def test_eos_rows_stop_and_the_output_is_cut_where_eager_stops(check_every):
     student = _student("mamba2", "MAMM")
     prompt = random_ids(batch=2, length=4)
-    free = student.generate(prompt, max_new_tokens=10, engine="eager")
+    free = generate(student, prompt, max_new_tokens=10, engine="eager")
     eos = [int(free[0, 6]), int(free[1, 8])]  # row 0 stops at its 3rd new token, row 1 at its 5th (or before)
-    eager = student.generate(prompt, max_new_tokens=10, eos_token_id=eos, engine="eager")
-    static = student.generate(prompt, max_new_tokens=10, eos_token_id=eos, check_every=check_every)
+    eager = generate(student, prompt, max_new_tokens=10, eos_token_id=eos, engine="eager")
+    static = generate(student, prompt, max_new_tokens=10, eos_token_id=eos, check_every=check_every)
     assert torch.equal(static, eager) and eager.shape[1] < 14 and (eager[0, 7:] == 0).all()
 
 
@@ -53,10 +54,10 @@ def test_right_padded_rows_continue_from_their_own_last_token(mixer, pattern):
     student = _student(mixer, pattern)
     ids, lengths = random_ids(batch=3, length=7), [7, 2, 5]
     mask = torch.tensor([[1] * n + [0] * (7 - n) for n in lengths])
-    out = student.generate(ids.masked_fill(mask == 0, 0), max_new_tokens=6, attention_mask=mask)
+    out = generate(student, ids.masked_fill(mask == 0, 0), max_new_tokens=6, attention_mask=mask)
     assert torch.equal(out[:, :7], ids.masked_fill(mask == 0, 0))  # new tokens start at T for every row
     for row, n in enumerate(lengths):  # each row as if generated alone, unpadded, by the eager reference
-        alone = student.generate(ids[row : row + 1, :n], max_new_tokens=6, engine="eager")
+        alone = generate(student, ids[row : row + 1, :n], max_new_tokens=6, engine="eager")
         assert torch.equal(out[row, 7:], alone[0, n:]), row
 
 
@@ -64,11 +65,11 @@ def test_bad_masks_are_refused_with_one_message():
     student = _student("mamba2", "MAMM")
     ids = random_ids(batch=2, length=4)
     with pytest.raises(ValueError, match="left padding"):
-        student.generate(ids, max_new_tokens=2, attention_mask=torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1]]))
+        generate(student, ids, max_new_tokens=2, attention_mask=torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1]]))
     with pytest.raises(ValueError, match="without any real token"):
-        student.generate(ids, max_new_tokens=2, attention_mask=torch.tensor([[0, 0, 0, 0], [1, 1, 1, 1]]))
+        generate(student, ids, max_new_tokens=2, attention_mask=torch.tensor([[0, 0, 0, 0], [1, 1, 1, 1]]))
     with pytest.raises(ValueError, match="engine must be one of"):
-        student.generate(ids, max_new_tokens=2, engine="fast")
+        generate(student, ids, max_new_tokens=2, engine="fast")
     cache = StaticCache(student, 2, 5)
     prefill(student, cache, ids, None)
     with pytest.raises(ValueError, match="capacity of 5"):
@@ -118,7 +119,7 @@ def test_teacher_decodes_on_the_engine_as_the_ratio_zero_student():
     with torch.no_grad():
         torch.testing.assert_close(student(ids).logits, teacher(ids).logits, rtol=0, atol=0)
     expected = teacher.generate(ids, max_new_tokens=8, do_sample=False, eos_token_id=None, pad_token_id=0)
-    assert torch.equal(student.generate(ids, max_new_tokens=8), expected)
+    assert torch.equal(generate(student, ids, max_new_tokens=8), expected)
 
 
 @pytest.mark.parametrize("pattern", ["AAAA", "MAMM"])
@@ -156,17 +157,17 @@ def test_throughput_rows_have_engine_and_memory_floor_inputs():
 def test_cuda_graph_decoding_equals_eager_on_cuda(mixer, pattern, dtype):
     student = _student(mixer, pattern).cuda().to(dtype)
     prompt = random_ids(batch=3, length=9).cuda()
-    eager = student.generate(prompt, max_new_tokens=16, engine="eager")
-    graphed = student.generate(prompt, max_new_tokens=16, engine="static", cuda_graph=True)
-    static = student.generate(prompt, max_new_tokens=16, engine="static", cuda_graph=False)
+    eager = generate(student, prompt, max_new_tokens=16, engine="eager")
+    graphed = generate(student, prompt, max_new_tokens=16, engine="static", cuda_graph=True)
+    static = generate(student, prompt, max_new_tokens=16, engine="static", cuda_graph=False)
     assert torch.equal(graphed, static)  # the graph replays exactly the static step
     if dtype == torch.float32:
         assert torch.equal(graphed, eager)
     else:  # bf16: the masked full-buffer attention may round differently from the eager one; most tokens agree
         assert (graphed == eager).float().mean() > 0.8
     sampled = [
-        student.generate(
-            prompt, max_new_tokens=16, engine=e, generator=torch.Generator("cuda").manual_seed(0), **SAMPLING
+        generate(
+            student, prompt, max_new_tokens=16, engine=e, generator=torch.Generator("cuda").manual_seed(0), **SAMPLING
         )
         for e in ("eager", "static")
     ]

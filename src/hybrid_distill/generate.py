@@ -1,8 +1,11 @@
 """Sample text from a saved student: `python -m hybrid_distill.generate <student dir | run dir> --prompt "..."`
-(also `hd-generate`), or a chat in the terminal with --interactive. Uses the student's own caches (models/generation.py).
+(also `hd-generate`), or a chat in the terminal with --interactive. Decodes with transformers' `generate` on the
+student's own caches (models/hf_model.py), so its options apply: repetition penalty, n-gram blocking, beams, stop
+strings, streaming.
 
     python -m hybrid_distill.generate outputs/train/runs/<run> --prompt "What is 3 + 4?" --prompt "Sort: c a b"
-    python -m hybrid_distill.generate outputs/train/runs/<run>/student --interactive --sample --temperature 0.7
+    python -m hybrid_distill.generate outputs/train/runs/<run>/student --interactive --sample --temperature 0.7 --stream
+    python -m hybrid_distill.generate <run> --prompt "Once upon" --template plain --repetition-penalty 1.3 --stop "."
 """
 
 from __future__ import annotations
@@ -25,21 +28,50 @@ def encode(tokenizer, turns: list[dict[str, str]], template: str):
     return tokenizer(turns[-1]["content"], return_tensors="pt")["input_ids"]
 
 
-def reply(model, tokenizer, turns: list[dict[str, str]], args: argparse.Namespace) -> str:
-    """The model's answer to the conversation `turns`, decoded without special tokens."""
+def generation_options(args: argparse.Namespace) -> dict:
+    """The command line's options as transformers' generate kwargs (None: the model's generation config decides)."""
+    options = {
+        "max_new_tokens": args.max_new_tokens,
+        "min_new_tokens": args.min_new_tokens,
+        "do_sample": args.sample,
+        "num_beams": args.num_beams,
+        "repetition_penalty": args.repetition_penalty,
+        "no_repeat_ngram_size": args.no_repeat_ngram_size,
+        "stop_strings": args.stop or None,
+    }
+    if args.sample:
+        options.update(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def text_streamer(tokenizer, out: TextIO):
+    """transformers' TextStreamer (new text only, no special tokens) writing to `out` instead of print()."""
+    from transformers import TextStreamer
+
+    class Streamer(TextStreamer):
+        def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+            out.write(text)
+            out.flush()
+
+    return Streamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+
+
+def reply(model, tokenizer, turns: list[dict[str, str]], args: argparse.Namespace, stream: TextIO | None = None) -> str:
+    """The model's answer to the conversation `turns`, decoded without special tokens; with `stream`, its text is
+    also written there as it is generated."""
     import torch
 
-    ids = encode(tokenizer, turns, args.template).to(next(model.parameters()).device)  # (1, T)
-    generator = torch.Generator().manual_seed(args.seed) if args.sample else None
+    ids = encode(tokenizer, turns, args.template).to(model.device)  # (1, T)
+    if args.sample:
+        torch.manual_seed(args.seed)  # transformers samples from torch's global generator
     out = model.generate(
         ids,
-        max_new_tokens=args.max_new_tokens,
-        do_sample=args.sample,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
+        attention_mask=torch.ones_like(ids),
         eos_token_id=tokenizer.eos_token_id,
-        generator=generator,
+        pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+        tokenizer=tokenizer,  # for stop strings
+        streamer=text_streamer(tokenizer, stream) if stream is not None else None,
+        **generation_options(args),
     )
     return tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip()
 
@@ -54,9 +86,10 @@ def chat(model, tokenizer, args: argparse.Namespace, stdin: TextIO, stdout: Text
         if not line.strip():
             return
         turns.append({"role": "user", "content": line.strip()})
-        answer = reply(model, tokenizer, turns, args)
+        stdout.write("student> ")
+        answer = reply(model, tokenizer, turns, args, stream=stdout if args.stream else None)
         turns.append({"role": "assistant", "content": answer})
-        stdout.write(f"student> {answer}\n")
+        stdout.write("\n" if args.stream else f"{answer}\n")
 
 
 def load(path: str, scan_backend: str | None):
@@ -86,11 +119,17 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="chat: the tokenizer's chat template; plain: the text as is; auto: chat if it has one",
     )
     parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--min-new-tokens", type=int, default=None, help="no EOS before this many tokens")
     parser.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
-    parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--top-k", type=int, default=None)
-    parser.add_argument("--top-p", type=float, default=None)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--temperature", type=float, default=1.0, help="with --sample")
+    parser.add_argument("--top-k", type=int, default=None, help="with --sample")
+    parser.add_argument("--top-p", type=float, default=None, help="with --sample")
+    parser.add_argument("--seed", type=int, default=0, help="with --sample: the same seed gives the same text")
+    parser.add_argument("--repetition-penalty", type=float, default=None, help="> 1 discourages repeating tokens")
+    parser.add_argument("--no-repeat-ngram-size", type=int, default=None, help="never repeat an n-gram of this size")
+    parser.add_argument("--num-beams", type=int, default=None, help="beam search with this many beams")
+    parser.add_argument("--stop", action="append", default=[], help="stop after this string (repeatable)")
+    parser.add_argument("--stream", action="store_true", help="print the answer as it is generated")
     parser.add_argument("--scan-backend", default=None, help="as saved with the student unless given")
     return parser.parse_args(argv)
 
@@ -102,9 +141,11 @@ def main(argv: list[str] | None = None, stdin: TextIO = sys.stdin, stdout: TextI
     try:
         model, tokenizer = load(args.ckpt, args.scan_backend)
         for prompt in args.prompt:
-            stdout.write(
-                f"prompt> {prompt}\nstudent> {reply(model, tokenizer, [{'role': 'user', 'content': prompt}], args)}\n"
+            stdout.write(f"prompt> {prompt}\nstudent> ")
+            answer = reply(
+                model, tokenizer, [{"role": "user", "content": prompt}], args, stdout if args.stream else None
             )
+            stdout.write("\n" if args.stream else f"{answer}\n")
         if args.interactive:
             chat(model, tokenizer, args, stdin, stdout)
     except (UserError, ValueError) as err:

@@ -11,5 +11,6 @@ Modules, in the order data flows through them:
 - `speculative`: speculative decoding with a hybrid target (exact under greedy);
 - `results`: non-overwriting atomic JSON and W&B logging; `suite`: every section above on one student;
 - `report`: aggregate runs into a markdown table and plots (`python -m hybrid_distill.report <dir>`);
-- `lm_eval_adapter` / `lm_eval_cli`: the hybrid as an lm-evaluation-harness model.
+- `lm_eval_adapter` / `lm_eval_cli`: the hybrid as an lm-evaluation-harness model; `lm_eval_tasks/`: the package's own
+  small lm-eval tasks (YAML + documents), which `lm_eval_cli` includes by itself.
 """

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from .. import losses
 from ..data.collate import RightPadCollator, pad_token_id
 from ..data.tokenize import IGNORE_INDEX
+from ..models.generation import generate
 from .loading import load_student, resolve_checkpoint
 from .suite import resolve_device
 from .recall import argmax_hits
@@ -123,7 +124,8 @@ class HybridLM(TemplateLM):
             temperature = float(options.pop("temperature", 1.0) or 1.0)
             ids = self.tok_encode(context)[-max(self.max_length - max_new, 1) :]
             prompt = torch.tensor([ids], device=self._device)
-            out = self.model.generate(
+            out = generate(  # the project's own loop: greedy or plain sampling is all lm-eval tasks ask for here
+                self.model,
                 prompt,
                 max_new_tokens=max_new,
                 do_sample=do_sample and temperature > 0,

@@ -35,7 +35,7 @@ def greedy_samples(
                 max_new_tokens=max_new_tokens,
                 do_sample=False,
                 eos_token_id=tokenizer.eos_token_id,
-                **({"pad_token_id": tokenizer.pad_token_id} if name == "teacher" else {}),
+                pad_token_id=tokenizer.pad_token_id,
             )
             row[name] = tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip()
         rows.append(row)

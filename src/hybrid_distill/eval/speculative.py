@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from ..models.generation import generate
 from .decoders import make_decoder
 
 
@@ -126,9 +127,8 @@ def speculative_benchmark(
     total = SpeculativeStats()
     exact = True
     for ids in prompts:  # each (1, T)
-        reference, seconds = _timed(
-            target.generate, ids, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos_token_id
-        )
+        # the project's own decoding loop on the same cache: the plain baseline, without transformers' per-step work
+        reference, seconds = _timed(generate, target, ids, max_new_tokens=max_new_tokens, eos_token_id=eos_token_id)
         plain_s += seconds
         (output, stats), seconds = _timed(speculative_generate, target, draft, ids, max_new_tokens, k, eos_token_id)
         spec_s += seconds

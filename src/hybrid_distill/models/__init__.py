@@ -38,6 +38,7 @@ from .calibrate import calibrate_student
 from .cache import AttentionState, HybridCache, StaticCache
 from .config import HybridConfig
 from .generation import next_token
+from .hf_model import HybridPretrainedConfig, register_auto_classes
 from .hybrid import HybridBlock, HybridForCausalLM, HybridOutput
 from .mixers import MixerSpec, make_mixer, mixer_spec, register
 from .mixers.mamba1 import Mamba1Mixer
@@ -53,6 +54,7 @@ __all__ = [
     "HybridConfig",
     "HybridForCausalLM",
     "HybridOutput",
+    "HybridPretrainedConfig",
     "StaticCache",
     "Mamba1Mixer",
     "Mamba2Mixer",
@@ -73,3 +75,5 @@ __all__ = [
     "teacher_as_student",
     "validate_pattern",
 ]
+
+register_auto_classes(HybridForCausalLM)

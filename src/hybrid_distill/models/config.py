@@ -1,7 +1,9 @@
 """HybridConfig: everything needed to rebuild a student (Llama fields + layer pattern + the mixer and its options).
 
 config.json holds the mixer's options flat beside the other fields (as before the mixer registry); configs saved
-then carried the options of both Mamba mixers, and the ones their mixer does not take are dropped on load.
+then carried the options of both Mamba mixers, and the ones their mixer does not take are dropped on load. It also
+names the transformers model type (`model_type: hybrid_distill`, `architectures`) so that transformers' Auto classes
+find the student (models/hf_model.py); configs saved before carry neither and load the same.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from .mixers import mixer_spec
 
 INITS = ("attention", "random")
 CONV_INITS = ("identity", "random")
+# what config.json tells transformers' AutoConfig / AutoModelForCausalLM (registered in models/hf_model.py)
+MODEL_TYPE = "hybrid_distill"
+TRANSFORMERS_KEYS = {"model_type": MODEL_TYPE, "architectures": ["HybridForCausalLM"]}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 # options that every config.json written before the mixer registry held, whichever Mamba mixer it named
@@ -168,6 +173,10 @@ class HybridConfig:
     def from_dict(cls, d: dict[str, Any], source: str = "config") -> "HybridConfig":
         """Build from a dict (to_dict's form); unknown or missing keys raise one ValueError naming them and `source`."""
         fields = {f.name: f for f in dataclasses.fields(cls)}
+        model_type = d.get("model_type", MODEL_TYPE)
+        if model_type != MODEL_TYPE:
+            raise ValueError(f"{source}: model_type {model_type!r} is not a hybrid_distill student ({MODEL_TYPE!r})")
+        d = {k: v for k, v in d.items() if k not in TRANSFORMERS_KEYS}
         try:
             spec = mixer_spec(d.get("mixer", fields["mixer"].default))
         except ValueError as e:
@@ -190,7 +199,8 @@ class HybridConfig:
             raise ValueError(f"{source}: {e}") from e
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+        """config.json: the fields (to_dict) plus what transformers' Auto classes read."""
+        return json.dumps({**self.to_dict(), **TRANSFORMERS_KEYS}, indent=2, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str, source: str = "config") -> "HybridConfig":

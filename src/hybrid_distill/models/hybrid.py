@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.models.llama.modeling_llama import LlamaMLP, LlamaRMSNorm, LlamaRotaryEmbedding
 
-from . import checkpoint, generation
 from .allocation import ATTENTION
 from .attention import Attention
 from .cache import HybridCache, StaticCache
 from .config import HybridConfig
+from .hf_model import (
+    HybridGenerationMixin,
+    HybridPretrainedConfig,
+    HybridPreTrainedModel,
+    as_pretrained_config,
+    check_forward_kwargs,
+)
 from .mixers import make_mixer
 
 
-@dataclass
-class HybridOutput:
-    logits: torch.Tensor | None  # (B, T, V) float32; None with return_hidden
-    cache: HybridCache | StaticCache | None = None
-    hidden: torch.Tensor | None = None  # (B, T, d) after the final norm, with return_hidden (for a fused loss)
+# logits: (B, T, V) float32 (None with return_hidden); cache: the HybridCache or StaticCache passed in (or made for
+# use_cache=True), None without one; hidden: (B, T, d) after the final norm, with return_hidden (for a fused loss)
+HybridOutput = CausalLMOutputWithPast
 
 
 class HybridBlock(GradientCheckpointingLayer):
@@ -56,10 +59,12 @@ def check_right_padded(attention_mask: torch.Tensor | None) -> None:
         )
 
 
-class HybridForCausalLM(nn.Module):
-    def __init__(self, config: HybridConfig):
-        super().__init__()
-        self.config = config
+class HybridForCausalLM(HybridPreTrainedModel, HybridGenerationMixin):
+    """A transformers PreTrainedModel (models/hf_model.py: config, `generate`, Auto classes, save/load)."""
+
+    def __init__(self, config: HybridConfig | HybridPretrainedConfig):
+        super().__init__(as_pretrained_config(config))
+        config = self.config.hybrid  # the modules share it: model.config.scan_backend = ... reaches the mixers
         llama_config = config.to_llama_config()
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, config.pad_token_id)
         self.layers = nn.ModuleList(HybridBlock(config, llama_config, kind) for kind in config.pattern)
@@ -79,8 +84,16 @@ class HybridForCausalLM(nn.Module):
         attention_mask: torch.Tensor | None = None,  # accepted for API compatibility; right padding only
         logits_to_keep: int = 0,  # > 0: logits of the last positions only (generation)
         return_hidden: bool = False,  # the final hidden states instead of logits (losses.fused_distill_loss)
+        use_cache: bool | None = None,  # None: iff a cache is given; True without one: start a new cache
+        return_dict: bool | None = None,  # False: a tuple (logits, cache), as transformers models return
+        **hf_kwargs,  # what transformers' generate passes besides (their defaults only)
     ) -> HybridOutput:
+        check_forward_kwargs(hf_kwargs)
         check_right_padded(attention_mask)
+        if use_cache and cache is None:
+            cache = self.new_cache()
+        elif use_cache is False and cache is not None:
+            raise ValueError("forward got a cache and use_cache=False; pass one or the other")
         T = input_ids.shape[1]
         hidden = self.embed_tokens(input_ids)  # (B, T, d)
         if cache is None:
@@ -100,16 +113,8 @@ class HybridForCausalLM(nn.Module):
             return HybridOutput(logits=None, cache=cache, hidden=hidden)
         if logits_to_keep > 0:
             hidden = hidden[:, -logits_to_keep:]
-        return HybridOutput(logits=self.lm_head(hidden).float(), cache=cache)
+        out = HybridOutput(logits=self.lm_head(hidden).float(), cache=cache)
+        return out if return_dict is not False else out.to_tuple()
 
     def new_cache(self) -> HybridCache:
         return HybridCache(len(self.layers))
-
-    generate = generation.generate
-
-    def save_pretrained(self, directory) -> None:
-        checkpoint.save_checkpoint(self, directory)
-
-    @classmethod
-    def from_pretrained(cls, directory, scan_backend: str | None = None) -> "HybridForCausalLM":
-        return checkpoint.load_checkpoint(cls, directory, scan_backend=scan_backend)
