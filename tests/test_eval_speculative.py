@@ -11,6 +11,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from hybrid_distill.eval.decoders import HFDecoder, HybridDecoder
 from hybrid_distill.eval.speculative import speculative_benchmark, speculative_generate
+from hybrid_distill.models.generation import generate
 from hybrid_distill.models import build_student
 
 CONFIG = dict(
@@ -44,7 +45,7 @@ def models():
 def test_output_equals_greedy_decoding_for_every_draft(models, k, engine):
     target = models["target"]
     prompt = torch.randint(0, 64, (1, 9), generator=torch.Generator().manual_seed(k))
-    reference = target.generate(prompt, max_new_tokens=24, engine="eager")
+    reference = generate(target, prompt, max_new_tokens=24, engine="eager")
     rates = {}
     for name in ("target", "noisy", "unrelated", "unrelated_hf"):
         output, stats = speculative_generate(target, models[name], prompt, 24, k, engine=engine)
@@ -61,9 +62,9 @@ def test_output_equals_greedy_decoding_for_every_draft(models, k, engine):
 def test_stops_at_eos_like_generate(models):
     target = models["target"]
     prompt = torch.randint(0, 64, (1, 5), generator=torch.Generator().manual_seed(7))
-    free = target.generate(prompt, max_new_tokens=30)[0, 5:]
+    free = generate(target, prompt, max_new_tokens=30)[0, 5:]
     eos = int(free[6])  # a token the target emits: generation must stop at its first occurrence
-    reference = target.generate(prompt, max_new_tokens=30, eos_token_id=eos)
+    reference = generate(target, prompt, max_new_tokens=30, eos_token_id=eos)
     output, stats = speculative_generate(target, models["noisy"], prompt, 30, 4, eos_token_id=eos)
     assert torch.equal(output, reference) and int(output[0, -1]) == eos and output.shape[1] < 5 + 30
 
