@@ -7,24 +7,15 @@ C (B, L, Gc, N), D (H,) or (H, P), dt_bias (H,), states (B, H, P, N). Head h rea
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 
 import torch
 import triton
 
+from .launch import LaunchConfig, block, dot_precision, finish_grads, steps_contiguous
 from .ssd_bwd import ssd_bwd_kernel
+from .ssd_chunked import chunked_backward, chunked_forward
 from .ssd_fwd import ssd_fwd_kernel
 from .ssd_step import ssd_step_kernel
-
-
-@dataclass(frozen=True)
-class LaunchConfig:
-    """Tile sizes and Triton launch options of one kernel (the benchmark sweeps these)."""
-
-    chunk: int = 64  # steps per chunk
-    block_p: int = 64  # head dims per program (forward only: backward needs all of P in one program)
-    num_warps: int = 4
-    num_stages: int = 2
 
 
 # module defaults, read at each call (experiments/kernels/bench.py sweeps alternatives by rebinding them)
@@ -35,21 +26,6 @@ BWD_CONFIG = LaunchConfig(chunk=32, num_warps=8, num_stages=2)
 BWD_CONFIG_MANY = LaunchConfig(chunk=16, num_warps=4, num_stages=2)
 BWD_MANY_PROGRAMS = 512
 STATES_CONFIG = LaunchConfig(num_warps=8, num_stages=2)  # the backward's state recompute; its chunk is the backward's
-
-
-def _block(n: int) -> int:
-    # tl.dot needs every dimension >= 16; masks cover the padding
-    return max(16, triton.next_power_of_2(n))
-
-
-def _dot_precision(dtype: torch.dtype) -> str:
-    # fp32 inputs get exact fp32 dots (the tight parity tests); bf16/fp16 operands ignore this setting
-    return "ieee" if dtype == torch.float32 else "tf32"
-
-
-def _steps_contiguous(t: torch.Tensor) -> torch.Tensor:
-    """The kernels take strides for batch and sequence and need each step's slice contiguous; copy only if not."""
-    return t if t[0, 0].is_contiguous() else t.contiguous()
 
 
 def _scan_args(x, dt, B, C, chunk):
@@ -75,7 +51,7 @@ def _scan_args(x, dt, B, C, chunk):
         ngroups_c=C.shape[2],
         EVEN_L=seqlen % chunk == 0,
         CHUNK=chunk,
-        BLOCK_N=_block(B.shape[-1]),
+        BLOCK_N=block(B.shape[-1]),
     )
     return positional, sizes
 
@@ -102,7 +78,7 @@ def ssd_forward(
     dstate = B.shape[-1]
     positional, sizes = _scan_args(x, dt, B, C, config.chunk)
     nchunks = triton.cdiv(seqlen, config.chunk)
-    block_p = min(config.block_p, _block(headdim))
+    block_p = min(config.block_p, block(headdim))
     y = torch.empty_like(x, memory_format=torch.contiguous_format) if compute_y else None
     final = x.new_empty(batch, nheads, headdim, dstate, dtype=torch.float32) if store_final else None
     # entry states in the input dtype: the backward's dots read them in that precision anyway
@@ -131,7 +107,7 @@ def ssd_forward(
         COMPUTE_Y=compute_y,
         STORE_FINAL=store_final,
         STORE_STATES=store_states,
-        DOT_PRECISION=_dot_precision(x.dtype),
+        DOT_PRECISION=dot_precision(x.dtype),
         num_warps=config.num_warps,
         num_stages=config.num_stages,
     )
@@ -191,40 +167,41 @@ def ssd_backward(
         dinit,
         *positional,
         **sizes,
-        BLOCK_P=_block(headdim),
+        BLOCK_P=block(headdim),
         HAS_D=D is not None,
         D_PER_P=D is not None and D.dim() == 2,
         HAS_DT_BIAS=dt_bias is not None,
         DT_SOFTPLUS=dt_softplus,
         HAS_DFINAL=dfinal is not None,
-        DOT_PRECISION=_dot_precision(x.dtype),
+        DOT_PRECISION=dot_precision(x.dtype),
         num_warps=config.num_warps,
         num_stages=config.num_stages,
     )
-    if D is not None:
-        dD = dD.sum(0) if D.dim() == 2 else dD.sum((0, 2))
-        dD = dD.to(D.dtype)
-    ddt_bias = ddt.sum((0, 1)).to(dt_bias.dtype) if dt_bias is not None else None
-    return (
-        dx,
-        ddt.to(dt.dtype),
-        dA.sum(0).to(A.dtype),
-        dB.to(B.dtype),
-        dC.to(C.dtype),
-        dD,
-        ddt_bias,
-        dinit.to(initial_state.dtype) if initial_state is not None else None,
-    )
+    return finish_grads((x, dt, A, B, C, D, dt_bias, initial_state), dx, ddt, dA, dB, dC, dD, dinit)
+
+
+def _sequential_forward(x, dt, A, B, C, D, dt_bias, initial_state, dt_softplus, return_final_state):
+    y, final, _ = ssd_forward(x, dt, A, B, C, D, dt_bias, initial_state, dt_softplus, store_final=return_final_state)
+    return y, final
+
+
+def _chunked_forward(x, dt, A, B, C, D, dt_bias, initial_state, dt_softplus, return_final_state):
+    return chunked_forward(x, dt, A, B, C, D, dt_bias, initial_state, dt_softplus)
+
+
+# the two implementations of each pass: "sequential" walks all chunks in one program per (batch, head[, P block]),
+# "chunked" runs the chunks in parallel around a short pass over chunk states (ssd_chunked.py)
+FORWARDS = {"sequential": _sequential_forward, "chunked": _chunked_forward}
+BACKWARDS = {"sequential": ssd_backward, "chunked": chunked_backward}
 
 
 class SSDChunkScan(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, dt, A, B, C, D, dt_bias, initial_state, dt_softplus, return_final_state):
-        y, final, _ = ssd_forward(
-            x, dt, A, B, C, D, dt_bias, initial_state, dt_softplus, store_final=return_final_state
-        )
+    def forward(ctx, x, dt, A, B, C, D, dt_bias, initial_state, dt_softplus, return_final_state, fwd, bwd):
+        y, final = FORWARDS[fwd](x, dt, A, B, C, D, dt_bias, initial_state, dt_softplus, return_final_state)
         ctx.save_for_backward(x, dt, A, B, C, D, dt_bias, initial_state)
         ctx.dt_softplus = dt_softplus
+        ctx.bwd = bwd
         return y, final
 
     @staticmethod
@@ -232,25 +209,41 @@ class SSDChunkScan(torch.autograd.Function):
         x, dt, A, B, C, D, dt_bias, initial_state = ctx.saved_tensors
         dy = torch.zeros_like(x) if dy is None else dy.contiguous()
         dfinal = dfinal.contiguous() if dfinal is not None else None
-        grads = ssd_backward(x, dt, A, B, C, D, dt_bias, initial_state, ctx.dt_softplus, dy, dfinal)
-        return (*grads, None, None)
+        grads = BACKWARDS[ctx.bwd](x, dt, A, B, C, D, dt_bias, initial_state, ctx.dt_softplus, dy, dfinal)
+        return (*grads, None, None, None, None)
 
 
 def ssd_chunk_scan(
-    x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, initial_state=None, return_final_state=False
+    x,
+    dt,
+    A,
+    B,
+    C,
+    D=None,
+    dt_bias=None,
+    dt_softplus=False,
+    initial_state=None,
+    return_final_state=False,
+    fwd="sequential",
+    bwd="sequential",
 ):
     """Chunked SSD scan on the Triton kernels, differentiable in every tensor input.
 
-    Returns y (B, L, H, P) in x's dtype, and the final state (B, H, P, N) fp32 if return_final_state.
+    fwd and bwd pick each pass's kernels: "sequential" (one program walks all chunks) or "chunked" (chunks in
+    parallel, then a short state pass). Returns y (B, L, H, P) in x's dtype, and the final state (B, H, P, N) fp32
+    if return_final_state.
     """
-    x, dt = _steps_contiguous(x), _steps_contiguous(dt)
+    for name, value, options in (("fwd", fwd, FORWARDS), ("bwd", bwd, BACKWARDS)):
+        if value not in options:
+            raise ValueError(f"ssd_chunk_scan: {name}={value!r}; choose one of {', '.join(options)}")
+    x, dt = steps_contiguous(x), steps_contiguous(dt)
     # the dots need one operand type: B and C follow x (a cast autograd can see through)
-    B, C = _steps_contiguous(B.to(x.dtype)), _steps_contiguous(C.to(x.dtype))
+    B, C = steps_contiguous(B.to(x.dtype)), steps_contiguous(C.to(x.dtype))
     A = A.contiguous()
     D = D.contiguous() if D is not None else None
     dt_bias = dt_bias.contiguous() if dt_bias is not None else None
     initial_state = initial_state.contiguous() if initial_state is not None else None
-    y, final = SSDChunkScan.apply(x, dt, A, B, C, D, dt_bias, initial_state, dt_softplus, return_final_state)
+    y, final = SSDChunkScan.apply(x, dt, A, B, C, D, dt_bias, initial_state, dt_softplus, return_final_state, fwd, bwd)
     return (y, final) if return_final_state else y
 
 
@@ -265,7 +258,7 @@ def ssd_step(state, x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, out
     state, x, dt, B, C = (t.contiguous() for t in (state, x, dt, B, C))
     new_state = torch.empty_like(state) if out_state is None else out_state
     y = torch.empty_like(x)
-    block_p = min(16, _block(headdim))  # small tiles: many programs, few registers each
+    block_p = min(16, block(headdim))  # small tiles: many programs, few registers each
     grid = (triton.cdiv(headdim, block_p), batch * nheads)
     ssd_step_kernel[grid](
         state,
@@ -284,7 +277,7 @@ def ssd_step(state, x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, out
         ngroups_b=B.shape[1],
         ngroups_c=C.shape[1],
         BLOCK_P=block_p,
-        BLOCK_N=_block(dstate),
+        BLOCK_N=block(dstate),
         HAS_D=D is not None,
         D_PER_P=D is not None and D.dim() == 2,
         HAS_DT_BIAS=dt_bias is not None,
