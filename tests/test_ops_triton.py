@@ -62,7 +62,8 @@ def test_kernels_under_the_interpreter():
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
-def test_triton_scan_reads_strided_projection_slices(dtype, device):
+@pytest.mark.parametrize("backend", ["triton", "triton_chunked"])
+def test_triton_scan_reads_strided_projection_slices(backend, dtype, device):
     """In a model x, B, C, dt are slices of one in_proj output: (batch, seq) strides that are not contiguous."""
     batch, length, nheads, headdim, dstate = 2, 70, 4, 16, 16
     g = torch.Generator().manual_seed(3)
@@ -80,13 +81,52 @@ def test_triton_scan_reads_strided_projection_slices(dtype, device):
         initial_state=None,
     )
     assert not inputs["x"].is_contiguous()
-    y, final, grads = _ssd_outputs_and_grads(lambda **kw: ssd_scan(**kw, backend="triton"), inputs, True)
+    y, final, grads = _ssd_outputs_and_grads(lambda **kw: ssd_scan(**kw, backend=backend), inputs, True)
     y_ref, final_ref, grads_ref = _ssd_outputs_and_grads(ssd_scan_ref, inputs, True)
     tol = TOL["fp32" if dtype == torch.float32 else "bf16"]
     _check_close("y", y, y_ref, tol)
     _check_close("final_state", final, final_ref, tol)
     for name, grad_ref in grads_ref.items():
         _check_close(f"d{name}", grads[name], grad_ref, tol)
+
+
+# (fwd, bwd, dtype): the chunk-parallel passes alone and mixed with the sequential ones
+PASS_CASES = [
+    ("chunked", "chunked", torch.float32),
+    ("chunked", "chunked", torch.bfloat16),
+    ("sequential", "chunked", torch.float32),
+    ("chunked", "sequential", torch.float32),
+]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("fwd,bwd,dtype", PASS_CASES, ids=[f"{f}-{b}-{str(d)[6:]}" for f, b, d in PASS_CASES])
+def test_triton_chunked_passes_with_tiles_smaller_than_the_head(fwd, bwd, dtype, device, monkeypatch):
+    """Tiles of 16 over head dims 32 and d_state 48 make every P and N loop of the chunk-parallel kernels run
+    several times (and the last N tile partly masked); chunk 16 over 70 steps gives 5 chunks, the last partial."""
+    from hybrid_distill import kernels
+    from hybrid_distill.kernels import ssd_chunked
+
+    monkeypatch.setattr(ssd_chunked, "CHUNKED_CONFIG", kernels.LaunchConfig(chunk=16, block_p=16, block_n=16))
+    inputs, softplus = make_ssd_inputs((1, 70, 4, 32, 48, 2, 4), SSD_OPTIONS[0], dtype, device)
+    y, final, grads = _ssd_outputs_and_grads(
+        lambda **kw: kernels.ssd_chunk_scan(**kw, fwd=fwd, bwd=bwd), inputs, softplus
+    )
+    y_ref, final_ref, grads_ref = _ssd_outputs_and_grads(ssd_scan_ref, inputs, softplus)
+    tol = TOL["fp32" if dtype == torch.float32 else "bf16"]
+    _check_close("y", y, y_ref, tol)
+    _check_close("final_state", final, final_ref, tol)
+    for name, grad_ref in grads_ref.items():
+        _check_close(f"d{name}", grads[name], grad_ref, tol)
+
+
+def test_triton_scan_names_the_pass_choices():
+    pytest.importorskip("triton")
+    from hybrid_distill import kernels
+
+    inputs, _ = make_ssd_inputs((1, 4, 2, 16, 16, 1, 1), SSD_OPTIONS[1], torch.float32, "cpu")
+    with pytest.raises(ValueError, match="bwd='parallel'; choose one of sequential, chunked"):
+        kernels.ssd_chunk_scan(**inputs, bwd="parallel")
 
 
 @pytest.mark.parametrize("device", DEVICES)
