@@ -329,7 +329,7 @@ def run_checks(names, H, P, N, device, dry_run, results, log):
 
 
 def sweep(cfg, H, P, N, device, dry_run, timer, results, log):
-    """Launch configurations of the own kernels at seq 8K, each checked against the default's outputs.
+    """Launch configurations of the own kernels at seq 8K, each checked against its kernels' default's outputs.
 
     Kinds: "fwd" and "bwd" rebind the sequential kernels' configurations (backend triton), "chunked" the
     chunk-parallel kernels' one (backend triton_chunked, both passes; the best by forward+backward time).
@@ -356,9 +356,9 @@ def sweep(cfg, H, P, N, device, dry_run, timer, results, log):
         spaces = {kind: space[:2] for kind, space in spaces.items()}
     for batch in cfg["batches"]:
         inputs, dy = bench_inputs(batch, sweep_len, H, P, N, 1, 1, device)
-        y_default, grads_default = triton_outputs(inputs, dy)
         for kind, space in spaces.items():
             backend = "triton_chunked" if kind == "chunked" else "triton"
+            y_default, grads_default = triton_outputs(inputs, dy, backend)  # each family against its own default
             modes = {"fwd": ("fwd",), "bwd": ("fwd_bwd",), "chunked": ("fwd", "fwd_bwd")}[kind]
             for conf in space:
                 try:

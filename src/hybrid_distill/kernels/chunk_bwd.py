@@ -127,9 +127,13 @@ def chunk_dbc_kernel(
         else:  # rows are output steps t, columns input steps s <= t
             pair = tl.exp(tl.where(offs_q[:, None] >= offs_q[None, :], cum[:, None] - cum[None, :], float("-inf")))
             scale = tl.exp(cum)
-        d_own = mma((pair * M).to(ty), other, DOT_PRECISION) + scale[:, None] * US  # (Q, N): head h's share
-        acc += d_own
-        vdv = tl.sum(own.to(tl.float32) * d_own, axis=1)  # (Q,)
+        WM = pair * M  # (Q, Q)
+        state_part = scale[:, None] * US  # (Q, N)
+        acc += mma(WM.to(ty), other, DOT_PRECISION) + state_part  # head h's share of the gradient
+        # own . d_own of head h, its intra-chunk part from W * M in fp32: rounded to bf16 first (as in the dot
+        # above) it would feed the cancellations of the log-decay gradient
+        own_other = mma(own, tl.trans(other), DOT_PRECISION)  # (Q, Q)
+        vdv = tl.sum(WM * own_other, axis=1) + tl.sum(own.to(tl.float32) * state_part, axis=1)  # (Q,)
         tl.store(vdv_ptr + ((pid_n * batch + b) * seqlen + offs_t) * nheads + h, vdv, mask=mask_t)
     tl.store(
         dV_ptr + ((b * seqlen + offs_t[:, None]) * groups_own + g) * dstate + offs_n[None, :],
