@@ -91,12 +91,23 @@ def test_triton_scan_reads_strided_projection_slices(backend, dtype, device):
         _check_close(f"d{name}", grads[name], grad_ref, tol)
 
 
+def _small_tiles(monkeypatch):
+    """Chunks of 16 steps, tiles of 16 state entries, segments of 2 chunks: every loop of the kernels runs often."""
+    from hybrid_distill.kernels import LaunchConfig, ssd, ssd_chunked
+
+    monkeypatch.setattr(ssd_chunked, "CHUNKED_CONFIG", LaunchConfig(chunk=16, block_p=16, block_n=16))
+    monkeypatch.setattr(ssd, "FWD_CONFIG", LaunchConfig(chunk=16, block_p=16))
+    monkeypatch.setattr(ssd, "SEGMENT_CHUNKS", 2)
+
+
 # (fwd, bwd, dtype): the chunk-parallel passes alone and mixed with the sequential ones
 PASS_CASES = [
     ("chunked", "chunked", torch.float32),
     ("chunked", "chunked", torch.bfloat16),
     ("sequential", "chunked", torch.float32),
     ("chunked", "sequential", torch.float32),
+    ("segmented", "chunked", torch.float32),
+    ("segmented", "sequential", torch.bfloat16),
 ]
 
 
@@ -104,11 +115,11 @@ PASS_CASES = [
 @pytest.mark.parametrize("fwd,bwd,dtype", PASS_CASES, ids=[f"{f}-{b}-{str(d)[6:]}" for f, b, d in PASS_CASES])
 def test_triton_chunked_passes_with_tiles_smaller_than_the_head(fwd, bwd, dtype, device, monkeypatch):
     """Tiles of 16 over head dims 32 and d_state 48 make every P and N loop of the chunk-parallel kernels run
-    several times (and the last N tile partly masked); chunk 16 over 70 steps gives 5 chunks, the last partial."""
+    several times (and the last N tile partly masked); chunk 16 over 70 steps gives 5 chunks, the last partial,
+    and segments of 2 chunks give 2 whole segments and a partial one."""
+    _small_tiles(monkeypatch)
     from hybrid_distill import kernels
-    from hybrid_distill.kernels import ssd_chunked
 
-    monkeypatch.setattr(ssd_chunked, "CHUNKED_CONFIG", kernels.LaunchConfig(chunk=16, block_p=16, block_n=16))
     inputs, softplus = make_ssd_inputs((1, 70, 4, 32, 48, 2, 4), SSD_OPTIONS[0], dtype, device)
     y, final, grads = _ssd_outputs_and_grads(
         lambda **kw: kernels.ssd_chunk_scan(**kw, fwd=fwd, bwd=bwd), inputs, softplus
@@ -119,6 +130,19 @@ def test_triton_chunked_passes_with_tiles_smaller_than_the_head(fwd, bwd, dtype,
     _check_close("final_state", final, final_ref, tol)
     for name, grad_ref in grads_ref.items():
         _check_close(f"d{name}", grads[name], grad_ref, tol)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_triton_segmented_forward_runs_segments_of_every_batch_entry(device, monkeypatch):
+    """Batch 2 and a length of whole segments: the segments of both entries run as one batch of views."""
+    _small_tiles(monkeypatch)
+    from hybrid_distill import kernels
+
+    inputs, softplus = make_ssd_inputs((2, 64, 4, 16, 16, 2, 4), SSD_OPTIONS[0], torch.float32, device)
+    y, final = kernels.ssd_chunk_scan(**inputs, dt_softplus=softplus, return_final_state=True, fwd="segmented")
+    y_ref, final_ref = ssd_scan_ref(**inputs, dt_softplus=softplus, return_final_state=True)
+    _check_close("y", y, y_ref, TOL["fp32"])
+    _check_close("final_state", final, final_ref, TOL["fp32"])
 
 
 def test_triton_scan_names_the_pass_choices():

@@ -6,7 +6,8 @@ pass the gradient of the loss with respect to that state. With a_k = exp(cum_end
     forward   states[k + 1] = a_k * states[k] + local_k          local_k  = (x * dt * exp(cum_end - cum))^T @ B
     backward  dstates[k]    = a_k * dstates[k + 1] + dlocal_k    dlocal_k = (dy * exp(cum))^T @ C
 chunk_state_kernel computes every local_k (or dlocal_k) in parallel over (batch, chunk, head, tile of P x N) and
-writes it to the slot the pass reads it from; state_pass_kernel then walks the chunks in parallel over (batch,
+writes it to the slot the pass reads it from (a "chunk" of the pass may be a segment of NSUB chunks, which it then
+walks in order); state_pass_kernel then walks the chunks in parallel over (batch,
 head, block of P x N) and overwrites each slot with the state (or state gradient) itself, one slot behind its read.
 """
 
@@ -39,6 +40,7 @@ def chunk_state_kernel(
     dstate: tl.constexpr,
     ngroups: tl.constexpr,
     CHUNK: tl.constexpr,
+    NSUB: tl.constexpr,
     BLOCK_P: tl.constexpr,
     BLOCK_N: tl.constexpr,
     HAS_DT_BIAS: tl.constexpr,
@@ -58,25 +60,40 @@ def chunk_state_kernel(
     mask_p = offs_p < headdim
     mask_n = offs_n < dstate
 
-    offs_t, mask_t, dt, _, cum, cum_end = chunk_decay(
-        dt_ptr + b * stride_dt_b + h, dt_bias_ptr, A_ptr, h, k, seqlen, stride_dt_l, CHUNK, HAS_DT_BIAS, DT_SOFTPLUS
-    )
-    if REVERSE:
-        weight = tl.exp(cum)  # how the state entering the chunk reaches each step's output
-    else:
-        weight = dt * tl.exp(cum_end - cum)  # how each step's input reaches the chunk end
-    u = tl.load(
-        u_ptr + b * stride_u_b + offs_t[:, None] * stride_u_l + h * headdim + offs_p[None, :],
-        mask=mask_t[:, None] & mask_p[None, :],
-        other=0.0,
-    )  # (Q, P)
-    V = tl.load(
-        V_ptr + b * stride_V_b + offs_t[:, None] * stride_V_l + g * dstate + offs_n[None, :],
-        mask=mask_t[:, None] & mask_n[None, :],
-        other=0.0,
-    )  # (Q, N)
-    u_w = (u.to(tl.float32) * weight[:, None]).to(u.dtype)
-    local = mma(tl.trans(u_w), V, DOT_PRECISION)  # (P, N)
+    # chunk k of the pass spans NSUB chunks of CHUNK steps (a segment, for the segmented forward), walked in order
+    local = tl.zeros((BLOCK_P, BLOCK_N), dtype=tl.float32)
+    log_decay = 0.0  # from the pass chunk's start to the current sub-chunk's start
+    for j in range(NSUB):
+        offs_t, mask_t, dt, _, cum, cum_end = chunk_decay(
+            dt_ptr + b * stride_dt_b + h,
+            dt_bias_ptr,
+            A_ptr,
+            h,
+            k * NSUB + j,
+            seqlen,
+            stride_dt_l,
+            CHUNK,
+            HAS_DT_BIAS,
+            DT_SOFTPLUS,
+        )
+        if REVERSE:
+            weight = tl.exp(log_decay + cum)  # how the state entering the chunk reaches each step's output
+        else:
+            weight = dt * tl.exp(cum_end - cum)  # how each step's input reaches the sub-chunk end
+            local *= tl.exp(cum_end)
+        u = tl.load(
+            u_ptr + b * stride_u_b + offs_t[:, None] * stride_u_l + h * headdim + offs_p[None, :],
+            mask=mask_t[:, None] & mask_p[None, :],
+            other=0.0,
+        )  # (Q, P)
+        V = tl.load(
+            V_ptr + b * stride_V_b + offs_t[:, None] * stride_V_l + g * dstate + offs_n[None, :],
+            mask=mask_t[:, None] & mask_n[None, :],
+            other=0.0,
+        )  # (Q, N)
+        u_w = (u.to(tl.float32) * weight[:, None]).to(u.dtype)
+        local += mma(tl.trans(u_w), V, DOT_PRECISION)  # (P, N)
+        log_decay += cum_end
     slot = k if REVERSE else k + 1  # the slot the pass reads chunk k's local term from
     offs = ((b * (nchunks + 1) + slot) * nheads + h) * headdim * dstate + offs_p[:, None] * dstate + offs_n[None, :]
     tl.store(buf_ptr + offs, local, mask=mask_p[:, None] & mask_n[None, :])

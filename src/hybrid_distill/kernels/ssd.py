@@ -13,6 +13,7 @@ import triton
 
 from .launch import LaunchConfig, block, dot_precision, finish_grads, steps_contiguous
 from .ssd_bwd import ssd_bwd_kernel
+from . import ssd_chunked
 from .ssd_chunked import chunked_backward, chunked_forward
 from .ssd_fwd import ssd_fwd_kernel
 from .ssd_step import ssd_step_kernel
@@ -26,6 +27,7 @@ BWD_CONFIG = LaunchConfig(chunk=32, num_warps=8, num_stages=2)
 BWD_CONFIG_MANY = LaunchConfig(chunk=16, num_warps=4, num_stages=2)
 BWD_MANY_PROGRAMS = 512
 STATES_CONFIG = LaunchConfig(num_warps=8, num_stages=2)  # the backward's state recompute; its chunk is the backward's
+SEGMENT_CHUNKS = 32  # chunks per segment of the segmented forward (1024 steps at chunk 32); not tuned on a GPU yet
 
 
 def _scan_args(x, dt, B, C, chunk):
@@ -71,15 +73,18 @@ def ssd_forward(
     store_final=True,
     store_states=False,
     config: LaunchConfig | None = None,
+    out: torch.Tensor | None = None,
 ):
-    """Run ssd_fwd_kernel. Returns (y or None, final state (B, H, P, N) fp32 or None, chunk-entry states or None)."""
+    """Run ssd_fwd_kernel. Returns (y or None, final state (B, H, P, N) fp32 or None, chunk-entry states or None).
+
+    y goes to `out` when given (contiguous, x's shape and dtype), else to a new tensor."""
     config = config or FWD_CONFIG
     batch, seqlen, nheads, headdim = x.shape
     dstate = B.shape[-1]
     positional, sizes = _scan_args(x, dt, B, C, config.chunk)
     nchunks = triton.cdiv(seqlen, config.chunk)
     block_p = min(config.block_p, block(headdim))
-    y = torch.empty_like(x, memory_format=torch.contiguous_format) if compute_y else None
+    y = (out if out is not None else torch.empty_like(x, memory_format=torch.contiguous_format)) if compute_y else None
     final = x.new_empty(batch, nheads, headdim, dstate, dtype=torch.float32) if store_final else None
     # entry states in the input dtype: the backward's dots read them in that precision anyway
     states = x.new_empty(batch, nchunks, nheads, headdim, dstate) if store_states else None
@@ -189,9 +194,39 @@ def _chunked_forward(x, dt, A, B, C, D, dt_bias, initial_state, dt_softplus, ret
     return chunked_forward(x, dt, A, B, C, D, dt_bias, initial_state, dt_softplus)
 
 
-# the two implementations of each pass: "sequential" walks all chunks in one program per (batch, head[, P block]),
-# "chunked" runs the chunks in parallel around a short pass over chunk states (ssd_chunked.py)
-FORWARDS = {"sequential": _sequential_forward, "chunked": _chunked_forward}
+def _segmented_forward(x, dt, A, B, C, D, dt_bias, initial_state, dt_softplus, return_final_state):
+    """The sequential forward run on segments of SEGMENT_CHUNKS chunks in parallel, as if they were batch entries,
+    each from the state entering it (local segment states, then a pass over segments: ssd_chunked.chunk_states).
+
+    More programs than the sequential forward at batch 1 (segments x heads), for one extra read of x and B. Used
+    where the segments can be batch entries of views: batch 1, or a length that is a multiple of the segment."""
+    batch, seqlen = x.shape[:2]
+    seg = FWD_CONFIG.chunk * SEGMENT_CHUNKS
+    nseg, full = triton.cdiv(seqlen, seg), seqlen // seg * seg
+    if nseg == 1 or (batch > 1 and full != seqlen):
+        return _sequential_forward(x, dt, A, B, C, D, dt_bias, initial_state, dt_softplus, return_final_state)
+    config = dataclasses.replace(ssd_chunked.CHUNKED_CONFIG, chunk=FWD_CONFIG.chunk)
+    states, _ = ssd_chunked.chunk_states(
+        x, dt, A, B, dt_bias, dt_softplus, initial_state, reverse=False, config=config, nsub=SEGMENT_CHUNKS
+    )  # (B, nseg + 1, H, P, N) fp32
+    y = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    whole = full // seg
+
+    def as_batch(t):  # (B, full, ...) -> (B * whole, seg, ...): a view for batch 1 or strides of a full tensor
+        return t[:, :full].unflatten(1, (whole, seg)).flatten(0, 1)
+
+    parts = [((as_batch(x), as_batch(dt), as_batch(B), as_batch(C)), states[:, :whole].flatten(0, 1), y[:, :full])]
+    if full < seqlen:  # batch 1: the partial last segment, from the state entering it
+        parts.append(((x[:, full:], dt[:, full:], B[:, full:], C[:, full:]), states[:, whole], y[:, full:]))
+    for (xs, dts, Bs, Cs), init, out in parts:
+        ssd_forward(xs, dts, A, Bs, Cs, D, dt_bias, init.contiguous(), dt_softplus, store_final=False, out=out)
+    return y, states[:, -1].clone() if return_final_state else None
+
+
+# the implementations of each pass: "sequential" walks all chunks in one program per (batch, head[, P block]),
+# "chunked" runs the chunks in parallel around a short pass over chunk states (ssd_chunked.py), "segmented" (forward
+# only) runs the sequential forward on segments in parallel around a pass over segment states
+FORWARDS = {"sequential": _sequential_forward, "chunked": _chunked_forward, "segmented": _segmented_forward}
 BACKWARDS = {"sequential": ssd_backward, "chunked": chunked_backward}
 
 
@@ -230,7 +265,7 @@ def ssd_chunk_scan(
     """Chunked SSD scan on the Triton kernels, differentiable in every tensor input.
 
     fwd and bwd pick each pass's kernels: "sequential" (one program walks all chunks) or "chunked" (chunks in
-    parallel, then a short state pass). Returns y (B, L, H, P) in x's dtype, and the final state (B, H, P, N) fp32
+    parallel, then a short state pass); fwd also "segmented" (segments of chunks in parallel, each walked in order). Returns y (B, L, H, P) in x's dtype, and the final state (B, H, P, N) fp32
     if return_final_state.
     """
     for name, value, options in (("fwd", fwd, FORWARDS), ("bwd", bwd, BACKWARDS)):

@@ -31,13 +31,14 @@ def _launch(config: LaunchConfig) -> dict:
     return dict(num_warps=config.num_warps, num_stages=config.num_stages)
 
 
-def chunk_states(u, dt, A, V, dt_bias, dt_softplus, init, *, reverse, config, other=None):
+def chunk_states(u, dt, A, V, dt_bias, dt_softplus, init, *, reverse, config, other=None, nsub=1):
     """States (reverse=False: u = x, V = B, init = initial state) or state gradients (reverse=True: u = dy, V = C,
     init = gradient of the final state) of every chunk boundary: the (B, K + 1, H, P, N) fp32 buffer, and with
-    `other` (the forward states, reverse only) the partial sums (blocks, B, K, H) of <dstates[k+1], states[k+1]>."""
+    `other` (the forward states, reverse only) the partial sums (blocks, B, K, H) of <dstates[k+1], states[k+1]>.
+    With nsub > 1 the boundaries are those of segments of nsub chunks."""
     batch, seqlen, nheads, headdim = u.shape
     dstate = V.shape[-1]
-    nchunks = triton.cdiv(seqlen, config.chunk)
+    nchunks = triton.cdiv(seqlen, config.chunk * nsub)
     tiles = _tiles(headdim, dstate, config)
     buf = u.new_empty(batch, nchunks + 1, nheads, headdim, dstate, dtype=torch.float32)
     flags = dict(HAS_DT_BIAS=dt_bias is not None, DT_SOFTPLUS=dt_softplus, REVERSE=reverse)
@@ -66,6 +67,7 @@ def chunk_states(u, dt, A, V, dt_bias, dt_softplus, init, *, reverse, config, ot
         dstate=dstate,
         ngroups=V.shape[2],
         **tiles,
+        NSUB=nsub,
         **flags,
         DOT_PRECISION=dot_precision(u.dtype),
         **_launch(config),
@@ -88,7 +90,7 @@ def chunk_states(u, dt, A, V, dt_bias, dt_softplus, init, *, reverse, config, ot
         nheads=nheads,
         headdim=headdim,
         dstate=dstate,
-        CHUNK=config.chunk,
+        CHUNK=config.chunk * nsub,
         BLOCK=pass_block,
         **flags,
         HAS_INIT=init is not None,
