@@ -8,7 +8,8 @@ One run does, in order (writing results under DIR as it goes, so a run cut short
      and mamba-ssm vs torch_chunked (fp32 math) at a benchmark shape, the decode step vs the reference;
   3. a sweep of the own kernels' launch configurations at seq 8K (sequential and chunk-parallel);
   4. the table: forward and forward+backward time of torch_chunked, own triton (sequential kernels),
-     own triton_chunked (chunk-parallel kernels), own sequential forward + chunk-parallel backward, and mamba-ssm's
+     own triton_chunked (chunk-parallel kernels), own sequential forward + chunk-parallel backward, own segmented
+     forward (+ chunk-parallel backward), and mamba-ssm's
      mamba_chunk_scan_combined (Triton), with ratios and effective GB/s (fewest bytes / time) vs the peak, on the
      8B Mamba-2 layer and on the students' layers (heads = query heads, B per KV-head group, C per head);
   5. decode-step times.
@@ -49,7 +50,10 @@ STUDENTS = {
 }
 DRY_STUDENTS = {"student-dry": (4, 16, 16, 2, 4)}
 BACKEND_NAMES = ("torch_chunked", "triton", "triton_chunked", "mamba_ssm")
+# own-kernel mixes called through kernels.ssd_chunk_scan: name -> (fwd, bwd)
 TRITON_SEQ_FWD_CHUNKED_BWD = "triton_seq_fwd_chunked_bwd"  # a column of fwd+bwd only (its fwd is triton's)
+TRITON_SEGMENTED = "triton_segmented"
+MIXES = {TRITON_SEQ_FWD_CHUNKED_BWD: ("sequential", "chunked"), TRITON_SEGMENTED: ("segmented", "chunked")}
 
 
 def rel_err(out, ref) -> float:
@@ -102,8 +106,9 @@ def compare(name, fn, ref_fn, inputs, final, tol, log) -> bool:
 
 
 def backend_fn(name):
-    if name == TRITON_SEQ_FWD_CHUNKED_BWD:
-        return lambda **kw: ssd_chunk_scan(**kw, fwd="sequential", bwd="chunked")
+    if name in MIXES:
+        fwd, bwd = MIXES[name]
+        return lambda **kw: ssd_chunk_scan(**kw, fwd=fwd, bwd=bwd)
     return lambda **kw: ssd_scan(**kw, backend=name)
 
 
@@ -406,7 +411,7 @@ def table(cfg, H, P, N, device, names, best, timer, peak, start, budget_s, resul
     header = table_header(names)
     log(header)
     log("|" + "---|" * (header.count("|") - 1))
-    timed = [*names, TRITON_SEQ_FWD_CHUNKED_BWD]
+    timed = [*names, *MIXES]
     for layer, (nheads, headdim, dstate, gb, gc), batch, seqlen in table_rows(cfg, H, P, N, students):
         if time.time() - start > budget_s:
             log(f"(time budget reached: rows from {layer} B={batch} L={seqlen} on not measured)")
@@ -453,23 +458,24 @@ def fmt(ms):
 
 
 # the own variants compared with mamba-ssm, per mode
-OWN_FWD = ("triton", "triton_chunked")
-OWN_FWD_BWD = ("triton", "triton_chunked", TRITON_SEQ_FWD_CHUNKED_BWD)
+OWN_FWD = ("triton", "triton_chunked", TRITON_SEGMENTED)
+OWN_FWD_BWD = ("triton", "triton_chunked", TRITON_SEQ_FWD_CHUNKED_BWD, TRITON_SEGMENTED)
 SHORT = {
     "torch_chunked": "torch_chunked",
     "triton": "triton",
     "triton_chunked": "triton_chunked",
     "mamba_ssm": "mamba",
     TRITON_SEQ_FWD_CHUNKED_BWD: "triton fwd + chunked bwd",
+    TRITON_SEGMENTED: "segmented fwd (+ chunked bwd)",
 }
 
 
 def table_header(names) -> str:
     cols = ["layer", "batch", "seq", "Gb/Gc"]
-    cols += [f"{SHORT[n]} fwd" for n in names]
+    cols += [f"{SHORT[n]} fwd" for n in (*names, TRITON_SEGMENTED)]
     cols += [f"mamba/{SHORT[n]} fwd" for n in OWN_FWD]
     cols += [f"{SHORT[n]} GB/s (% peak)" for n in (*OWN_FWD, "mamba_ssm")]
-    cols += [f"{SHORT[n]} fwd+bwd" for n in (*names, TRITON_SEQ_FWD_CHUNKED_BWD)]
+    cols += [f"{SHORT[n]} fwd+bwd" for n in (*names, *MIXES)]
     cols += [f"mamba/{SHORT[n]} fwd+bwd" for n in OWN_FWD_BWD]
     return "| " + " | ".join(cols) + " |"
 
@@ -491,10 +497,10 @@ def table_row(row, peak, names) -> str:
 
     f, fb = "fwd", "fwd_bwd"
     cells = [row["layer"], row["batch"], row["seqlen"], row["groups"]]
-    cells += [fmt(get(n, f)) for n in names]
+    cells += [fmt(get(n, f)) for n in (*names, TRITON_SEGMENTED)]
     cells += [ratio(get("mamba_ssm", f), get(n, f)) for n in OWN_FWD]
     cells += [gbs(get(n, f)) for n in (*OWN_FWD, "mamba_ssm")]
-    cells += [fmt(get(n, fb)) for n in (*names, TRITON_SEQ_FWD_CHUNKED_BWD)]
+    cells += [fmt(get(n, fb)) for n in (*names, *MIXES)]
     cells += [ratio(get("mamba_ssm", fb), get(n, fb)) for n in OWN_FWD_BWD]
     return "| " + " | ".join(map(str, cells)) + " |"
 
