@@ -407,7 +407,10 @@ def table_rows(cfg, H, P, N, students):
 
 def table(cfg, H, P, N, device, names, best, timer, peak, start, budget_s, results, log, students):
     log("\n## forward and forward+backward, bf16, dt_softplus, D, dt_bias; ms (median)")
-    log("layers: mamba2-8b = H=128 P=64 N=128; " + "; ".join(f"{k} = H, P, N, Gb, Gc {v}" for k, v in students.items()))
+    log(
+        f"layers: mamba2-8b = H={H} P={P} N={N}; "
+        + "; ".join(f"{k} = H, P, N, Gb, Gc {v}" for k, v in students.items())
+    )
     header = table_header(names)
     log(header)
     log("|" + "---|" * (header.count("|") - 1))
@@ -466,7 +469,7 @@ SHORT = {
     "triton_chunked": "triton_chunked",
     "mamba_ssm": "mamba",
     TRITON_SEQ_FWD_CHUNKED_BWD: "triton fwd + chunked bwd",
-    TRITON_SEGMENTED: "segmented fwd (+ chunked bwd)",
+    TRITON_SEGMENTED: "segmented",  # forward: the segmented one; forward+backward: with the chunk-parallel backward
 }
 
 

@@ -11,10 +11,9 @@ import dataclasses
 import torch
 import triton
 
+from . import ssd_chunked
 from .launch import LaunchConfig, block, dot_precision, finish_grads, steps_contiguous
 from .ssd_bwd import ssd_bwd_kernel
-from . import ssd_chunked
-from .ssd_chunked import chunked_backward, chunked_forward
 from .ssd_fwd import ssd_fwd_kernel
 from .ssd_step import ssd_step_kernel
 
@@ -191,7 +190,7 @@ def _sequential_forward(x, dt, A, B, C, D, dt_bias, initial_state, dt_softplus, 
 
 
 def _chunked_forward(x, dt, A, B, C, D, dt_bias, initial_state, dt_softplus, return_final_state):
-    return chunked_forward(x, dt, A, B, C, D, dt_bias, initial_state, dt_softplus)
+    return ssd_chunked.chunked_forward(x, dt, A, B, C, D, dt_bias, initial_state, dt_softplus)
 
 
 def _segmented_forward(x, dt, A, B, C, D, dt_bias, initial_state, dt_softplus, return_final_state):
@@ -227,7 +226,7 @@ def _segmented_forward(x, dt, A, B, C, D, dt_bias, initial_state, dt_softplus, r
 # "chunked" runs the chunks in parallel around a short pass over chunk states (ssd_chunked.py), "segmented" (forward
 # only) runs the sequential forward on segments in parallel around a pass over segment states
 FORWARDS = {"sequential": _sequential_forward, "chunked": _chunked_forward, "segmented": _segmented_forward}
-BACKWARDS = {"sequential": ssd_backward, "chunked": chunked_backward}
+BACKWARDS = {"sequential": ssd_backward, "chunked": ssd_chunked.chunked_backward}
 
 
 class SSDChunkScan(torch.autograd.Function):
