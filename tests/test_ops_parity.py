@@ -16,7 +16,7 @@ from hybrid_distill.ops.ssd_ref import ssd_scan_ref
 
 ORACLE = "torch_ref"
 CPU_BACKENDS = [n for n, b in BACKENDS.items() if n != ORACLE and b.is_available() and b.supports_cpu]
-GPU_BACKENDS = ["torch_chunked", "triton", "mamba_ssm"]
+GPU_BACKENDS = ["torch_chunked", "triton", "triton_chunked", "mamba_ssm"]
 BACKEND_DEVICES = [pytest.param(n, "cpu", id=f"{n}-cpu") for n in CPU_BACKENDS] + [
     pytest.param(n, "cuda", id=f"{n}-cuda", marks=pytest.mark.gpu) for n in GPU_BACKENDS
 ]
@@ -59,6 +59,7 @@ SSD_SHAPES = [
     (2, 37, 4, 16, 16, 1, 1),
     (1, 130, 6, 16, 32, 2, 3),  # B and C with different group counts (lcm 6)
     (1, 77, 8, 32, 16, 4, 2),
+    (2, 45, 4, 32, 32, 2, 4),  # a student's layout: head dim = d_state, B in KV-head groups, C per head
 ]
 # (D shape, dt_softplus with dt_bias, initial state)
 SSD_OPTIONS = [("head", True, True), ("headdim", False, False), (None, True, False)]
@@ -108,7 +109,7 @@ def _ssd_outputs_and_grads(fn, inputs, softplus, seed=1):
 OPTION_IDS = ["D-softplus-init", "Dp-raw", "noD-softplus"]
 SSD_CASES = [
     pytest.param(SSD_SHAPES[s], SSD_OPTIONS[o], id="x".join(map(str, SSD_SHAPES[s])) + "-" + OPTION_IDS[o])
-    for s, o in ((0, 0), (0, 1), (1, 0), (1, 2), (2, 1), (2, 2))
+    for s, o in ((0, 0), (0, 1), (1, 0), (1, 2), (2, 1), (2, 2), (3, 0))
 ]
 
 

@@ -54,7 +54,8 @@ def test_kernels_under_the_interpreter():
         str(tests / "test_ops_parity.py"),
         str(tests / "test_ops_triton.py"),
     ]
-    child = subprocess.run(cmd, cwd=tests.parent, env=env, capture_output=True, text=True, timeout=600)
+    # two kernel families (triton, triton_chunked) in the interpreter: minutes on a small shared CPU
+    child = subprocess.run(cmd, cwd=tests.parent, env=env, capture_output=True, text=True, timeout=1800)
     assert child.returncode == 0, f"interpreted kernel tests failed:\n{child.stdout[-6000:]}\n{child.stderr[-3000:]}"
     summary = child.stdout.strip().splitlines()[-1]
     assert " passed" in summary and "skipped" not in summary, child.stdout[-2000:]
@@ -62,7 +63,8 @@ def test_kernels_under_the_interpreter():
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
-def test_triton_scan_reads_strided_projection_slices(dtype, device):
+@pytest.mark.parametrize("backend", ["triton", "triton_chunked"])
+def test_triton_scan_reads_strided_projection_slices(backend, dtype, device):
     """In a model x, B, C, dt are slices of one in_proj output: (batch, seq) strides that are not contiguous."""
     batch, length, nheads, headdim, dstate = 2, 70, 4, 16, 16
     g = torch.Generator().manual_seed(3)
@@ -80,13 +82,76 @@ def test_triton_scan_reads_strided_projection_slices(dtype, device):
         initial_state=None,
     )
     assert not inputs["x"].is_contiguous()
-    y, final, grads = _ssd_outputs_and_grads(lambda **kw: ssd_scan(**kw, backend="triton"), inputs, True)
+    y, final, grads = _ssd_outputs_and_grads(lambda **kw: ssd_scan(**kw, backend=backend), inputs, True)
     y_ref, final_ref, grads_ref = _ssd_outputs_and_grads(ssd_scan_ref, inputs, True)
     tol = TOL["fp32" if dtype == torch.float32 else "bf16"]
     _check_close("y", y, y_ref, tol)
     _check_close("final_state", final, final_ref, tol)
     for name, grad_ref in grads_ref.items():
         _check_close(f"d{name}", grads[name], grad_ref, tol)
+
+
+def _small_tiles(monkeypatch):
+    """Chunks of 16 steps, tiles of 16 state entries, segments of 2 chunks: every loop of the kernels runs often."""
+    from hybrid_distill.kernels import LaunchConfig, ssd, ssd_chunked
+
+    monkeypatch.setattr(ssd_chunked, "CHUNKED_CONFIG", LaunchConfig(chunk=16, block_p=16, block_n=16))
+    monkeypatch.setattr(ssd, "FWD_CONFIG", LaunchConfig(chunk=16, block_p=16))
+    monkeypatch.setattr(ssd, "SEGMENT_CHUNKS", 2)
+
+
+# (fwd, bwd, dtype): the chunk-parallel passes alone and mixed with the sequential ones
+PASS_CASES = [
+    ("chunked", "chunked", torch.float32),
+    ("chunked", "chunked", torch.bfloat16),
+    ("sequential", "chunked", torch.float32),
+    ("chunked", "sequential", torch.float32),
+    ("segmented", "chunked", torch.float32),
+    ("segmented", "sequential", torch.bfloat16),
+]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("fwd,bwd,dtype", PASS_CASES, ids=[f"{f}-{b}-{str(d)[6:]}" for f, b, d in PASS_CASES])
+def test_triton_chunked_passes_with_tiles_smaller_than_the_head(fwd, bwd, dtype, device, monkeypatch):
+    """Tiles of 16 over head dims 32 and d_state 48 make every P and N loop of the chunk-parallel kernels run
+    several times (and the last N tile partly masked); chunk 16 over 70 steps gives 5 chunks, the last partial,
+    and segments of 2 chunks give 2 whole segments and a partial one."""
+    _small_tiles(monkeypatch)
+    from hybrid_distill import kernels
+
+    inputs, softplus = make_ssd_inputs((1, 70, 4, 32, 48, 2, 4), SSD_OPTIONS[0], dtype, device)
+    y, final, grads = _ssd_outputs_and_grads(
+        lambda **kw: kernels.ssd_chunk_scan(**kw, fwd=fwd, bwd=bwd), inputs, softplus
+    )
+    y_ref, final_ref, grads_ref = _ssd_outputs_and_grads(ssd_scan_ref, inputs, softplus)
+    tol = TOL["fp32" if dtype == torch.float32 else "bf16"]
+    _check_close("y", y, y_ref, tol)
+    _check_close("final_state", final, final_ref, tol)
+    for name, grad_ref in grads_ref.items():
+        _check_close(f"d{name}", grads[name], grad_ref, tol)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_triton_segmented_forward_runs_segments_of_every_batch_entry(device, monkeypatch):
+    """Batch 2 and a length of whole segments: the segments of both entries run as one batch of views."""
+    _small_tiles(monkeypatch)
+    from hybrid_distill import kernels
+
+    inputs, softplus = make_ssd_inputs((2, 64, 4, 16, 16, 2, 4), SSD_OPTIONS[0], torch.float32, device)
+    y, final = kernels.ssd_chunk_scan(**inputs, dt_softplus=softplus, return_final_state=True, fwd="segmented")
+    y_ref, final_ref = ssd_scan_ref(**inputs, dt_softplus=softplus, return_final_state=True)
+    _check_close("y", y, y_ref, TOL["fp32"])
+    _check_close("final_state", final, final_ref, TOL["fp32"])
+
+
+def test_triton_scan_names_the_pass_choices():
+    pytest.importorskip("triton")
+    from hybrid_distill import kernels
+
+    inputs, _ = make_ssd_inputs((1, 4, 2, 16, 16, 1, 1), SSD_OPTIONS[1], torch.float32, "cpu")
+    with pytest.raises(ValueError, match="bwd='parallel'; choose one of sequential, chunked"):
+        kernels.ssd_chunk_scan(**inputs, bwd="parallel")
 
 
 @pytest.mark.parametrize("device", DEVICES)

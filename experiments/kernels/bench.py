@@ -1,4 +1,4 @@
-"""Benchmark of the SSD scan backends on Mamba-2 shapes of an 8B layer, side by side in one process.
+"""Benchmark of the SSD scan backends on Mamba-2 shapes of an 8B layer and of the students' layers, side by side.
 
     PYTHONPATH=src:.third_party/mamba_ssm_stub python experiments/kernels/bench.py --out DIR
 
@@ -6,9 +6,12 @@ One run does, in order (writing results under DIR as it goes, so a run cut short
   1. the HBM copy peak (a large device-to-device copy, bytes read + written);
   2. correctness: own kernels vs torch_ref (small shape, fp32 and bf16, values and all gradients), own kernels
      and mamba-ssm vs torch_chunked (fp32 math) at a benchmark shape, the decode step vs the reference;
-  3. a sweep of the own kernels' launch configurations at seq 8K;
-  4. the table: forward and forward+backward time of torch_chunked, own triton and mamba-ssm's
-     mamba_chunk_scan_combined (Triton), with ratios and effective GB/s (fewest bytes / time) vs the peak;
+  3. a sweep of the own kernels' launch configurations at seq 8K (sequential and chunk-parallel);
+  4. the table: forward and forward+backward time of torch_chunked, own triton (sequential kernels),
+     own triton_chunked (chunk-parallel kernels), own sequential forward + chunk-parallel backward, own segmented
+     forward (+ chunk-parallel backward), and mamba-ssm's
+     mamba_chunk_scan_combined (Triton), with ratios and effective GB/s (fewest bytes / time) vs the peak, on the
+     8B Mamba-2 layer and on the students' layers (heads = query heads, B per KV-head group, C per head);
   5. decode-step times.
 Times are medians of triton.testing.do_bench. mamba-ssm is optional (its rows say "n/a" without it).
 `--dry-run` runs every step on tiny shapes on CPU (TRITON_INTERPRET=1) to check the script itself.
@@ -28,6 +31,8 @@ from pathlib import Path
 import torch
 
 import hybrid_distill.kernels.ssd as ssd
+import hybrid_distill.kernels.ssd_chunked as ssd_chunked
+from hybrid_distill.kernels import ssd_chunk_scan
 from hybrid_distill.ops import BACKENDS, ssd_scan, ssd_step
 from hybrid_distill.ops.ssd_chunked import ssd_scan_chunked
 from hybrid_distill.ops.ssd_ref import ssd_scan_ref, ssd_step_ref
@@ -35,7 +40,20 @@ from hybrid_distill.ops.ssd_ref import ssd_scan_ref, ssd_step_ref
 # d_model 4096, expand 2 -> d_inner 8192 = 128 heads x 64; d_state 128
 FULL = dict(nheads=128, headdim=64, dstate=128, seqlens=(2048, 4096, 8192, 16384), batches=(1, 8), groups=(1, 8))
 DRY = dict(nheads=4, headdim=16, dstate=16, seqlens=(64, 130), batches=(1, 2), groups=(1, 2))
-BACKEND_NAMES = ("torch_chunked", "triton", "mamba_ssm")
+# the students' Mamba layers: (heads, head dim, d_state, B groups, C groups) = (query heads, head dim, head dim,
+# KV heads, query heads) of the teacher; timed at the target lengths (the last two of `seqlens`) and both batches.
+# mamba-ssm takes one group count for B and C: its adapter repeats B to C's (ops/mamba_ssm_backend.py)
+STUDENTS = {
+    "llama3-8b": (32, 128, 128, 8, 32),
+    "llama3.2-1b": (32, 64, 64, 8, 32),
+    "smollm2-135m": (9, 64, 64, 3, 9),
+}
+DRY_STUDENTS = {"student-dry": (4, 16, 16, 2, 4)}
+BACKEND_NAMES = ("torch_chunked", "triton", "triton_chunked", "mamba_ssm")
+# own-kernel mixes called through kernels.ssd_chunk_scan: name -> (fwd, bwd)
+TRITON_SEQ_FWD_CHUNKED_BWD = "triton_seq_fwd_chunked_bwd"  # a column of fwd+bwd only (its fwd is triton's)
+TRITON_SEGMENTED = "triton_segmented"
+MIXES = {TRITON_SEQ_FWD_CHUNKED_BWD: ("sequential", "chunked"), TRITON_SEGMENTED: ("segmented", "chunked")}
 
 
 def rel_err(out, ref) -> float:
@@ -88,6 +106,9 @@ def compare(name, fn, ref_fn, inputs, final, tol, log) -> bool:
 
 
 def backend_fn(name):
+    if name in MIXES:
+        fwd, bwd = MIXES[name]
+        return lambda **kw: ssd_chunk_scan(**kw, fwd=fwd, bwd=bwd)
     return lambda **kw: ssd_scan(**kw, backend=name)
 
 
@@ -111,17 +132,19 @@ class Timer:
 
 
 @contextlib.contextmanager
-def launch_configs(fwd=None, bwd=None):
+def launch_configs(fwd=None, bwd=None, chunked=None):
     """Rebind the own kernels' module-default launch configurations for the duration of a block."""
-    saved = ssd.FWD_CONFIG, ssd.BWD_CONFIG, ssd.BWD_CONFIG_MANY
+    saved = ssd.FWD_CONFIG, ssd.BWD_CONFIG, ssd.BWD_CONFIG_MANY, ssd_chunked.CHUNKED_CONFIG
     if fwd is not None:
         ssd.FWD_CONFIG = fwd
     if bwd is not None:
         ssd.BWD_CONFIG = ssd.BWD_CONFIG_MANY = bwd  # the given one whatever the number of programs
+    if chunked is not None:
+        ssd_chunked.CHUNKED_CONFIG = chunked
     try:
         yield
     finally:
-        ssd.FWD_CONFIG, ssd.BWD_CONFIG, ssd.BWD_CONFIG_MANY = saved
+        ssd.FWD_CONFIG, ssd.BWD_CONFIG, ssd.BWD_CONFIG_MANY, ssd_chunked.CHUNKED_CONFIG = saved
 
 
 def hbm_peak_gbs(timer, device, dry) -> float:
@@ -148,9 +171,9 @@ def rotating(inputs_list):
     return next_inputs
 
 
-def bench_inputs(batch, seqlen, nheads, headdim, dstate, groups, device, seed=0):
+def bench_inputs(batch, seqlen, nheads, headdim, dstate, gb, gc, device, seed=0):
     """(inputs with gradients on, dy) for timing forward+backward."""
-    inputs = make_inputs(batch, seqlen, nheads, headdim, dstate, groups, groups, torch.bfloat16, device, seed=seed)
+    inputs = make_inputs(batch, seqlen, nheads, headdim, dstate, gb, gc, torch.bfloat16, device, seed=seed)
     for v in inputs.values():
         if v is not None:
             v.requires_grad_(True)
@@ -184,9 +207,9 @@ def time_backend(name, timer, sets, modes=("fwd", "fwd_bwd")):
     return out
 
 
-def triton_outputs(inputs, dy):
+def triton_outputs(inputs, dy, backend="triton"):
     """y and the gradients of the own kernels under the current launch configurations."""
-    y = ssd_scan(**inputs, dt_softplus=True, backend="triton")
+    y = ssd_scan(**inputs, dt_softplus=True, backend=backend)
     grads = torch.autograd.grad(y, [inputs[k] for k in ("x", "dt", "A", "B", "C", "D", "dt_bias")], dy)
     return y.detach(), grads
 
@@ -240,7 +263,7 @@ def main():
     )
 
     if "profile" in sections:
-        inputs, dy = bench_inputs(1, 8192 if not args.dry_run else 130, H, P, N, 1, device)
+        inputs, dy = bench_inputs(1, 8192 if not args.dry_run else 130, H, P, N, 1, 1, device)
         for _ in range(2):  # compile, then the launches to profile
             ssd_scan(**inputs, dt_softplus=True, backend="triton").backward(dy)
         torch.cuda.synchronize() if cuda else None
@@ -260,7 +283,8 @@ def main():
 
     # 4. the table
     if "table" in sections:
-        table(cfg, H, P, N, device, names, best, timer, peak, start, args.budget_s, results, log)
+        students = DRY_STUDENTS if args.dry_run else STUDENTS
+        table(cfg, H, P, N, device, names, best, timer, peak, start, args.budget_s, results, log, students)
 
     # 5. decode step
     if "step" in sections:
@@ -310,70 +334,103 @@ def run_checks(names, H, P, N, device, dry_run, results, log):
 
 
 def sweep(cfg, H, P, N, device, dry_run, timer, results, log):
-    """Launch configurations of the own kernels at seq 8K, each checked against the default's outputs."""
+    """Launch configurations of the own kernels at seq 8K, each checked against its kernels' default's outputs.
+
+    Kinds: "fwd" and "bwd" rebind the sequential kernels' configurations (backend triton), "chunked" the
+    chunk-parallel kernels' one (backend triton_chunked, both passes; the best by forward+backward time).
+    """
     log("\n## own-kernel launch configurations, seq 8K, ngroups 1, bf16")
     sweep_len = 8192 if not dry_run else 130
     best = {}
-    fwd_space = [ssd.LaunchConfig(*c) for c in ((32, 64, 4, 2), (64, 64, 4, 2), (64, 64, 8, 2), (32, 64, 4, 3))]
-    bwd_space = [ssd.LaunchConfig(*c) for c in ((32, 64, 8, 2), (32, 64, 4, 2), (16, 64, 4, 2))]
+    spaces = {
+        "fwd": [ssd.LaunchConfig(*c) for c in ((32, 64, 4, 2), (64, 64, 4, 2), (64, 64, 8, 2), (32, 64, 4, 3))],
+        "bwd": [ssd.LaunchConfig(*c) for c in ((32, 64, 8, 2), (32, 64, 4, 2), (16, 64, 4, 2))],
+        # (chunk, block_p, warps, stages, block_n)
+        "chunked": [
+            ssd.LaunchConfig(*c)
+            for c in (
+                (32, 64, 4, 2, 64),
+                (32, 64, 4, 3, 64),
+                (64, 64, 4, 2, 64),
+                (64, 32, 4, 2, 32),
+                (128, 64, 8, 2, 64),
+            )
+        ],
+    }
     if dry_run:
-        fwd_space, bwd_space = fwd_space[:2], bwd_space[:2]
+        spaces = {kind: space[:2] for kind, space in spaces.items()}
     for batch in cfg["batches"]:
-        inputs, dy = bench_inputs(batch, sweep_len, H, P, N, 1, device)
-        y_default, grads_default = triton_outputs(inputs, dy)
-        for kind, space in (("fwd", fwd_space), ("bwd", bwd_space)):
+        inputs, dy = bench_inputs(batch, sweep_len, H, P, N, 1, 1, device)
+        for kind, space in spaces.items():
+            backend = "triton_chunked" if kind == "chunked" else "triton"
+            y_default, grads_default = triton_outputs(inputs, dy, backend)  # each family against its own default
+            modes = {"fwd": ("fwd",), "bwd": ("fwd_bwd",), "chunked": ("fwd", "fwd_bwd")}[kind]
             for conf in space:
-                ctx = launch_configs(fwd=conf) if kind == "fwd" else launch_configs(bwd=conf)
                 try:
-                    with ctx:
-                        y, grads = triton_outputs(inputs, dy)
+                    with launch_configs(**{kind: conf}):
+                        y, grads = triton_outputs(inputs, dy, backend)
                         err = max(rel_err(y, y_default), *(rel_err(a, b) for a, b in zip(grads, grads_default)))
-                        mode = "fwd" if kind == "fwd" else "fwd_bwd"
-                        ms = time_backend("triton", timer, [(inputs, dy)], modes=(mode,))[mode]
+                        times = time_backend(backend, timer, [(inputs, dy)], modes=modes)
                 except Exception as e:  # a configuration that does not compile (e.g. too much shared memory)
                     log(f"  {kind} B={batch} {conf}: failed: {type(e).__name__}: {str(e)[:120]}")
                     continue
+                ms = times[modes[-1]]
                 ok = err < 1e-2 and ms is not None
-                results["sweep"].append(dict(kind=kind, batch=batch, config=dataclasses.asdict(conf), ms=ms, err=err))
+                results["sweep"].append(
+                    dict(kind=kind, batch=batch, config=dataclasses.asdict(conf), ms=times, err=err)
+                )
                 log(
-                    f"  {kind} B={batch} chunk={conf.chunk} block_p={conf.block_p} warps={conf.num_warps} "
-                    f"stages={conf.num_stages}: {fmt(ms)} ms{'' if ok else f'  WRONG (rel err {err:.1e})'}"
+                    f"  {kind} B={batch} chunk={conf.chunk} block_p={conf.block_p} block_n={conf.block_n} "
+                    f"warps={conf.num_warps} stages={conf.num_stages}: "
+                    + ", ".join(f"{m} {fmt(t)} ms" for m, t in times.items())
+                    + ("" if ok else f"  WRONG (rel err {err:.1e})")
                 )
                 if ok and (best.get((kind, batch)) is None or ms < best[(kind, batch)][1]):
                     best[(kind, batch)] = (conf, ms)
         del inputs
-        log(f"  best B={batch}: fwd {best.get(('fwd', batch))}, fwd+bwd {best.get(('bwd', batch))}")
+        log(f"  best B={batch}: " + ", ".join(f"{kind} {best.get((kind, batch))}" for kind in spaces))
     return best
 
 
-def table(cfg, H, P, N, device, names, best, timer, peak, start, budget_s, results, log):
-    log("\n## forward and forward+backward, bf16, H=128 P=64 N=128, dt_softplus, D, dt_bias; ms (median)")
-    header = (
-        "| batch | seq | ngroups | chunked fwd | triton fwd | mamba fwd | mamba/triton fwd "
-        "| triton GB/s (% peak) | mamba GB/s (% peak) | chunked fwd+bwd | triton fwd+bwd | mamba fwd+bwd "
-        "| mamba/triton fwd+bwd |"
+def table_rows(cfg, H, P, N, students):
+    """(layer name, (H, P, N, Gb, Gc), batch, seqlen) of every table row: the 8B Mamba-2 layer at every length
+    and group count, then each student's layer at the target lengths; the 8K rows first (the main target)."""
+    mamba2 = [(f"mamba2-8b g{g}", (H, P, N, g, g)) for g in cfg["groups"]]
+    rows = [(*mamba2[0], b, L) for L in cfg["seqlens"] for b in cfg["batches"]]
+    rows += [(*layer, b, cfg["seqlens"][-2]) for layer in mamba2[1:] for b in cfg["batches"]]
+    rows.sort(key=lambda r: (r[3] != cfg["seqlens"][-2], r[3], r[2], r[0]))
+    rows += [
+        (name, shape, b, L) for name, shape in students.items() for L in cfg["seqlens"][-2:] for b in cfg["batches"]
+    ]
+    return rows
+
+
+def table(cfg, H, P, N, device, names, best, timer, peak, start, budget_s, results, log, students):
+    log("\n## forward and forward+backward, bf16, dt_softplus, D, dt_bias; ms (median)")
+    log(
+        f"layers: mamba2-8b = H={H} P={P} N={N}; "
+        + "; ".join(f"{k} = H, P, N, Gb, Gc {v}" for k, v in students.items())
     )
+    header = table_header(names)
     log(header)
     log("|" + "---|" * (header.count("|") - 1))
-    shapes = [(b, L, 1) for L in cfg["seqlens"] for b in cfg["batches"]]
-    shapes += [(b, cfg["seqlens"][-2], g) for g in cfg["groups"][1:] for b in cfg["batches"]]
-    shapes.sort(key=lambda s: (s[1] != cfg["seqlens"][-2], s))  # the 8K rows first (the target)
-    for batch, seqlen, groups in shapes:
+    timed = [*names, *MIXES]
+    for layer, (nheads, headdim, dstate, gb, gc), batch, seqlen in table_rows(cfg, H, P, N, students):
         if time.time() - start > budget_s:
-            log(f"(time budget reached: rows from B={batch} L={seqlen} G={groups} on not measured)")
+            log(f"(time budget reached: rows from {layer} B={batch} L={seqlen} on not measured)")
             break
-        one = fwd_bytes(batch, seqlen, H, P, N, groups, groups)
+        one = fwd_bytes(batch, seqlen, nheads, headdim, dstate, gb, gc)
         nsets = max(1, min(4, -(-256 * 2**20 // one)))  # >= 256 MiB of inputs in rotation: more than the L2
-        sets = [bench_inputs(batch, seqlen, H, P, N, groups, device, seed=i) for i in range(nsets)]
-        row = dict(batch=batch, seqlen=seqlen, ngroups=groups, bytes=one)
-        confs = dict(fwd=best.get(("fwd", batch), (None,))[0], bwd=best.get(("bwd", batch), (None,))[0])
-        for name in names:
-            ctx = launch_configs(**confs) if name == "triton" else contextlib.nullcontext()
-            with ctx:
-                row[name] = time_backend(name, timer, sets)
+        sets = [bench_inputs(batch, seqlen, nheads, headdim, dstate, gb, gc, device, seed=i) for i in range(nsets)]
+        row = dict(layer=layer, batch=batch, seqlen=seqlen, groups=f"{gb}/{gc}", bytes=one)
+        confs = {kind: best.get((kind, batch), (None,))[0] for kind in ("fwd", "bwd", "chunked")}
+        for name in timed:
+            modes = ("fwd_bwd",) if name == TRITON_SEQ_FWD_CHUNKED_BWD else ("fwd", "fwd_bwd")
+            with launch_configs(**confs):
+                row[name] = time_backend(name, timer, sets, modes=modes)
         del sets
         results["table"].append(row)
-        log(table_row(row, peak))
+        log(table_row(row, peak, names))
 
 
 def step_times(cfg, H, P, N, device, names, timer, results, log):
@@ -403,9 +460,34 @@ def fmt(ms):
     return "OOM" if ms is None else ms if isinstance(ms, str) else f"{ms:.3f}"
 
 
-def table_row(row, peak) -> str:
-    ch, tr = row["torch_chunked"], row["triton"]
-    mb = row.get("mamba_ssm", {"fwd": "n/a", "fwd_bwd": "n/a"})  # "n/a": mamba-ssm not importable; None: OOM
+# the own variants compared with mamba-ssm, per mode
+OWN_FWD = ("triton", "triton_chunked", TRITON_SEGMENTED)
+OWN_FWD_BWD = ("triton", "triton_chunked", TRITON_SEQ_FWD_CHUNKED_BWD, TRITON_SEGMENTED)
+SHORT = {
+    "torch_chunked": "torch_chunked",
+    "triton": "triton",
+    "triton_chunked": "triton_chunked",
+    "mamba_ssm": "mamba",
+    TRITON_SEQ_FWD_CHUNKED_BWD: "triton fwd + chunked bwd",
+    TRITON_SEGMENTED: "segmented",  # forward: the segmented one; forward+backward: with the chunk-parallel backward
+}
+
+
+def table_header(names) -> str:
+    cols = ["layer", "batch", "seq", "Gb/Gc"]
+    cols += [f"{SHORT[n]} fwd" for n in (*names, TRITON_SEGMENTED)]
+    cols += [f"mamba/{SHORT[n]} fwd" for n in OWN_FWD]
+    cols += [f"{SHORT[n]} GB/s (% peak)" for n in (*OWN_FWD, "mamba_ssm")]
+    cols += [f"{SHORT[n]} fwd+bwd" for n in (*names, *MIXES)]
+    cols += [f"mamba/{SHORT[n]} fwd+bwd" for n in OWN_FWD_BWD]
+    return "| " + " | ".join(cols) + " |"
+
+
+def table_row(row, peak, names) -> str:
+    na = {"fwd": "n/a", "fwd_bwd": "n/a"}  # "n/a": mamba-ssm not importable; None: out of memory
+
+    def get(name, mode):
+        return row.get(name, na).get(mode, "n/a")
 
     def ratio(a, b):
         return "n/a" if not isinstance(a, float) or not isinstance(b, float) else f"{a / b:.2f}x"
@@ -417,11 +499,13 @@ def table_row(row, peak) -> str:
         return f"{rate:.0f} ({100 * rate / peak:.0f}%)"
 
     f, fb = "fwd", "fwd_bwd"
-    return (
-        f"| {row['batch']} | {row['seqlen']} | {row['ngroups']} | {fmt(ch[f])} | {fmt(tr[f])} | {fmt(mb[f])} | "
-        f"{ratio(mb[f], tr[f])} | {gbs(tr[f])} | {gbs(mb[f])} | {fmt(ch[fb])} | {fmt(tr[fb])} | {fmt(mb[fb])} | "
-        f"{ratio(mb[fb], tr[fb])} |"
-    )
+    cells = [row["layer"], row["batch"], row["seqlen"], row["groups"]]
+    cells += [fmt(get(n, f)) for n in (*names, TRITON_SEGMENTED)]
+    cells += [ratio(get("mamba_ssm", f), get(n, f)) for n in OWN_FWD]
+    cells += [gbs(get(n, f)) for n in (*OWN_FWD, "mamba_ssm")]
+    cells += [fmt(get(n, fb)) for n in (*names, *MIXES)]
+    cells += [ratio(get("mamba_ssm", fb), get(n, fb)) for n in OWN_FWD_BWD]
+    return "| " + " | ".join(map(str, cells)) + " |"
 
 
 if __name__ == "__main__":

@@ -43,3 +43,29 @@ def chunk_dt(dt_in, dt_bias_ptr, h, mask_t, HAS_DT_BIAS: tl.constexpr, DT_SOFTPL
         dt = tl.where(raw > 20.0, raw, log1p)
     # zeroing dt past the end makes those steps a no-op: no decay (exp(0) = 1) and no input
     return tl.where(mask_t, dt, 0.0), raw
+
+
+@triton.jit
+def chunk_decay(
+    dt_ptr,
+    dt_bias_ptr,
+    A_ptr,
+    h,
+    k,
+    seqlen,
+    stride_dt_l,
+    CHUNK: tl.constexpr,
+    HAS_DT_BIAS: tl.constexpr,
+    DT_SOFTPLUS: tl.constexpr,
+):
+    """Steps of chunk k for head h (dt_ptr at this batch and head) and their decays.
+
+    Returns (offs_t, mask_t, dt, raw, cum, cum_end): positions (Q,), in-sequence mask, dt after bias and softplus
+    (0 past the end), the softplus argument, cum = inclusive cumsum of dt * A inside the chunk, and its total.
+    """
+    offs_t = k * CHUNK + tl.arange(0, CHUNK)
+    mask_t = offs_t < seqlen
+    dt_in = tl.load(dt_ptr + offs_t * stride_dt_l, mask=mask_t, other=0.0)
+    dt, raw = chunk_dt(dt_in, dt_bias_ptr, h, mask_t, HAS_DT_BIAS, DT_SOFTPLUS)
+    dA = dt * tl.load(A_ptr + h).to(tl.float32)
+    return offs_t, mask_t, dt, raw, tl.cumsum(dA, axis=0), tl.sum(dA, axis=0)

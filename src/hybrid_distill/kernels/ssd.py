@@ -7,24 +7,15 @@ C (B, L, Gc, N), D (H,) or (H, P), dt_bias (H,), states (B, H, P, N). Head h rea
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 
 import torch
 import triton
 
+from . import ssd_chunked
+from .launch import LaunchConfig, block, dot_precision, finish_grads, steps_contiguous
 from .ssd_bwd import ssd_bwd_kernel
 from .ssd_fwd import ssd_fwd_kernel
 from .ssd_step import ssd_step_kernel
-
-
-@dataclass(frozen=True)
-class LaunchConfig:
-    """Tile sizes and Triton launch options of one kernel (the benchmark sweeps these)."""
-
-    chunk: int = 64  # steps per chunk
-    block_p: int = 64  # head dims per program (forward only: backward needs all of P in one program)
-    num_warps: int = 4
-    num_stages: int = 2
 
 
 # module defaults, read at each call (experiments/kernels/bench.py sweeps alternatives by rebinding them)
@@ -35,21 +26,7 @@ BWD_CONFIG = LaunchConfig(chunk=32, num_warps=8, num_stages=2)
 BWD_CONFIG_MANY = LaunchConfig(chunk=16, num_warps=4, num_stages=2)
 BWD_MANY_PROGRAMS = 512
 STATES_CONFIG = LaunchConfig(num_warps=8, num_stages=2)  # the backward's state recompute; its chunk is the backward's
-
-
-def _block(n: int) -> int:
-    # tl.dot needs every dimension >= 16; masks cover the padding
-    return max(16, triton.next_power_of_2(n))
-
-
-def _dot_precision(dtype: torch.dtype) -> str:
-    # fp32 inputs get exact fp32 dots (the tight parity tests); bf16/fp16 operands ignore this setting
-    return "ieee" if dtype == torch.float32 else "tf32"
-
-
-def _steps_contiguous(t: torch.Tensor) -> torch.Tensor:
-    """The kernels take strides for batch and sequence and need each step's slice contiguous; copy only if not."""
-    return t if t[0, 0].is_contiguous() else t.contiguous()
+SEGMENT_CHUNKS = 32  # chunks per segment of the segmented forward (1024 steps at chunk 32); not tuned on a GPU yet
 
 
 def _scan_args(x, dt, B, C, chunk):
@@ -75,7 +52,7 @@ def _scan_args(x, dt, B, C, chunk):
         ngroups_c=C.shape[2],
         EVEN_L=seqlen % chunk == 0,
         CHUNK=chunk,
-        BLOCK_N=_block(B.shape[-1]),
+        BLOCK_N=block(B.shape[-1]),
     )
     return positional, sizes
 
@@ -95,15 +72,18 @@ def ssd_forward(
     store_final=True,
     store_states=False,
     config: LaunchConfig | None = None,
+    out: torch.Tensor | None = None,
 ):
-    """Run ssd_fwd_kernel. Returns (y or None, final state (B, H, P, N) fp32 or None, chunk-entry states or None)."""
+    """Run ssd_fwd_kernel. Returns (y or None, final state (B, H, P, N) fp32 or None, chunk-entry states or None).
+
+    y goes to `out` when given (contiguous, x's shape and dtype), else to a new tensor."""
     config = config or FWD_CONFIG
     batch, seqlen, nheads, headdim = x.shape
     dstate = B.shape[-1]
     positional, sizes = _scan_args(x, dt, B, C, config.chunk)
     nchunks = triton.cdiv(seqlen, config.chunk)
-    block_p = min(config.block_p, _block(headdim))
-    y = torch.empty_like(x, memory_format=torch.contiguous_format) if compute_y else None
+    block_p = min(config.block_p, block(headdim))
+    y = (out if out is not None else torch.empty_like(x, memory_format=torch.contiguous_format)) if compute_y else None
     final = x.new_empty(batch, nheads, headdim, dstate, dtype=torch.float32) if store_final else None
     # entry states in the input dtype: the backward's dots read them in that precision anyway
     states = x.new_empty(batch, nchunks, nheads, headdim, dstate) if store_states else None
@@ -131,7 +111,7 @@ def ssd_forward(
         COMPUTE_Y=compute_y,
         STORE_FINAL=store_final,
         STORE_STATES=store_states,
-        DOT_PRECISION=_dot_precision(x.dtype),
+        DOT_PRECISION=dot_precision(x.dtype),
         num_warps=config.num_warps,
         num_stages=config.num_stages,
     )
@@ -191,40 +171,71 @@ def ssd_backward(
         dinit,
         *positional,
         **sizes,
-        BLOCK_P=_block(headdim),
+        BLOCK_P=block(headdim),
         HAS_D=D is not None,
         D_PER_P=D is not None and D.dim() == 2,
         HAS_DT_BIAS=dt_bias is not None,
         DT_SOFTPLUS=dt_softplus,
         HAS_DFINAL=dfinal is not None,
-        DOT_PRECISION=_dot_precision(x.dtype),
+        DOT_PRECISION=dot_precision(x.dtype),
         num_warps=config.num_warps,
         num_stages=config.num_stages,
     )
-    if D is not None:
-        dD = dD.sum(0) if D.dim() == 2 else dD.sum((0, 2))
-        dD = dD.to(D.dtype)
-    ddt_bias = ddt.sum((0, 1)).to(dt_bias.dtype) if dt_bias is not None else None
-    return (
-        dx,
-        ddt.to(dt.dtype),
-        dA.sum(0).to(A.dtype),
-        dB.to(B.dtype),
-        dC.to(C.dtype),
-        dD,
-        ddt_bias,
-        dinit.to(initial_state.dtype) if initial_state is not None else None,
-    )
+    return finish_grads((x, dt, A, B, C, D, dt_bias, initial_state), dx, ddt, dA, dB, dC, dD, dinit)
+
+
+def _sequential_forward(x, dt, A, B, C, D, dt_bias, initial_state, dt_softplus, return_final_state):
+    y, final, _ = ssd_forward(x, dt, A, B, C, D, dt_bias, initial_state, dt_softplus, store_final=return_final_state)
+    return y, final
+
+
+def _chunked_forward(x, dt, A, B, C, D, dt_bias, initial_state, dt_softplus, return_final_state):
+    return ssd_chunked.chunked_forward(x, dt, A, B, C, D, dt_bias, initial_state, dt_softplus)
+
+
+def _segmented_forward(x, dt, A, B, C, D, dt_bias, initial_state, dt_softplus, return_final_state):
+    """The sequential forward run on segments of SEGMENT_CHUNKS chunks in parallel, as if they were batch entries,
+    each from the state entering it (local segment states, then a pass over segments: ssd_chunked.chunk_states).
+
+    More programs than the sequential forward at batch 1 (segments x heads), for one extra read of x and B. Used
+    where the segments can be batch entries of views: batch 1, or a length that is a multiple of the segment."""
+    batch, seqlen = x.shape[:2]
+    seg = FWD_CONFIG.chunk * SEGMENT_CHUNKS
+    nseg, full = triton.cdiv(seqlen, seg), seqlen // seg * seg
+    if nseg == 1 or (batch > 1 and full != seqlen):
+        return _sequential_forward(x, dt, A, B, C, D, dt_bias, initial_state, dt_softplus, return_final_state)
+    config = dataclasses.replace(ssd_chunked.CHUNKED_CONFIG, chunk=FWD_CONFIG.chunk)
+    states, _ = ssd_chunked.chunk_states(
+        x, dt, A, B, dt_bias, dt_softplus, initial_state, reverse=False, config=config, nsub=SEGMENT_CHUNKS
+    )  # (B, nseg + 1, H, P, N) fp32
+    y = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    whole = full // seg
+
+    def as_batch(t):  # (B, full, ...) -> (B * whole, seg, ...): a view for batch 1 or strides of a full tensor
+        return t[:, :full].unflatten(1, (whole, seg)).flatten(0, 1)
+
+    parts = [((as_batch(x), as_batch(dt), as_batch(B), as_batch(C)), states[:, :whole].flatten(0, 1), y[:, :full])]
+    if full < seqlen:  # batch 1: the partial last segment, from the state entering it
+        parts.append(((x[:, full:], dt[:, full:], B[:, full:], C[:, full:]), states[:, whole], y[:, full:]))
+    for (xs, dts, Bs, Cs), init, out in parts:
+        ssd_forward(xs, dts, A, Bs, Cs, D, dt_bias, init.contiguous(), dt_softplus, store_final=False, out=out)
+    return y, states[:, -1].clone() if return_final_state else None
+
+
+# the implementations of each pass: "sequential" walks all chunks in one program per (batch, head[, P block]),
+# "chunked" runs the chunks in parallel around a short pass over chunk states (ssd_chunked.py), "segmented" (forward
+# only) runs the sequential forward on segments in parallel around a pass over segment states
+FORWARDS = {"sequential": _sequential_forward, "chunked": _chunked_forward, "segmented": _segmented_forward}
+BACKWARDS = {"sequential": ssd_backward, "chunked": ssd_chunked.chunked_backward}
 
 
 class SSDChunkScan(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, dt, A, B, C, D, dt_bias, initial_state, dt_softplus, return_final_state):
-        y, final, _ = ssd_forward(
-            x, dt, A, B, C, D, dt_bias, initial_state, dt_softplus, store_final=return_final_state
-        )
+    def forward(ctx, x, dt, A, B, C, D, dt_bias, initial_state, dt_softplus, return_final_state, fwd, bwd):
+        y, final = FORWARDS[fwd](x, dt, A, B, C, D, dt_bias, initial_state, dt_softplus, return_final_state)
         ctx.save_for_backward(x, dt, A, B, C, D, dt_bias, initial_state)
         ctx.dt_softplus = dt_softplus
+        ctx.bwd = bwd
         return y, final
 
     @staticmethod
@@ -232,25 +243,41 @@ class SSDChunkScan(torch.autograd.Function):
         x, dt, A, B, C, D, dt_bias, initial_state = ctx.saved_tensors
         dy = torch.zeros_like(x) if dy is None else dy.contiguous()
         dfinal = dfinal.contiguous() if dfinal is not None else None
-        grads = ssd_backward(x, dt, A, B, C, D, dt_bias, initial_state, ctx.dt_softplus, dy, dfinal)
-        return (*grads, None, None)
+        grads = BACKWARDS[ctx.bwd](x, dt, A, B, C, D, dt_bias, initial_state, ctx.dt_softplus, dy, dfinal)
+        return (*grads, None, None, None, None)
 
 
 def ssd_chunk_scan(
-    x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, initial_state=None, return_final_state=False
+    x,
+    dt,
+    A,
+    B,
+    C,
+    D=None,
+    dt_bias=None,
+    dt_softplus=False,
+    initial_state=None,
+    return_final_state=False,
+    fwd="sequential",
+    bwd="sequential",
 ):
     """Chunked SSD scan on the Triton kernels, differentiable in every tensor input.
 
-    Returns y (B, L, H, P) in x's dtype, and the final state (B, H, P, N) fp32 if return_final_state.
+    fwd and bwd pick each pass's kernels: "sequential" (one program walks all chunks) or "chunked" (chunks in
+    parallel, then a short state pass); fwd also "segmented" (segments of chunks in parallel, each walked in order). Returns y (B, L, H, P) in x's dtype, and the final state (B, H, P, N) fp32
+    if return_final_state.
     """
-    x, dt = _steps_contiguous(x), _steps_contiguous(dt)
+    for name, value, options in (("fwd", fwd, FORWARDS), ("bwd", bwd, BACKWARDS)):
+        if value not in options:
+            raise ValueError(f"ssd_chunk_scan: {name}={value!r}; choose one of {', '.join(options)}")
+    x, dt = steps_contiguous(x), steps_contiguous(dt)
     # the dots need one operand type: B and C follow x (a cast autograd can see through)
-    B, C = _steps_contiguous(B.to(x.dtype)), _steps_contiguous(C.to(x.dtype))
+    B, C = steps_contiguous(B.to(x.dtype)), steps_contiguous(C.to(x.dtype))
     A = A.contiguous()
     D = D.contiguous() if D is not None else None
     dt_bias = dt_bias.contiguous() if dt_bias is not None else None
     initial_state = initial_state.contiguous() if initial_state is not None else None
-    y, final = SSDChunkScan.apply(x, dt, A, B, C, D, dt_bias, initial_state, dt_softplus, return_final_state)
+    y, final = SSDChunkScan.apply(x, dt, A, B, C, D, dt_bias, initial_state, dt_softplus, return_final_state, fwd, bwd)
     return (y, final) if return_final_state else y
 
 
@@ -265,7 +292,7 @@ def ssd_step(state, x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, out
     state, x, dt, B, C = (t.contiguous() for t in (state, x, dt, B, C))
     new_state = torch.empty_like(state) if out_state is None else out_state
     y = torch.empty_like(x)
-    block_p = min(16, _block(headdim))  # small tiles: many programs, few registers each
+    block_p = min(16, block(headdim))  # small tiles: many programs, few registers each
     grid = (triton.cdiv(headdim, block_p), batch * nheads)
     ssd_step_kernel[grid](
         state,
@@ -284,7 +311,7 @@ def ssd_step(state, x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, out
         ngroups_b=B.shape[1],
         ngroups_c=C.shape[1],
         BLOCK_P=block_p,
-        BLOCK_N=_block(dstate),
+        BLOCK_N=block(dstate),
         HAS_D=D is not None,
         D_PER_P=D is not None and D.dim() == 2,
         HAS_DT_BIAS=dt_bias is not None,

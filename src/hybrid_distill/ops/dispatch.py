@@ -45,6 +45,17 @@ BACKENDS: dict[str, Backend] = {
         triton_backend.INSTALL_HINT,
         supports_cpu=triton_backend.interpreted(),
     ),
+    # the chunk-parallel own kernels: not in `auto` until a GPU run shows them faster (kernels/README.md)
+    "triton_chunked": Backend(
+        "triton_chunked",
+        triton_backend.ssd_scan_chunked,
+        triton_backend.ssd_step,
+        triton_backend.selective_scan,
+        triton_backend.selective_step,
+        triton_backend.is_available,
+        triton_backend.INSTALL_HINT,
+        supports_cpu=triton_backend.interpreted(),
+    ),
     "mamba_ssm": Backend(
         "mamba_ssm",
         mamba_ssm_backend.ssd_scan,
@@ -65,7 +76,7 @@ AUTO_ORDER_GPU: dict[str, tuple[str, ...]] = {
     "selective": ("mamba_ssm", "torch_chunked", "torch_ref"),
 }
 AUTO_ORDER_CPU: tuple[str, ...] = ("torch_chunked", "torch_ref")
-KNOWN_BACKENDS: tuple[str, ...] = ("auto", "torch_ref", "torch_chunked", "triton", "mamba_ssm")
+KNOWN_BACKENDS: tuple[str, ...] = ("auto", "torch_ref", "torch_chunked", "triton", "triton_chunked", "mamba_ssm")
 
 
 def available_backends() -> list[str]:

@@ -1,6 +1,7 @@
-"""scan_backend=triton: the project's own Triton kernels (`hybrid_distill.kernels`).
+"""scan_backend=triton and triton_chunked: the project's own Triton kernels (`hybrid_distill.kernels`).
 
-Mamba-2 SSD scan (forward and backward) and its decode step run on the own kernels. There is no own
+Mamba-2 SSD scan (forward and backward) and its decode step run on the own kernels: `triton` on the sequential
+ones (one program walks all chunks), `triton_chunked` on the chunk-parallel ones (kernels/README.md). There is no own
 Mamba-1 kernel: the selective scan routes to the torch_chunked form (selective_scan_chunked).
 The kernels run on CUDA tensors, or on CPU tensors under the Triton interpreter (TRITON_INTERPRET=1).
 """
@@ -39,6 +40,14 @@ def is_available() -> bool:
 
 def ssd_scan(x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, initial_state=None, return_final_state=False):
     return _kernels().ssd_chunk_scan(x, dt, A, B, C, D, dt_bias, dt_softplus, initial_state, return_final_state)
+
+
+def ssd_scan_chunked(
+    x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, initial_state=None, return_final_state=False
+):
+    return _kernels().ssd_chunk_scan(
+        x, dt, A, B, C, D, dt_bias, dt_softplus, initial_state, return_final_state, fwd="chunked", bwd="chunked"
+    )
 
 
 def ssd_step(state, x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False):
