@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from .allocation import MAMBA
@@ -22,6 +23,19 @@ def set_trainable(model: nn.Module, which: str = "mamba") -> nn.Module:
             if which == "mamba_mlp" and block.mlp is not None:
                 block.mlp.requires_grad_(True)
     return model
+
+
+def float32_trainable(model: nn.Module) -> int:
+    """Cast the parameters that train to float32, in place; frozen ones keep their dtype. Under bf16/fp16 mixed
+    precision the optimiser's update (lr x step, often below 2^-8 of the weight) is lost when rounded to a 16-bit
+    weight, so the weights that train must be float32 masters (autocast still runs the matmuls in 16 bits); a
+    student built in a bf16 teacher's dtype would otherwise train bf16 weights. Returns how many were cast."""
+    cast = 0
+    for p in model.parameters():
+        if p.requires_grad and p.dtype != torch.float32:
+            p.data = p.data.float()
+            cast += p.numel()
+    return cast
 
 
 def param_counts(model: nn.Module) -> dict[str, int]:

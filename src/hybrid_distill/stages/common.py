@@ -11,7 +11,15 @@ from omegaconf import DictConfig
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..data.build import build_datamodule
+from ..models.trainable import float32_trainable
 from ..runtime import RunContext, resume_path
+
+
+def master_weights(cfg: DictConfig, model: torch.nn.Module) -> None:
+    """Under a mixed precision (trainer.precision *-mixed) the parameters that train become float32 masters
+    (models.trainable.float32_trainable): call it once what trains is set and the model has run eagerly."""
+    if str(cfg.trainer.precision).endswith("-mixed"):
+        float32_trainable(model)
 
 
 def seed_everything(seed: int) -> None:

@@ -11,7 +11,7 @@ from ..lit.settings import DistillLoss, OptimSettings, SpeedSettings, from_confi
 from ..lit.speed import prepare_frozen_teacher, prepare_trained
 from ..lit.tokens import tokens_seen
 from ..runtime import RunContext, build_trainer, finish_logger
-from .common import fit_and_validate, metric, save_trained, seed_everything, stage_datamodule
+from .common import fit_and_validate, master_weights, metric, save_trained, seed_everything, stage_datamodule
 from .student import calibrate_from_config, describe_student, student_from_config
 from .teacher import obtain_teacher
 
@@ -36,6 +36,7 @@ def run_distill(cfg: DictConfig, run: RunContext) -> dict:
     max_steps = int(cfg.trainer.max_steps)
     # after calibration, which runs both models once, eagerly
     prepare_frozen_teacher(teacher, speed)
+    master_weights(cfg, student)
     prepare_trained(student, speed)
     module = DistillModule(teacher, student, loss, from_config(OptimSettings, recipe, "stage"), max_steps, speed)
     trainer, logger = build_trainer(cfg, run, "distill", max_steps, recipe.grad_clip, recipe.val_every)

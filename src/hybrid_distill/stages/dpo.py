@@ -13,7 +13,7 @@ from ..lit.settings import DPOLoss, OptimSettings, from_config
 from ..lit.tokens import tokens_seen
 from ..models import set_trainable
 from ..runtime import RunContext, build_trainer, finish_logger
-from .common import fit_and_validate, metric, save_trained, seed_everything, stage_datamodule
+from .common import fit_and_validate, master_weights, metric, save_trained, seed_everything, stage_datamodule
 from .student import load_student
 
 
@@ -31,6 +31,7 @@ def run_dpo(cfg: DictConfig, run: RunContext) -> dict:
     policy = load_student("stage.init_from", source, cfg.scan_backend)
     with reported_as_user_error("stage.trainable"):
         set_trainable(policy, cfg.stage.trainable)
+    master_weights(cfg, policy)
     with reported_as_user_error(f"stage.init_from '{source}'"):
         tokenizer = AutoTokenizer.from_pretrained(str(source))
     recipe = cfg.stage
