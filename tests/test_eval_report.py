@@ -109,7 +109,7 @@ def test_an_interrupted_run_is_reported_with_its_last_validation_and_where_it_st
     assert (cut["tokens_seen"], cut["pattern"], cut["mamba_ratio"]) == (1024, "MMMA", 0.75)
     main([str(root)])
     text = (root / "report" / "report.md").read_text()
-    assert "| mamba_ratio=0.75 | 0.75 | interrupted at step 7 (last validation at step 5) | MMMA | 120 |" in text
+    assert "| mamba_ratio=0.75 | 0.75 | interrupted at step 7 (last validation at step 5) | MMMA | 1024 | 120 |" in text
     assert "![validation_curves](validation_curves.png)" in text
 
 

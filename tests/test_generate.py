@@ -75,10 +75,11 @@ def test_transformers_options_reach_generation(student_dir):
     assert varied != plain and varied.strip()
     streamed = _answer(student_dir, "--max-new-tokens", "24", "--no-repeat-ngram-size", "2", "--stream")
     assert streamed.strip() == varied.strip()
-    stop = varied.split()[-1][-1]  # a character the answer contains: generation ends at its first occurrence
+    words = varied.split()
+    stop = words[len(words) // 2]  # a word from the middle of the answer: generation ends with the token completing
     stopped = _answer(student_dir, "--max-new-tokens", "24", "--no-repeat-ngram-size", "2", "--stop", stop).strip()
-    assert stopped.endswith(stop) and varied.strip().startswith(stopped)
-    assert len(stopped) <= len(varied.strip())
+    assert varied.strip().startswith(stopped) and stop in stopped  # its first occurrence (a token may run past it)
+    assert len(stopped) < len(varied.strip())
 
 
 def test_refused_option_combinations_are_one_clear_error(student_dir):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 from transformers.modeling_layers import GradientCheckpointingLayer
@@ -22,9 +24,13 @@ from .hf_model import (
 from .mixers import make_mixer
 
 
-# logits: (B, T, V) float32 (None with return_hidden); cache: the HybridCache or StaticCache passed in (or made for
-# use_cache=True), None without one; hidden: (B, T, d) after the final norm, with return_hidden (for a fused loss)
-HybridOutput = CausalLMOutputWithPast
+@dataclass
+class HybridOutput(CausalLMOutputWithPast):
+    """transformers' causal-LM output (logits (B, T, V) float32, None with return_hidden; cache: the HybridCache or
+    StaticCache passed in, or made for use_cache=True, None without one) plus `hidden` (B, T, d): the final hidden
+    states after the norm, with return_hidden (for a fused loss)."""
+
+    hidden: torch.Tensor | None = None
 
 
 class HybridBlock(GradientCheckpointingLayer):
