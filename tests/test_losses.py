@@ -220,8 +220,11 @@ def test_chunked_kl_matches_full_values_and_gradients(batch, chunk, temperature)
     student, teacher, mask = batch
     full = loss_and_grads("kl", student, teacher, mask, temperature=temperature)
     chunked = loss_and_grads("kl_chunked", student, teacher, mask, temperature=temperature, vocab_chunk=chunk)
+    # both sums run in float32: their rounding grows with the log-probabilities, up to ~2 max|logit| / T in size
+    # (a search of 1,500 examples found 1.1e-5 at logits of scale 40, T 0.7)
+    atol = 1e-5 + 2.4e-7 * float(torch.cat([student, teacher]).abs().max()) / temperature
     for got, want in zip(chunked, full):
-        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(got, want, atol=atol, rtol=1e-5)
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 64, 100, 1000])  # 7 and 64 do not divide V = 100
