@@ -182,7 +182,7 @@ def eval_rows(runs: pd.DataFrame, section: str) -> pd.DataFrame:
         evaluation = latest_eval(Path(directory))
         if evaluation and evaluation.get(section):
             frames.append(pd.DataFrame(evaluation[section]).assign(run=label))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return _concat(frames)
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
@@ -315,32 +315,37 @@ def plot_throughput(throughput: pd.DataFrame, out: Path) -> Path | None:
     return _save(fig, out / "throughput_vs_context.png")
 
 
+def _stage_logs(runs: pd.DataFrame):
+    """(run label, its loss config, stage, the stage's metrics.csv as a frame) for every logged stage of every run."""
+    losses = runs["loss"] if "loss" in runs else [None] * len(runs)
+    for label, directory, loss in zip(runs["run"], runs["dir"], losses):
+        for csv in sorted(Path(directory).glob("*/metrics.csv")):
+            yield label, loss, csv.parent.name, pd.read_csv(csv)
+
+
+def _curve(label: str, stage: str, frame: pd.DataFrame, metric: str, **columns) -> pd.DataFrame:
+    """One metric's logged values per step: columns run, stage, step, metric, `columns`, value."""
+    rows = frame[["step", metric]].dropna()
+    return pd.DataFrame(
+        {"run": label, "stage": stage, "step": rows["step"], "metric": metric, **columns, "value": rows[metric]}
+    )
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
 def loss_curves(runs: pd.DataFrame) -> pd.DataFrame:
     """Every run's logged training loss per step: columns run, stage, step, metric, objective, value. `objective`
     names what the value measures: train/loss is a different mix for every `loss` config, so it carries the loss."""
     frames = []
-    losses = runs["loss"] if "loss" in runs else [None] * len(runs)
-    for label, directory, loss in zip(runs["run"], runs["dir"], losses):
-        for csv in sorted(Path(directory).glob("*/metrics.csv")):
-            frame = pd.read_csv(csv)
-            metric = next((c for c in ("train/loss", "train/ce", "train/divergence") if c in frame), None)
-            if metric is None or frame[metric].isna().all():
-                continue
-            rows = frame[["step", metric]].dropna()
-            objective = f"{metric} ({loss})" if metric == "train/loss" and loss else metric
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "run": label,
-                        "stage": csv.parent.name,
-                        "step": rows["step"],
-                        "metric": metric,
-                        "objective": objective,
-                        "value": rows[metric],
-                    }
-                )
-            )
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    for label, loss, stage, frame in _stage_logs(runs):
+        metric = next((c for c in ("train/loss", "train/ce", "train/divergence") if c in frame), None)
+        if metric is None or frame[metric].isna().all():
+            continue
+        objective = f"{metric} ({loss})" if metric == "train/loss" and loss else metric
+        frames.append(_curve(label, stage, frame, metric, objective=objective))
+    return _concat(frames)
 
 
 def loss_panels(curves: pd.DataFrame) -> list[tuple[str, str]]:
@@ -348,56 +353,40 @@ def loss_panels(curves: pd.DataFrame) -> list[tuple[str, str]]:
     return list(dict.fromkeys(zip(curves["stage"], curves["objective"])))
 
 
-def plot_loss_curves(curves: pd.DataFrame, out: Path) -> Path | None:
+def _plot_panels(curves: pd.DataFrame, panel: str, path: Path, marker: str | None = None) -> Path | None:
+    """One axis per (stage, value of column `panel`), one line per run; perplexities on a log scale."""
     if curves.empty:
         return None
-    panels = loss_panels(curves)
+    panels = list(dict.fromkeys(zip(curves["stage"], curves[panel])))
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.5), squeeze=False)
-    for ax, (stage, objective) in zip(axes[0], panels):
-        rows = curves[(curves["stage"] == stage) & (curves["objective"] == objective)]
+    for ax, (stage, name) in zip(axes[0], panels):
+        rows = curves[(curves["stage"] == stage) & (curves[panel] == name)]
         for run, group in rows.groupby("run", sort=False):
-            ax.plot(group["step"], group["value"], label=run)
-        ax.set(xlabel="step", ylabel=objective, title=f"{stage}: {objective}")
+            ax.plot(group["step"], group["value"], marker=marker, label=run)
+        ax.set(xlabel="step", ylabel=name, title=f"{stage}: {name}", yscale="log" if "ppl" in name else "linear")
         ax.legend(fontsize=6)
-    return _save(fig, out / "loss_curves.png")
+    return _save(fig, path)
+
+
+def plot_loss_curves(curves: pd.DataFrame, out: Path) -> Path | None:
+    return _plot_panels(curves, "objective", out / "loss_curves.png")
 
 
 def validation_curves(runs: pd.DataFrame) -> pd.DataFrame:
     """Every run's validation metrics per step (columns run, stage, step, metric, value): the quality measure of a
     distillation (KL to the teacher, perplexity) as training goes, comparable across loss mixes, unlike train/loss."""
-    frames = []
-    for label, directory in zip(runs["run"], runs["dir"]):
-        for csv in sorted(Path(directory).glob("*/metrics.csv")):
-            frame = pd.read_csv(csv)
-            for metric in ("val/kl", "val/student_ppl"):
-                if metric in frame and frame[metric].notna().any():
-                    rows = frame[["step", metric]].dropna()
-                    frames.append(
-                        pd.DataFrame(
-                            {
-                                "run": label,
-                                "stage": csv.parent.name,
-                                "step": rows["step"],
-                                "metric": metric,
-                                "value": rows[metric],
-                            }
-                        )
-                    )
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return _concat(
+        [
+            _curve(label, stage, frame, metric)
+            for label, _, stage, frame in _stage_logs(runs)
+            for metric in ("val/kl", "val/student_ppl")
+            if metric in frame and frame[metric].notna().any()
+        ]
+    )
 
 
 def plot_validation_curves(curves: pd.DataFrame, out: Path) -> Path | None:
-    if curves.empty:
-        return None
-    panels = list(dict.fromkeys(zip(curves["stage"], curves["metric"])))
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.5), squeeze=False)
-    for ax, (stage, metric) in zip(axes[0], panels):
-        rows = curves[(curves["stage"] == stage) & (curves["metric"] == metric)]
-        for run, group in rows.groupby("run", sort=False):
-            ax.plot(group["step"], group["value"], marker="o", label=run)
-        ax.set(xlabel="step", ylabel=metric, title=f"{stage}: {metric}", yscale="log" if "ppl" in metric else "linear")
-        ax.legend(fontsize=6)
-    return _save(fig, out / "validation_curves.png")
+    return _plot_panels(curves, "metric", out / "validation_curves.png", marker="o")
 
 
 def _save(fig, path: Path) -> Path:
@@ -410,7 +399,7 @@ def _save(fig, path: Path) -> Path:
 def read_throughput_files(paths: Iterable[Path]) -> pd.DataFrame:
     """rows.jsonl files of experiments/throughput/bench.py, labelled by their folder."""
     frames = [pd.read_json(p, lines=True).assign(run=p.parent.name) for p in paths]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return _concat(frames)
 
 
 def build_report(root: Path, out: Path | None = None, throughput_files: Iterable[Path] = ()) -> Path:
