@@ -11,6 +11,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, TextStreamer, pipeline
 
 from hybrid_distill.data.tokenizer import load_or_train_tokenizer
+from hybrid_distill.models.hf_compat import CACHE_ARG
 from hybrid_distill.models import HybridForCausalLM, HybridPretrainedConfig, build_student
 from hybrid_distill.models.generation import generate as own_generate
 from test_models_common import make_teacher, perturb_, random_ids
@@ -65,8 +66,21 @@ def test_auto_classes_load_a_saved_student(tmp_path):
         chosen.config.scan_backend == "torch_chunked" and chosen.layers[0].mixer.config.scan_backend == "torch_chunked"
     )
     assert chosen.config.torch_dtype == "bfloat16" and chosen.lm_head.weight.dtype == torch.bfloat16
-    with pytest.raises(ValueError, match="does not support device_map_options"):
-        AutoModelForCausalLM.from_pretrained(tmp_path, device_map_options={})
+    with pytest.raises(ValueError, match="does not support quantization_config"):
+        AutoModelForCausalLM.from_pretrained(tmp_path, quantization_config={"load_in_8bit": True})
+
+
+def test_hub_options_and_subfolder_are_accepted(tmp_path):
+    """What transformers' Auto classes and pipeline pass along (subfolder, revision, cache_dir, token and whatever
+    private keys a release adds) loads a local student instead of failing with each new release."""
+    student = _student()
+    student.save_pretrained(tmp_path / "sub")
+    hub_options = dict(revision="main", cache_dir=str(tmp_path / "hf-cache"), token=None, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(tmp_path, subfolder="sub", **hub_options)
+    config = AutoConfig.from_pretrained(tmp_path / "sub", revision="main")
+    ids = random_ids(length=5)
+    with torch.no_grad():
+        assert config == student.config and torch.equal(model(ids).logits, student(ids).logits)
 
 
 def test_checkpoints_saved_before_model_type_still_load(tmp_path):
@@ -102,7 +116,8 @@ def test_forward_speaks_transformers():
         logits, cache = student(ids[:, :3], use_cache=True, return_dict=False)
         step = student(ids[:, 3:], cache=cache).logits
         torch.testing.assert_close(torch.cat([logits, step], 1), out.logits, rtol=1e-5, atol=1e-5)
-        assert "cache" not in student(ids)  # no cache asked for, none returned
+        assert out[CACHE_ARG] is out.cache  # in the field where the installed transformers' generate looks
+        assert CACHE_ARG not in student(ids)  # no cache asked for, none returned
     with pytest.raises(ValueError, match="does not support position_ids"):
         student(ids, position_ids=torch.arange(7)[None])
     with pytest.raises(ValueError, match="continuing a given cache is not supported"):
@@ -128,6 +143,22 @@ def test_greedy_generate_equals_the_own_loop_and_the_uncached_recompute(mixer):
         student.generate(ids, max_new_tokens=12, do_sample=False, eos_token_id=eos),
         own_generate(student, ids, max_new_tokens=12, eos_token_id=eos),
     )
+
+
+def test_generate_feeds_one_token_a_step_on_its_cache():
+    """generate hands the cache back each step (under `cache` or 5.17's `past_key_values`): after the prefill, one
+    new token per forward. Without that it silently recomputes the whole prefix at every step."""
+    student = _student()
+    ids = random_ids(batch=2, length=5)
+    lengths = []
+    hook = student.register_forward_pre_hook(
+        lambda m, args, kw: lengths.append(kw["input_ids"].shape[1]), with_kwargs=True
+    )
+    try:
+        student.generate(ids, max_new_tokens=4, do_sample=False)
+    finally:
+        hook.remove()
+    assert lengths == [5, 1, 1, 1]
 
 
 def test_beam_search_reorders_the_cache():

@@ -82,8 +82,12 @@ def test_fused_loss_step_equals_the_plain_step(trainable):
     _assert_same_step(_step(plain, _batch()), _step(fused, _batch()))
 
 
-def test_fused_ce_of_the_sft_step_equals_the_plain_one():
+@pytest.mark.parametrize("pattern", [None, "MA", "MM"])
+def test_fused_ce_of_the_sft_step_equals_the_plain_one(pattern):
+    """sft_teacher / pretrain_teacher train a Llama; the scratch stage the same module on a hybrid or pure Mamba."""
     model = build_random_teacher(ARCH, seed=1)
+    if pattern:
+        model = build_student(model, pattern=pattern, scan_backend="torch_ref")
     plain = TeacherPretrainModule(model, OptimSettings(lr=1e-3), 1)
     fused = TeacherPretrainModule(model, OptimSettings(lr=1e-3), 1, loss_token_chunk=7)
     _assert_same_step(_step(plain, _batch()), _step(fused, _batch()))

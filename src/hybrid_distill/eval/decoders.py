@@ -14,13 +14,13 @@ from a CUDA graph).
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import torch
 from transformers import DynamicCache
 
 from ..models import AttentionState, HybridForCausalLM, StaticCache, teacher_as_student
+from ..models.hf_compat import CACHE_ARG
 from ..models.static_engine import DecodeStep
 
 ENGINES = ("eager", "static", "cuda-graph")
@@ -112,9 +112,6 @@ class HFDecoder:
     def __init__(self, model: torch.nn.Module):
         self.model = model
         self.cache = DynamicCache(config=model.config)
-        # transformers >= 5.2x names the argument `cache` (past_key_values is deprecated); older releases only know
-        # past_key_values
-        self.cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
     @property
     def length(self) -> int:
@@ -122,7 +119,7 @@ class HFDecoder:
 
     @torch.no_grad()
     def feed(self, ids: torch.Tensor, logits_to_keep: int = 0) -> torch.Tensor:
-        out = self.model(input_ids=ids, use_cache=True, logits_to_keep=logits_to_keep, **{self.cache_arg: self.cache})
+        out = self.model(input_ids=ids, use_cache=True, logits_to_keep=logits_to_keep, **{CACHE_ARG: self.cache})
         return out.logits.float()
 
     def snapshot(self) -> int:

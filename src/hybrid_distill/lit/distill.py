@@ -15,6 +15,7 @@ import torch
 
 from .. import losses
 from ..eval.quality import HeldoutMetrics
+from ..models.hybrid import final_hidden_states
 from ..models.teacher import freeze
 from .base import StageModule
 from .flops import distill_flops_per_token
@@ -99,11 +100,11 @@ class DistillModule(StageModule):
         s, ids = self.loss, batch["input_ids"]  # (B, T)
         targets = batch["labels"][:, 1:]  # (B, T-1): position t predicts token t + 1
         rows = (targets != losses.IGNORE_INDEX).nonzero(as_tuple=True)  # the N counted positions
-        student_hidden = self.student(ids, return_hidden=True).hidden[:, :-1][rows]  # (N, d)
+        student_hidden = final_hidden_states(self.student, ids)[:, :-1][rows]  # (N, d)
         teacher_hidden = teacher_head = None
         if s.divergence_weight > 0:
             with torch.no_grad():
-                teacher_hidden = self.teacher.get_decoder()(input_ids=ids).last_hidden_state[:, :-1][rows]  # (N, d)
+                teacher_hidden = final_hidden_states(self.teacher, ids)[:, :-1][rows]  # (N, d)
             teacher_head = self.teacher.get_output_embeddings().weight  # (V, d)
         weights = losses.FusedLossWeights(s.divergence_weight, s.ce_weight, s.temperature, s.t2_scaling)
         out = losses.fused_distill_loss(

@@ -9,6 +9,7 @@ from torchmetrics.text import Perplexity
 from transformers import LlamaForCausalLM
 
 from .. import losses
+from ..models.hybrid import final_hidden_states
 from .base import StageModule
 from .flops import training_flops_per_token
 from .optim import configure_adamw, total_grad_norm
@@ -51,7 +52,7 @@ class TeacherPretrainModule(StageModule):
     def _fused_ce(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         targets = batch["labels"][:, 1:]  # (B, T-1): position t predicts token t + 1
         rows = (targets != losses.IGNORE_INDEX).nonzero(as_tuple=True)  # the N counted positions
-        hidden = self.model.get_decoder()(input_ids=batch["input_ids"]).last_hidden_state[:, :-1][rows]  # (N, d)
+        hidden = final_hidden_states(self.model, batch["input_ids"])[:, :-1][rows]  # (N, d)
         head = self.model.get_output_embeddings().weight  # (V, d)
         weights = losses.FusedLossWeights(divergence_weight=0.0, ce_weight=1.0)
         return losses.fused_distill_loss(

@@ -39,6 +39,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, GenerationMixin, PreT
 
 from . import checkpoint
 from .config import DTYPES, MODEL_TYPE, HybridConfig
+from .hf_compat import CACHE_ARG
 
 # keys of a config.json / AutoConfig kwargs that belong to transformers' PreTrainedConfig, not to HybridConfig
 _HF_KEYS = frozenset(f.name for f in dataclasses.fields(PreTrainedConfig)) | {
@@ -49,6 +50,13 @@ _HF_KEYS = frozenset(f.name for f in dataclasses.fields(PreTrainedConfig)) | {
     "output_attentions",
     "num_labels",
 }
+
+
+def _is_hf_key(key: str) -> bool:
+    """transformers' own config keys, and its private bookkeeping (`_commit_hash`, ...: whatever a release adds)."""
+    return key in _HF_KEYS or key.startswith("_")
+
+
 # what HybridPretrainedConfig forwards to its HybridConfig: the fields (read and write) and the read-only helpers
 _FIELDS = frozenset(f.name for f in dataclasses.fields(HybridConfig))
 _HELPERS = frozenset({"num_hidden_layers", "mamba_layers", "to_llama_config", "to_json"})
@@ -58,13 +66,15 @@ class HybridPretrainedConfig(PreTrainedConfig):
     """A `HybridConfig` seen as a transformers config (see the module docstring)."""
 
     model_type = MODEL_TYPE
+    # a HybridConfig has no defaults for its shape: transformers (5.17) must not build `cls()` to compare against
+    has_no_defaults_at_init = True
 
     def __init__(self, hybrid: HybridConfig | None = None, **kwargs):
         """From a HybridConfig, or (as AutoConfig calls it) from config.json's keys, checked by HybridConfig."""
         if hybrid is None:
-            own = {k: v for k, v in kwargs.items() if k not in _HF_KEYS}
+            own = {k: v for k, v in kwargs.items() if not _is_hf_key(k)}
             hybrid = HybridConfig.from_dict(own, source=f"{MODEL_TYPE} config")
-            kwargs = {k: v for k, v in kwargs.items() if k in _HF_KEYS and k != "model_type"}
+            kwargs = {k: v for k, v in kwargs.items() if _is_hf_key(k) and k != "model_type"}
         super().__init__(**kwargs)
         # set last: during transformers' __post_init__ the forwarded names (e.g. rope_parameters) stay invisible,
         # so it neither rewrites nor validates them
@@ -127,21 +137,18 @@ _FORWARD_UNSUPPORTED = (
     "output_attentions",
     "output_hidden_states",
 )
-# from_pretrained kwargs of transformers' hub loading that mean nothing for a local student directory
-_LOAD_IGNORED = frozenset(
-    {
-        "_from_auto",
-        "_from_pipeline",
-        "adapter_kwargs",
-        "trust_remote_code",
-        "revision",
-        "code_revision",
-        "local_files_only",
-        "cache_dir",
-        "token",
-        "force_download",
-        "proxies",
-    }
+# from_pretrained options that would change what is loaded and that a student directory cannot honour; every other
+# keyword (the hub plumbing that AutoModel and pipeline pass: revision, cache_dir, token, _from_auto, ... whatever a
+# transformers release adds) means nothing for a local directory and is ignored, as transformers' own loader does
+_LOAD_UNSUPPORTED = (
+    "quantization_config",
+    "load_in_8bit",
+    "load_in_4bit",
+    "gguf_file",
+    "tp_plan",
+    "device_mesh",
+    "adapter_name",
+    "state_dict",
 )
 
 
@@ -174,12 +181,14 @@ class HybridGenerationMixin(GenerationMixin):
             )
         return super().generate(*args, **kwargs)
 
-    # `**kwargs` by that name: transformers then checks generate's kwargs against forward's parameters
-    def prepare_inputs_for_generation(self, input_ids, cache=None, use_cache=None, is_first_iteration=False, **kwargs):
+    # `**kwargs` by that name: transformers then checks generate's kwargs against forward's parameters. The cache
+    # comes and goes under the installed release's name (CACHE_ARG: `cache`, or `past_key_values` on 5.17).
+    def prepare_inputs_for_generation(self, input_ids, use_cache=None, is_first_iteration=False, **kwargs):
+        cache = kwargs.pop(CACHE_ARG, None)
         if use_cache is not False and cache is None:
             cache = self.new_cache()  # the first step (prefill); later steps get it back from forward's output
         return super().prepare_inputs_for_generation(
-            input_ids, cache=cache, use_cache=use_cache, is_first_iteration=is_first_iteration, **kwargs
+            input_ids, use_cache=use_cache, is_first_iteration=is_first_iteration, **{CACHE_ARG: cache}, **kwargs
         )
 
     def _reorder_cache(self, cache, beam_idx: torch.Tensor):
@@ -217,11 +226,16 @@ class HybridPreTrainedModel(PreTrainedModel):
         device_map: str | torch.device | None = None,
         **kwargs,
     ):
-        """A saved student directory (config.json + model.safetensors). Also what AutoModelForCausalLM calls: it
-        passes the config it read (whose scan_backend wins) and hub options, which a local directory ignores."""
-        unknown = sorted(set(kwargs) - _LOAD_IGNORED) + (["positional model_args"] if model_args else [])
-        if unknown:
-            raise ValueError(f"HybridForCausalLM.from_pretrained does not support {', '.join(unknown)}")
+        """A saved student directory (config.json + model.safetensors), or its `subfolder`. Also what
+        AutoModelForCausalLM and pipeline call: they pass the config they read (whose scan_backend wins) and hub
+        options, which a local directory ignores."""
+        unsupported = [k for k in _LOAD_UNSUPPORTED if kwargs.get(k) not in (None, False)]
+        if model_args:
+            unsupported.append("positional model_args")
+        if unsupported:
+            raise ValueError(f"HybridForCausalLM.from_pretrained does not support {', '.join(unsupported)}")
+        if kwargs.get("subfolder"):
+            directory = os.path.join(directory, kwargs["subfolder"])
         if config is not None:
             scan_backend = scan_backend or config.scan_backend
         model = checkpoint.load_checkpoint(cls, directory, scan_backend=scan_backend)

@@ -14,6 +14,7 @@ from .allocation import ATTENTION
 from .attention import Attention
 from .cache import HybridCache, StaticCache
 from .config import HybridConfig
+from .hf_compat import CACHE_ARG
 from .hf_model import (
     HybridGenerationMixin,
     HybridPretrainedConfig,
@@ -26,11 +27,20 @@ from .mixers import make_mixer
 
 @dataclass
 class HybridOutput(CausalLMOutputWithPast):
-    """transformers' causal-LM output (logits (B, T, V) float32, None with return_hidden; cache: the HybridCache or
-    StaticCache passed in, or made for use_cache=True, None without one) plus `hidden` (B, T, d): the final hidden
-    states after the norm, with return_hidden (for a fused loss)."""
+    """transformers' causal-LM output (logits (B, T, V) float32, None with return_hidden; the cache: the HybridCache
+    or StaticCache passed in, or made for use_cache=True, None without one) plus `hidden` (B, T, d): the final hidden
+    states after the norm, with return_hidden (for a fused loss). The cache sits in the installed transformers'
+    field (`cache` or `past_key_values`, models/hf_compat.py), where its `generate` looks; `.cache` reads it on both."""
 
     hidden: torch.Tensor | None = None
+
+    @classmethod
+    def of(cls, logits: torch.Tensor | None, cache, hidden: torch.Tensor | None = None) -> HybridOutput:
+        return cls(logits=logits, hidden=hidden, **{CACHE_ARG: cache})
+
+
+if CACHE_ARG != "cache":
+    HybridOutput.cache = property(lambda self: getattr(self, CACHE_ARG))
 
 
 class HybridBlock(GradientCheckpointingLayer):
@@ -94,6 +104,11 @@ class HybridForCausalLM(HybridPreTrainedModel, HybridGenerationMixin):
         return_dict: bool | None = None,  # False: a tuple (logits, cache), as transformers models return
         **hf_kwargs,  # what transformers' generate passes besides (their defaults only)
     ) -> HybridOutput:
+        if CACHE_ARG in hf_kwargs:  # transformers 5.17's generate hands the cache back as past_key_values
+            given = hf_kwargs.pop(CACHE_ARG)
+            if given is not None and cache is not None and given is not cache:
+                raise ValueError(f"forward got two caches (cache and {CACHE_ARG}); pass one")
+            cache = cache if cache is not None else given
         check_forward_kwargs(hf_kwargs)
         check_right_padded(attention_mask)
         if use_cache and cache is None:
@@ -116,11 +131,19 @@ class HybridForCausalLM(HybridPreTrainedModel, HybridGenerationMixin):
             cache.advance(T)
         hidden = self.norm(hidden)
         if return_hidden:
-            return HybridOutput(logits=None, cache=cache, hidden=hidden)
+            return HybridOutput.of(None, cache, hidden=hidden)
         if logits_to_keep > 0:
             hidden = hidden[:, -logits_to_keep:]
-        out = HybridOutput(logits=self.lm_head(hidden).float(), cache=cache)
+        out = HybridOutput.of(self.lm_head(hidden).float(), cache)
         return out if return_dict is not False else out.to_tuple()
 
     def new_cache(self) -> HybridCache:
         return HybridCache(len(self.layers))
+
+
+def final_hidden_states(model: torch.nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
+    """(B, T, d) hidden states after the final norm, without the LM head (what a fused loss needs), of a hybrid or
+    of a transformers causal LM (its decoder's last_hidden_state)."""
+    if isinstance(model, HybridForCausalLM):
+        return model(input_ids, return_hidden=True).hidden
+    return model.get_decoder()(input_ids=input_ids).last_hidden_state

@@ -7,7 +7,7 @@ The tiny embedded teacher is built here from its preset's architecture values an
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
@@ -26,8 +26,18 @@ RANDOM_WEIGHTS = "random"
 
 
 def llama_config(architecture: Mapping[str, Any]) -> LlamaConfig:
-    """A LlamaConfig from a preset's `architecture` mapping (plain HF config.json keys)."""
-    return LlamaConfig(**dict(architecture))
+    """A LlamaConfig from a preset's `architecture` mapping (plain HF config.json keys). Nested values (a preset's
+    `rope_scaling`) become plain dicts and lists: transformers' strict config fields refuse OmegaConf containers."""
+    return LlamaConfig(**plain(architecture))
+
+
+def plain(value: Any) -> Any:
+    """`value` with every mapping a dict and every sequence a list, all the way down (OmegaConf's included)."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        return [plain(v) for v in value]
+    return value
 
 
 def build_random_teacher(architecture: Mapping[str, Any], seed: int = 0, dtype: str = "float32") -> LlamaForCausalLM:
