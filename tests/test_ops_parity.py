@@ -174,9 +174,9 @@ def _ssd_case_params():
     ]
 
 
-def _one_case(device):
-    """The (shape, options, sliced) of the single-case tests: on CUDA GPU_SSD_CASE, whose kernels are compiled."""
-    return GPU_SSD_CASE[:3] if device == "cuda" else (SSD_SHAPES[0], SSD_OPTIONS[0], False)
+def _one_case(device, cpu_shape):
+    """(shape, options, sliced) of a test with one case: on CUDA GPU_SSD_CASE, whose kernels are compiled already."""
+    return GPU_SSD_CASE[:3] if device == "cuda" else (cpu_shape, SSD_OPTIONS[0], False)
 
 
 @pytest.mark.parametrize("backend,device,shape,options,sliced,dtype", _ssd_case_params())
@@ -196,7 +196,7 @@ def test_ssd_scan_values_and_grads(backend, device, shape, options, sliced, dtyp
 @pytest.mark.parametrize("backend,device", BACKEND_DEVICES)
 def test_ssd_scan_without_final_state_returns_only_y(backend, device):
     _skip_unavailable(backend, device)
-    shape, options, sliced = _one_case(device)
+    shape, options, sliced = _one_case(device, SSD_SHAPES[0])
     inputs, softplus = make_ssd_inputs(shape, options, torch.float32, device, sliced=sliced)
     y = ssd_scan(**inputs, dt_softplus=softplus, backend=backend)
     assert isinstance(y, torch.Tensor)
@@ -208,7 +208,7 @@ def test_ssd_scan_without_final_state_returns_only_y(backend, device):
 def test_ssd_step_continues_the_scan(backend, device, dtype):
     """Scanning L-1 tokens then one decode step equals scanning all L tokens (y at the last token and the state)."""
     _skip_unavailable(backend, device)
-    shape, options, sliced = (SSD_SHAPES[1], SSD_OPTIONS[0], False) if device == "cpu" else _one_case(device)
+    shape, options, sliced = _one_case(device, SSD_SHAPES[1])
     inputs, softplus = make_ssd_inputs(shape, options, DTYPES[dtype], device, sliced=sliced)
     y_ref, final_ref = ssd_scan_ref(**inputs, dt_softplus=softplus, return_final_state=True)
     head = {k: (v[:, :-1] if k in ("x", "dt", "B", "C") else v) for k, v in inputs.items()}

@@ -122,7 +122,7 @@ GPU_PASS_CASES = [("chunked", "chunked", torch.bfloat16), ("segmented", "sequent
 
 def _pass_params():
     return [
-        pytest.param(f, b, d, device, id=f"{f}-{b}-{str(d)[6:]}-{device.values[0]}", marks=device.marks)
+        pytest.param(f, b, d, device.values[0], id=f"{f}-{b}-{str(d)[6:]}-{device.values[0]}", marks=device.marks)
         for device in DEVICES
         for f, b, d in PASS_CASES
         if device is CPU or (f, b, d) in GPU_PASS_CASES
