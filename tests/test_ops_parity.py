@@ -6,7 +6,7 @@ triton too when TRITON_INTERPRET=1, see test_ops_triton.py) plus, marked `gpu`, 
 On CPU every case runs (shapes and options: each one changes what the kernels mask and branch on). On CUDA each
 distinct shape, dtype and option set is a new JIT compile of every kernel it reaches (seconds each), so there the
 cases are one model-like layout (GPU_SSD_CASE) in fp32 and bf16, whose compiles the other CUDA cases reuse; the
-`pytest -m gpu` budget (README, Tests) is 5 minutes on one H200. Sweeps over shapes belong in
+`pytest -m gpu` budget (README, Tests and CI) is 5 minutes on one H200. Sweeps over shapes belong in
 experiments/kernels/bench.py.
 """
 
@@ -24,8 +24,8 @@ ORACLE = "torch_ref"
 CPU_BACKENDS = [n for n, b in BACKENDS.items() if n != ORACLE and b.is_available() and b.supports_cpu]
 GPU_BACKENDS = ["torch_chunked", "triton", "triton_chunked", "mamba_ssm"]
 # Mamba-1 on CUDA has two implementations, torch_chunked's and mamba-ssm's: triton and triton_chunked route the
-# selective scan and step to torch_chunked's functions (test_selective_scan_of_the_own_kernel_backends_is_torch_chunked), so on CUDA
-# their cases would rerun the torch_chunked ones
+# selective scan and step to torch_chunked's functions (test_selective_scan_of_the_own_kernel_backends_is_torch_chunked),
+# so on CUDA their cases would rerun the torch_chunked ones
 GPU_SELECTIVE_BACKENDS = ["torch_chunked", "mamba_ssm"]
 
 
