@@ -24,8 +24,8 @@ ORACLE = "torch_ref"
 CPU_BACKENDS = [n for n, b in BACKENDS.items() if n != ORACLE and b.is_available() and b.supports_cpu]
 GPU_BACKENDS = ["torch_chunked", "triton", "triton_chunked", "mamba_ssm"]
 # Mamba-1 on CUDA has two implementations, torch_chunked's and mamba-ssm's: triton and triton_chunked route the
-# selective scan and step to torch_chunked's functions (test_selective_scan_of_the_own_kernel_backends_is_torch_chunked),
-# so on CUDA their cases would rerun the torch_chunked ones
+# selective scan and step to torch_chunked's functions (see
+# test_selective_scan_of_the_own_kernel_backends_is_torch_chunked), so on CUDA their cases would rerun torch_chunked's
 GPU_SELECTIVE_BACKENDS = ["torch_chunked", "mamba_ssm"]
 
 
