@@ -13,9 +13,20 @@ os.environ["WANDB_MODE"] = "offline"
 os.environ["WANDB_SILENT"] = "true"
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# mamba-ssm (GPU only): one launch configuration per Triton kernel (its cheapest) instead of autotuning up to nine,
+# each a JIT compile, per kernel and shape; read when its kernels are defined. The tests check values, not speed.
+os.environ.setdefault("MAMBA_DETERMINISTIC", "1")
 
 from helpers import compose_config  # noqa: E402
 import hybrid_distill.cli  # noqa: E402,F401  (registers the resolvers the configs use, ${launch_dir:} ...)
+
+
+def pytest_configure(config):
+    """`pytest -m gpu` prints every test's duration (--durations=0 unless given): the GPU suite has a budget of five
+    minutes on one H200 (README, Tests and CI), mostly Triton's JIT compiles, and this shows where it goes."""
+    expr = config.option.markexpr or ""
+    if "gpu" in expr and "not gpu" not in expr and config.option.durations is None:
+        config.option.durations = 0
 
 
 @pytest.fixture(scope="session")

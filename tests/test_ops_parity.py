@@ -2,6 +2,12 @@
 
 Backends are parametrised by (name, device): each one available on CPU in this process (torch_chunked;
 triton too when TRITON_INTERPRET=1, see test_ops_triton.py) plus, marked `gpu`, each one on CUDA.
+
+On CPU every case runs (shapes and options: each one changes what the kernels mask and branch on). On CUDA each
+distinct shape, dtype and option set is a new JIT compile of every kernel it reaches (seconds each), so there the
+cases are one model-like layout (GPU_SSD_CASE) in fp32 and bf16, whose compiles the other CUDA cases reuse; the
+`pytest -m gpu` budget (README, Tests and CI) is 5 minutes on one H200. Sweeps over shapes belong in
+experiments/kernels/bench.py.
 """
 
 from __future__ import annotations
@@ -17,9 +23,20 @@ from hybrid_distill.ops.ssd_ref import ssd_scan_ref
 ORACLE = "torch_ref"
 CPU_BACKENDS = [n for n, b in BACKENDS.items() if n != ORACLE and b.is_available() and b.supports_cpu]
 GPU_BACKENDS = ["torch_chunked", "triton", "triton_chunked", "mamba_ssm"]
-BACKEND_DEVICES = [pytest.param(n, "cpu", id=f"{n}-cpu") for n in CPU_BACKENDS] + [
-    pytest.param(n, "cuda", id=f"{n}-cuda", marks=pytest.mark.gpu) for n in GPU_BACKENDS
-]
+# Mamba-1 on CUDA has two implementations, torch_chunked's and mamba-ssm's: triton and triton_chunked route the
+# selective scan and step to torch_chunked's functions (see
+# test_selective_scan_of_the_own_kernel_backends_is_torch_chunked), so on CUDA their cases would rerun torch_chunked's
+GPU_SELECTIVE_BACKENDS = ["torch_chunked", "mamba_ssm"]
+
+
+def _backend_devices(gpu_backends):
+    return [pytest.param(n, "cpu", id=f"{n}-cpu") for n in CPU_BACKENDS] + [
+        pytest.param(n, "cuda", id=f"{n}-cuda", marks=pytest.mark.gpu) for n in gpu_backends
+    ]
+
+
+BACKEND_DEVICES = _backend_devices(GPU_BACKENDS)
+SELECTIVE_BACKEND_DEVICES = _backend_devices(GPU_SELECTIVE_BACKENDS)
 
 # relative-norm error bounds ||out - ref|| / ||ref||: fp32 arithmetic, tf32 matrix units, bf16 operands
 TOL = {"fp32": 2e-5, "tf32": 5e-3, "bf16": 3e-2}
@@ -65,7 +82,10 @@ SSD_SHAPES = [
 SSD_OPTIONS = [("head", True, True), ("headdim", False, False), (None, True, False)]
 
 
-def make_ssd_inputs(shape, options, dtype, device, seed=0):
+def make_ssd_inputs(shape, options, dtype, device, seed=0, sliced=False):
+    """Inputs of one SSD case and its dt_softplus. sliced: x, B, C and dt are slices of one (batch, length, width)
+    projection, as a model passes them (strides of batch and sequence that are not those of a contiguous tensor);
+    the values are the same as unsliced."""
     batch, length, nheads, headdim, dstate, gb, gc = shape
     d_kind, softplus, with_init = options
     g = torch.Generator().manual_seed(seed)
@@ -87,11 +107,35 @@ def make_ssd_inputs(shape, options, dtype, device, seed=0):
         initial_state=rnd(batch, nheads, headdim, dstate, scale=0.5) if with_init else None,
     )
     low = {"x", "dt", "B", "C"}  # the activations; parameters and the state stay fp32 as in a bf16 model
-    return {k: (v.to(dtype) if k in low else v) if v is not None else None for k, v in inputs.items()}, softplus
+    inputs = {k: (v.to(dtype) if k in low else v) if v is not None else None for k, v in inputs.items()}
+    if sliced:
+        parts = [inputs["x"].flatten(2), inputs["B"].flatten(2), inputs["C"].flatten(2), inputs["dt"]]
+        x, B, C, dt = torch.cat(parts, -1).split([p.shape[-1] for p in parts], -1)
+        inputs.update(
+            x=x.unflatten(-1, (nheads, headdim)),
+            B=B.unflatten(-1, (gb, dstate)),
+            C=C.unflatten(-1, (gc, dstate)),
+            dt=dt,
+        )
+    return inputs, softplus
 
 
 def _grad_leaves(inputs):
-    return {k: v.detach().clone().requires_grad_(True) if v is not None else None for k, v in inputs.items()}
+    """Differentiable copies of the inputs. A view (a slice of a projection) stays a view with its strides, of a
+    leaf copy of its base shared with the other views of that base: a plain clone() would make it contiguous."""
+    bases, leaves = {}, {}
+    for k, v in inputs.items():
+        if v is None:
+            leaves[k] = None
+        elif v._base is None:
+            leaves[k] = v.detach().clone().requires_grad_(True)
+        else:
+            base = v._base
+            if id(base) not in bases:
+                bases[id(base)] = base.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
+            offset = v.storage_offset() - base.storage_offset()
+            leaves[k] = bases[id(base)].as_strided(v.shape, v.stride(), offset)
+    return leaves
 
 
 def _ssd_outputs_and_grads(fn, inputs, softplus, seed=1):
@@ -100,25 +144,45 @@ def _ssd_outputs_and_grads(fn, inputs, softplus, seed=1):
     g = torch.Generator().manual_seed(seed)
     dy = torch.randn(y.shape, generator=g).to(y.device, y.dtype)
     dfinal = torch.randn(final.shape, generator=g).to(final.device, final.dtype)
-    ((y.float() * dy.float()).sum() + (final.float() * dfinal.float()).sum()).backward()
-    grads = {k: v.grad for k, v in leaves.items() if v is not None}
-    return y.detach(), final.detach(), grads
+    loss = (y.float() * dy.float()).sum() + (final.float() * dfinal.float()).sum()
+    names = [k for k, v in leaves.items() if v is not None]
+    # autograd.grad, not backward(): the gradients of views (not leaves) too; an unused input gets None
+    grads = torch.autograd.grad(loss, [leaves[k] for k in names], allow_unused=True)
+    return y.detach(), final.detach(), dict(zip(names, grads))
 
 
 # every shape with two of the options, every option with two shapes (the interpreter makes each case slow)
 OPTION_IDS = ["D-softplus-init", "Dp-raw", "noD-softplus"]
+# (shape, options, sliced, id)
 SSD_CASES = [
-    pytest.param(SSD_SHAPES[s], SSD_OPTIONS[o], id="x".join(map(str, SSD_SHAPES[s])) + "-" + OPTION_IDS[o])
+    (SSD_SHAPES[s], SSD_OPTIONS[o], False, "x".join(map(str, SSD_SHAPES[s])) + "-" + OPTION_IDS[o])
     for s, o in ((0, 0), (0, 1), (1, 0), (1, 2), (2, 1), (2, 2), (3, 0))
 ]
+# the one CUDA case: a student's layout (B in KV-head groups, C per head, head dim = d_state; 45 steps, a partial
+# second chunk), every option on (D, dt_bias and softplus, initial state) and x, B, C, dt sliced from one projection
+GPU_SSD_CASE = (SSD_SHAPES[3], SSD_OPTIONS[0], True, "x".join(map(str, SSD_SHAPES[3])) + "-D-softplus-init-sliced")
 
 
-@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
-@pytest.mark.parametrize("shape,options", SSD_CASES)
-@pytest.mark.parametrize("backend,device", BACKEND_DEVICES)
-def test_ssd_scan_values_and_grads(backend, device, shape, options, dtype):
+def _ssd_case_params():
+    """(backend, device, shape, options, sliced, dtype): on CPU every case, on CUDA GPU_SSD_CASE."""
+    cpu = [(b, "cpu", case, ()) for b in CPU_BACKENDS for case in SSD_CASES]
+    gpu = [(b, "cuda", GPU_SSD_CASE, pytest.mark.gpu) for b in GPU_BACKENDS]
+    return [
+        pytest.param(b, device, shape, options, sliced, dtype, id=f"{b}-{device}-{case_id}-{dtype}", marks=marks)
+        for b, device, (shape, options, sliced, case_id), marks in cpu + gpu
+        for dtype in DTYPES
+    ]
+
+
+def _one_case(device, cpu_shape):
+    """(shape, options, sliced) of a test with one case: on CUDA GPU_SSD_CASE, whose kernels are compiled already."""
+    return GPU_SSD_CASE[:3] if device == "cuda" else (cpu_shape, SSD_OPTIONS[0], False)
+
+
+@pytest.mark.parametrize("backend,device,shape,options,sliced,dtype", _ssd_case_params())
+def test_ssd_scan_values_and_grads(backend, device, shape, options, sliced, dtype):
     _skip_unavailable(backend, device)
-    inputs, softplus = make_ssd_inputs(shape, options, DTYPES[dtype], device)
+    inputs, softplus = make_ssd_inputs(shape, options, DTYPES[dtype], device, sliced=sliced)
     tol = _tol(backend, dtype)
     y, final, grads = _ssd_outputs_and_grads(lambda **kw: ssd_scan(**kw, backend=backend), inputs, softplus)
     y_ref, final_ref, grads_ref = _ssd_outputs_and_grads(ssd_scan_ref, inputs, softplus)
@@ -132,7 +196,8 @@ def test_ssd_scan_values_and_grads(backend, device, shape, options, dtype):
 @pytest.mark.parametrize("backend,device", BACKEND_DEVICES)
 def test_ssd_scan_without_final_state_returns_only_y(backend, device):
     _skip_unavailable(backend, device)
-    inputs, softplus = make_ssd_inputs(SSD_SHAPES[0], SSD_OPTIONS[0], torch.float32, device)
+    shape, options, sliced = _one_case(device, SSD_SHAPES[0])
+    inputs, softplus = make_ssd_inputs(shape, options, torch.float32, device, sliced=sliced)
     y = ssd_scan(**inputs, dt_softplus=softplus, backend=backend)
     assert isinstance(y, torch.Tensor)
     _check_close("y", y, ssd_scan_ref(**inputs, dt_softplus=softplus), _tol(backend, "fp32"))
@@ -143,7 +208,8 @@ def test_ssd_scan_without_final_state_returns_only_y(backend, device):
 def test_ssd_step_continues_the_scan(backend, device, dtype):
     """Scanning L-1 tokens then one decode step equals scanning all L tokens (y at the last token and the state)."""
     _skip_unavailable(backend, device)
-    inputs, softplus = make_ssd_inputs(SSD_SHAPES[1], SSD_OPTIONS[0], DTYPES[dtype], device)
+    shape, options, sliced = _one_case(device, SSD_SHAPES[1])
+    inputs, softplus = make_ssd_inputs(shape, options, DTYPES[dtype], device, sliced=sliced)
     y_ref, final_ref = ssd_scan_ref(**inputs, dt_softplus=softplus, return_final_state=True)
     head = {k: (v[:, :-1] if k in ("x", "dt", "B", "C") else v) for k, v in inputs.items()}
     _, state = ssd_scan(**head, dt_softplus=softplus, return_final_state=True, backend=backend)
@@ -204,10 +270,21 @@ def _sel_outputs_and_grads(fn, inputs, seed=1):
     return y.detach(), final.detach(), {k: v.grad for k, v in leaves.items() if v is not None}
 
 
-@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
-@pytest.mark.parametrize("with_z,with_init", [(True, True), (False, False)], ids=["z-init", "plain"])
-@pytest.mark.parametrize("shape", SEL_SHAPES, ids=lambda s: "x".join(map(str, s)))
-@pytest.mark.parametrize("backend,device", BACKEND_DEVICES)
+def _selective_case_params():
+    """(backend, device, shape, with_z, with_init, dtype): on CPU every shape and option, on CUDA one of each."""
+    options = [(True, True, "z-init"), (False, False, "plain")]
+    cpu = [(b, "cpu", shape, opt, ()) for b in CPU_BACKENDS for shape in SEL_SHAPES for opt in options]
+    gpu = [(b, "cuda", SEL_SHAPES[1], options[0], pytest.mark.gpu) for b in GPU_SELECTIVE_BACKENDS]
+    return [
+        pytest.param(
+            b, device, shape, z, init, dtype, id=f"{b}-{device}-{'x'.join(map(str, shape))}-{opt_id}-{dtype}", marks=m
+        )
+        for b, device, shape, (z, init, opt_id), m in cpu + gpu
+        for dtype in DTYPES
+    ]
+
+
+@pytest.mark.parametrize("backend,device,shape,with_z,with_init,dtype", _selective_case_params())
 def test_selective_scan_values_and_grads(backend, device, shape, with_z, with_init, dtype):
     _skip_unavailable(backend, device)
     inputs = make_selective_inputs(shape, DTYPES[dtype], device, with_z, with_init)
@@ -220,7 +297,7 @@ def test_selective_scan_values_and_grads(backend, device, shape, with_z, with_in
         _check_close(f"d{name}", grads[name], grad_ref, tol)
 
 
-@pytest.mark.parametrize("backend,device", BACKEND_DEVICES)
+@pytest.mark.parametrize("backend,device", SELECTIVE_BACKEND_DEVICES)
 def test_selective_scan_without_final_state(backend, device):
     """The plain call (no states): on mamba_ssm this is the path that reaches its compiled selective_scan_fn."""
     _skip_unavailable(backend, device)
@@ -241,7 +318,7 @@ def test_selective_scan_without_final_state(backend, device):
             _check_close(f"d{name}", leaves[name].grad, leaf.grad, tol)
 
 
-@pytest.mark.parametrize("backend,device", BACKEND_DEVICES)
+@pytest.mark.parametrize("backend,device", SELECTIVE_BACKEND_DEVICES)
 def test_selective_step_continues_the_scan(backend, device):
     _skip_unavailable(backend, device)
     inputs = make_selective_inputs(SEL_SHAPES[1], torch.float32, device, with_z=True, with_init=True)
@@ -264,6 +341,13 @@ def test_selective_step_continues_the_scan(backend, device):
     tol = _tol(backend, "fp32")
     _check_close("y_last", y_last, y_ref[..., -1], tol)
     _check_close("state", new_state, final_ref, tol)
+
+
+def test_selective_scan_of_the_own_kernel_backends_is_torch_chunked():
+    """Why the CUDA selective-scan cases leave out triton and triton_chunked: both run these same functions."""
+    for name in ("triton", "triton_chunked"):
+        assert BACKENDS[name].selective_scan is BACKENDS["torch_chunked"].selective_scan
+        assert BACKENDS[name].selective_step is BACKENDS["torch_chunked"].selective_step
 
 
 def test_chunked_scans_handle_a_single_token():

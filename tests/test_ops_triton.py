@@ -3,6 +3,11 @@
 Triton picks interpreter or compiler when the kernels are defined (at import, from TRITON_INTERPRET), so on a
 CPU machine this module runs the kernel tests in a child pytest with TRITON_INTERPRET=1: the triton-backend
 cases of test_ops_parity.py and the tests below. Nothing leaks into this process. On CUDA they run directly.
+
+Under the interpreter every case runs; on CUDA (marked gpu) only those that reach a kernel configuration the
+GPU case of test_ops_parity.py does not compile (each configuration is a JIT compile of seconds there): the
+16-wide tiles, once for the chunk-parallel passes and once for the segmented forward with the sequential
+backward, and the decode step with partial tiles. Strided inputs are in that GPU case (sliced from a projection).
 """
 
 from __future__ import annotations
@@ -23,17 +28,16 @@ from test_ops_parity import SSD_OPTIONS, TOL, _check_close, _ssd_outputs_and_gra
 TRITON = BACKENDS["triton"]
 KERNELS_RUN_HERE = TRITON.is_available() and (TRITON.supports_cpu or torch.cuda.is_available())
 # the kernel tests below run on CPU tensors in the interpreter child, and (marked gpu) on CUDA
-DEVICES = [
-    pytest.param(
-        "cpu",
-        marks=pytest.mark.skipif(
-            not (KERNELS_RUN_HERE and TRITON.supports_cpu), reason="run by the interpreter child process"
-        ),
+CPU = pytest.param(
+    "cpu",
+    marks=pytest.mark.skipif(
+        not (KERNELS_RUN_HERE and TRITON.supports_cpu), reason="run by the interpreter child process"
     ),
-    pytest.param(
-        "cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
-    ),
-]
+)
+CUDA = pytest.param(
+    "cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
+)
+DEVICES = [CPU, CUDA]
 
 
 @pytest.mark.skipif(KERNELS_RUN_HERE, reason="the kernel tests run directly in this process")
@@ -61,11 +65,12 @@ def test_kernels_under_the_interpreter():
     assert " passed" in summary and "skipped" not in summary, child.stdout[-2000:]
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", [CPU])  # on CUDA: test_ops_parity.py's GPU case is sliced the same way
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 @pytest.mark.parametrize("backend", ["triton", "triton_chunked"])
 def test_triton_scan_reads_strided_projection_slices(backend, dtype, device):
-    """In a model x, B, C, dt are slices of one in_proj output: (batch, seq) strides that are not contiguous."""
+    """In a model x, B, C, dt are slices of one in_proj output: (batch, seq) strides that are not contiguous
+    (_ssd_outputs_and_grads keeps them: its differentiable copies are views of one copied projection)."""
     batch, length, nheads, headdim, dstate = 2, 70, 4, 16, 16
     g = torch.Generator().manual_seed(3)
     width = nheads * headdim + 2 * dstate + nheads
@@ -109,10 +114,22 @@ PASS_CASES = [
     ("segmented", "chunked", torch.float32),
     ("segmented", "sequential", torch.bfloat16),
 ]
+# on CUDA one case per kernel configuration of the small tiles: every chunk-parallel kernel (both passes), and the
+# segmented forward (its segment states, the sequential forward on whole and partial segments) with the sequential
+# backward at d_state 48 (a partly masked N block); the mixes differ only in host code, which the CPU cases test
+GPU_PASS_CASES = [("chunked", "chunked", torch.bfloat16), ("segmented", "sequential", torch.bfloat16)]
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("fwd,bwd,dtype", PASS_CASES, ids=[f"{f}-{b}-{str(d)[6:]}" for f, b, d in PASS_CASES])
+def _pass_params():
+    return [
+        pytest.param(f, b, d, device.values[0], id=f"{f}-{b}-{str(d)[6:]}-{device.values[0]}", marks=device.marks)
+        for device in DEVICES
+        for f, b, d in PASS_CASES
+        if device is CPU or (f, b, d) in GPU_PASS_CASES
+    ]
+
+
+@pytest.mark.parametrize("fwd,bwd,dtype,device", _pass_params())
 def test_triton_chunked_passes_with_tiles_smaller_than_the_head(fwd, bwd, dtype, device, monkeypatch):
     """Tiles of 16 over head dims 32 and d_state 48 make every P and N loop of the chunk-parallel kernels run
     several times (and the last N tile partly masked); chunk 16 over 70 steps gives 5 chunks, the last partial,
@@ -132,7 +149,7 @@ def test_triton_chunked_passes_with_tiles_smaller_than_the_head(fwd, bwd, dtype,
         _check_close(f"d{name}", grads[name], grad_ref, tol)
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", [CPU])  # on CUDA the segmented GPU_PASS_CASES case compiles its kernels
 def test_triton_segmented_forward_runs_segments_of_every_batch_entry(device, monkeypatch):
     """Batch 2 and a length of whole segments: the segments of both entries run as one batch of views."""
     _small_tiles(monkeypatch)

@@ -150,7 +150,12 @@ def test_throughput_rows_have_engine_and_memory_floor_inputs():
     assert rows["static"]["bytes_per_step"] == rows["eager"]["bytes_per_step"] > 0
 
 
-@pytest.mark.parametrize("mixer, pattern", CASES)
+# on CUDA the two hybrid patterns: together every layer kind (attention, Mamba-2, Mamba-1) in one graph with the others;
+# the pure patterns add no kernel or layer, and each case is a CUDA-graph capture plus five generations
+GPU_CASES = [("mamba2", "MAMM"), ("mamba1", "AMMA")]
+
+
+@pytest.mark.parametrize("mixer, pattern", GPU_CASES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
