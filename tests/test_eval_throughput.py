@@ -66,6 +66,15 @@ def test_grid_adds_the_ratio_to_the_first_model(pair):
             assert row["repeats"] == 3 and row["decode_tok_s_min"] <= row["decode_tok_s"] <= row["decode_tok_s_max"]
 
 
+def test_grid_measures_on_the_engine_asked_for(pair):
+    """suite.throughput.engine=static: the study's decoding tokens/s come from the static engine, not the eager loop."""
+    teacher, hybrid = pair
+    rows = throughput_grid(
+        {"teacher": teacher, "hybrid": hybrid}, [8], [2], 2, 128, warmup=1, repeats=1, engine="static"
+    )
+    assert {r["engine"] for r in rows} == {"static"}
+
+
 def test_repeats_alternate_the_models_and_the_speedup_is_the_median_paired_ratio(monkeypatch):
     """Fake timings: the 2nd repeat is slowed by a load spike for both models measured in it; paired ratios stay 2."""
     from hybrid_distill.eval import throughput

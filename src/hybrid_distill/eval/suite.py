@@ -190,6 +190,7 @@ def evaluate(
             int(suite.throughput.warmup),
             suite.throughput.prefill_chunk,
             int(suite.throughput.get("repeats", 3)),
+            str(suite.throughput.get("engine", "eager")),
         ),
         "speculative": lambda: speculative_section(suite, student, teacher, tokenizer, device),
         "samples": lambda: greedy_samples(

@@ -185,6 +185,7 @@ def throughput_grid(
     warmup: int = 2,
     prefill_chunk: int | None = None,
     repeats: int = 3,
+    engine: str = "eager",
 ) -> list[dict]:
     """Every model at every (prompt length, batch), measured `repeats` times; rows carry `model`, medians and spread
     (summarise_repeats), and the other models' rows get `decode_speedup_vs_<first model>`: the median over repeats
@@ -197,7 +198,14 @@ def throughput_grid(
     prompt_lens, batches = list(prompt_lens), list(batches)
     for model in models.values():  # untimed: first-call costs (allocations, kernel compilation, lazy init)
         measure_generation(
-            model, min(prompt_lens), min(batches), 1, vocab_size, warmup=warmup, prefill_chunk=prefill_chunk
+            model,
+            min(prompt_lens),
+            min(batches),
+            1,
+            vocab_size,
+            warmup=warmup,
+            prefill_chunk=prefill_chunk,
+            engine=engine,
         )
     names = list(models)
     base_name = names[0]
@@ -216,6 +224,7 @@ def throughput_grid(
                             vocab_size,
                             warmup=warmup,
                             prefill_chunk=prefill_chunk,
+                            engine=engine,
                         )
                     )
             group = {name: {"model": name, **summarise_repeats(runs[name])} for name in names}
