@@ -102,8 +102,8 @@ def _group_schema(group: str, node: Any) -> type | None:
     a container) the one its contents name."""
     if not OmegaConf.is_dict(node):
         return None
-    if schema_of(node) is not None:
-        return schema_of(node)
+    if (composed_on := schema_of(node)) is not None:
+        return composed_on
     if group == "stage":
         return SCHEMAS["stage"].get(node.get("name"))
     if group == "loss":
@@ -142,38 +142,32 @@ def schema_problems(node: DictConfig, schema: type, path: str, label: str) -> li
 def _value_problems(value: Any, kind: Any, key: str, label: str) -> list[tuple[str, str]]:
     """(key, what is wrong) when `value` is not of type `kind`; the items of lists and nested schemas are checked too."""
     origin, args = typing.get_origin(kind), typing.get_args(kind)
+
+    def wrong() -> list[tuple[str, str]]:
+        return [(key, f"{key}={_shown(value)} must be {_describe(kind)}")]
+
     if kind is Any:
         return []
     if origin in (typing.Union, types.UnionType):
         members = [a for a in args if a is not type(None)]
-        if value is None and len(members) < len(args):
+        if (value is None and len(members) < len(args)) or any(
+            not _value_problems(value, m, key, label) for m in members
+        ):
             return []
-        for member in members:
-            if not _value_problems(value, member, key, label):
-                return []
-        if len(members) == 1 and not _is_scalar(members[0]):  # a list or mapping or null: report inside it
+        if len(members) == 1 and not _is_scalar(members[0]):  # a list or mapping, or null: name the wrong item
             return _value_problems(value, members[0], key, label)
-        return [(key, f"{key}={_shown(value)} must be {_describe(kind)}")]
+        return wrong()
     if dataclasses.is_dataclass(kind):
-        if not OmegaConf.is_dict(value):
-            return [(key, f"{key}={_shown(value)} must be {_describe(kind)}")]
-        return schema_problems(value, kind, key, f"{key} of {label}")
+        return schema_problems(value, kind, key, f"{key} of {label}") if OmegaConf.is_dict(value) else wrong()
     if origin in (tuple, list):
-        if not isinstance(value, (ListConfig, list, tuple)):
-            return [(key, f"{key}={_shown(value)} must be {_describe(kind)}")]
-        if origin is tuple and args and args[-1] is not Ellipsis and len(value) != len(args):
-            return [(key, f"{key}={_shown(value)} must be {_describe(kind)}")]
-        items = args[:1] * len(value) if origin is list or args[-1:] == (Ellipsis,) else args
-        return [
-            p for i, (item, k) in enumerate(zip(value, items)) for p in _value_problems(item, k, f"{key}.{i}", label)
-        ]
+        fixed = origin is tuple and args[-1:] != (Ellipsis,)
+        if not isinstance(value, (ListConfig, list, tuple)) or (fixed and len(value) != len(args)):
+            return wrong()
+        items = args if fixed else args[:1] * len(value)
+        return [p for i, (v, k) in enumerate(zip(value, items)) for p in _value_problems(v, k, f"{key}.{i}", label)]
     if origin is dict or kind is dict:
-        return (
-            []
-            if OmegaConf.is_dict(value) or isinstance(value, dict)
-            else [(key, f"{key}={_shown(value)} must be {_describe(kind)}")]
-        )
-    return [] if _is_instance(value, kind) else [(key, f"{key}={_shown(value)} must be {_describe(kind)}")]
+        return [] if OmegaConf.is_dict(value) or isinstance(value, dict) else wrong()
+    return [] if _is_instance(value, kind) else wrong()
 
 
 def _is_scalar(kind: Any) -> bool:
