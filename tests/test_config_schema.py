@@ -6,9 +6,12 @@ and each default is written once: in the schema the typed settings share, not ag
 from __future__ import annotations
 
 import dataclasses
+import os
 import pickle
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -79,8 +82,18 @@ def test_every_group_option_composes_on_its_schema(tmp_path, group):
         assert schema in SCHEMAS[group].values(), f"{group}={option} names no schema in its defaults list"
         if group == "stage":
             assert schema is SCHEMAS["stage"][option]
-        # a submitit job receives its config pickled: the composed nodes' classes must be importable by name
-        assert schema_of(pickle.loads(pickle.dumps(cfg))[group]) is schema
+
+
+def test_a_composed_config_unpickles_in_a_fresh_process(tmp_path):
+    """A submitit job receives its config pickled: the classes of the composed nodes are found by name."""
+    cfg = compose_config(tmp_path, ["stage=pipeline", "loss=dpo"])
+    code = (
+        "import pickle, sys; from hybrid_distill.config_schema import schema_of; cfg = pickle.load(sys.stdin.buffer); "
+        f"print(' '.join(schema_of(cfg[g]).__name__ for g in {GROUPS!r}))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.run([sys.executable, "-c", code], input=pickle.dumps(cfg), capture_output=True, env=env)
+    assert proc.stdout.decode().split() == ["PipelineStage", "PreferenceLoss", "Student", "SpeedFields"], proc.stderr
 
 
 def test_every_experiment_and_its_sweep_members_compose(tmp_path):

@@ -296,6 +296,11 @@ class composable:
         return found
 
 
+for _schemas in SCHEMAS.values():  # made at import: a process that unpickles a config finds them without registering
+    for _schema in _schemas.values():
+        composable.of(_schema)
+
+
 def schema_of(node: Any) -> type | None:
     """The schema a composed group node was built on (None: not a structured node of this module)."""
     return getattr(OmegaConf.get_type(node), "__schema__", None) if OmegaConf.is_dict(node) else None
