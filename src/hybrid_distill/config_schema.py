@@ -3,10 +3,10 @@ with every key the group may hold, its type and (where a value is shared or code
 
 Each group option's YAML names its schema first in its defaults list (`- /schema/stage/distill@_here_`), so Hydra
 composes the YAML onto it and refuses a key the schema does not declare (`stage.lrr=0.1`: "Key 'lrr' not in
-'DistillStage'"). Hydra lets `+key=value` and `++key=value` add keys to a structured node, and checks value types before
-our one-line errors could name them, so composition sees every field typed `Any` (`composable`), and
+'DistillStage'"). But Hydra lets `+key=value` and `++key=value` add any key to a structured node, and it would check value types itself
+(its own report, exit 1, the first problem only). So composition sees every field typed `Any` (`composable`), and
 `config_checks.check_config` checks the composed config against the typed dataclasses here before anything is loaded:
-an unknown key (also one added with `+`) and a value of the wrong type are one error line naming the key (exit 2).
+unknown keys (also those added with `+`) and values of the wrong type are one error line naming each key (exit 2).
 
 lit/settings.py builds its typed settings from these fields: `OptimSettings`, `DistillLoss`, `DPOLoss` and
 `SpeedSettings` subclass `OptimFields`, `DistillLossFields`, `DPOLossFields` and `SpeedFields`, adding the checks that
