@@ -33,7 +33,8 @@ TINY = [
     "model.recipe.dpo.batch_size=4",
     "model.recipe.dpo.seq_len=96",
     "model.recipe.seqkd.max_new_tokens=8",
-    "++stage.val_every=2",
+    "model.recipe.distill.val_every=2",  # the training stages' validation cadence (stage=distill, sft_teacher, dpo)
+    "model.recipe.dpo.val_every=2",
     "trainer.limit_val_batches=2",
     "trainer.log_every_n_steps=1",
     "callbacks.progress_bar=null",

@@ -29,19 +29,9 @@ def test_dpo_loss_config_builds_its_settings(tmp_path):
 
 
 def test_missing_or_wrong_settings_name_their_key():
-    with pytest.raises(UserError, match=r"loss: missing loss\.ce_weight"):
-        from_config(
-            DistillLoss,
-            {
-                "divergence": "kl",
-                "divergence_weight": 1.0,
-                "temperature": 1.0,
-                "t2_scaling": False,
-                "jsd_beta": 0.5,
-                "vocab_chunk": None,
-            },
-            "loss",
-        )
+    # the settings' defaults are their schema's (config_schema.py); a field without one must come from the config
+    with pytest.raises(UserError, match=r"model.recipe.pretrain_teacher: missing model.recipe.pretrain_teacher\.lr"):
+        from_config(OptimSettings, {"warmup_steps": 10}, "model.recipe.pretrain_teacher")
     with pytest.raises(UserError, match="loss.loss_type='hinge'"):
         DPOLoss(dpo_beta=0.1, loss_type="hinge", label_smoothing=0.0, ce_weight=0.0)
 

@@ -12,7 +12,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from .atomic import check_writable
-from .config_checks import check_numbers
+from .config_checks import check_config
 from .console import print_summary
 from .errors import UserError
 from .exits import FAILED, exit_on_user_error, exiting_on_user_error
@@ -42,7 +42,7 @@ def run(cfg: DictConfig) -> dict:
 
     quiet_known_noise()
     start = time.perf_counter()
-    check_numbers(cfg)  # before anything is loaded
+    check_config(cfg)  # before anything is loaded
     ctx = run_context(cfg)
     check_writable(ctx.output_dir, "the run directory")
     if cfg.get("resume"):

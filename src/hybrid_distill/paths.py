@@ -20,6 +20,11 @@ def hub_id(source: str) -> str | None:
 
 
 def config_dir() -> str:
-    """The config directory Hydra composes from: HD_CONFIG_DIR if set, else the package's own `conf/`."""
+    """The config directory Hydra composes from: HD_CONFIG_DIR if set, else the package's own `conf/`. Its group
+    options name the structured schemas of config_schema.py in their defaults lists: those are registered in Hydra's
+    ConfigStore here, so that whatever composes from this directory finds them."""
+    from .config_schema import register_schemas
+
+    register_schemas()
     env = os.environ.get("HD_CONFIG_DIR")
     return str(Path(env).resolve()) if env else str(PACKAGE_CONF)

@@ -1,6 +1,8 @@
-"""Typed settings a stage hands its LightningModule, each built once from its config node. The loss settings have
-no defaults here: conf/loss/ holds them (one place); the optimiser's betas and weight decay default here, because
-a teacher pretrained on the way has only a recipe (lr, warmup) in its model preset."""
+"""Typed settings a stage hands its LightningModule, each built once from its config node. Their fields and defaults
+are the config groups' schemas (config_schema.py: OptimFields, DistillLossFields, DPOLossFields, SpeedFields), so a
+default is written once; the classes here add the checks that need torch or transformers (choices of the loss
+registry, the teacher dtypes, flash-attn's availability). The optimiser's betas and weight decay default there too,
+because a teacher pretrained on the way has only a recipe (lr, warmup) in its model preset."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from transformers.utils import is_flash_attn_2_available
 
+from ..config_schema import DistillLossFields, DPOLossFields, OptimFields, SpeedFields
 from ..errors import UserError
 from ..losses import DIVERGENCES, DPO_LOSS_TYPES
 from ..models.teacher import DTYPES
@@ -35,29 +38,16 @@ def from_config(cls: type[T], node: DictConfig | Mapping[str, Any], key: str) ->
 
 
 @dataclass(frozen=True)
-class OptimSettings:
+class OptimSettings(OptimFields):
     """AdamW on the trainable parameters, linear warmup then cosine decay (stage.* or model.recipe.<stage>.*)."""
-
-    lr: float
-    warmup_steps: int = 0
-    betas: tuple[float, float] = (0.9, 0.98)  # MambaInLlama's
-    weight_decay: float = 0.0
 
     def __post_init__(self):
         object.__setattr__(self, "betas", tuple(self.betas))  # a YAML list
 
 
 @dataclass(frozen=True)
-class DistillLoss:
+class DistillLoss(DistillLossFields):
     """divergence_weight * divergence(teacher, student) + ce_weight * CE(labels), per counted token (loss=kl, ...)."""
-
-    divergence: str  # kl | rkl | jsd | kl_chunked (losses.DIVERGENCES)
-    divergence_weight: float
-    ce_weight: float
-    temperature: float  # divides both logits before the softmax
-    t2_scaling: bool  # multiply the divergence by temperature**2 (Hinton et al.); off = TRL's GKD
-    jsd_beta: float  # only divergence=jsd reads it
-    vocab_chunk: int | None  # a chunk size: the vocabulary-chunked forward KL (same value, less memory)
 
     def __post_init__(self):
         if self.divergence not in DIVERGENCES:
@@ -69,15 +59,9 @@ COMPILE = (False, "blocks", "model")
 
 
 @dataclass(frozen=True)
-class SpeedSettings:
-    """The `speed` group: how fast a step runs, never what it computes (conf/speed/default.yaml says what each does).
-    The defaults here are the plain path; conf/speed/ names them again so that each is an override away."""
-
-    loss_token_chunk: int | None = None  # rows per chunk of the loss fused with the LM heads (losses/fused.py)
-    teacher_dtype: str | None = None  # bfloat16 | float32: the frozen teacher's weights and forward; None: model.dtype
-    teacher_attention: str = "sdpa"  # the HF teacher's attn_implementation: sdpa | eager | flash_attention_2
-    compile: bool | str = False  # torch.compile: false | blocks | model
-    activation_checkpointing: bool = False  # recompute each trained block's activations in the backward
+class SpeedSettings(SpeedFields):
+    """The `speed` group: how fast a step runs, never what it computes (SpeedFields says what each switch does). Its
+    defaults are the plain path (speed=default)."""
 
     def __post_init__(self):
         chunk = self.loss_token_chunk
@@ -114,13 +98,8 @@ class SpeedSettings:
 
 
 @dataclass(frozen=True)
-class DPOLoss:
+class DPOLoss(DPOLossFields):
     """DPO / IPO on (chosen, rejected) against a frozen reference, plus ce_weight * CE on the chosen response."""
-
-    dpo_beta: float
-    loss_type: str  # sigmoid (DPO) | ipo
-    label_smoothing: float
-    ce_weight: float
 
     def __post_init__(self):
         if self.loss_type not in DPO_LOSS_TYPES:

@@ -18,7 +18,7 @@ import torch
 import transformers
 
 from .allocation import MAMBA, validate_pattern
-from .mixers import mixer_spec
+from .mixers.registry import mixer_spec, reserve_option_names
 
 INITS = ("attention", "random")
 CONV_INITS = ("identity", "random")
@@ -211,3 +211,8 @@ class HybridConfig:
         if not isinstance(d, dict):
             raise ValueError(f"{source}: expected a JSON object, got {type(d).__name__}")
         return cls.from_dict(d, source)
+
+
+# the mixers' options sit flat beside these fields in config.json: no option may take one of their names (this module
+# depends on the mixer registry and tells it so; the registry never imports this module)
+reserve_option_names((f.name for f in dataclasses.fields(HybridConfig)), "HybridConfig fields")

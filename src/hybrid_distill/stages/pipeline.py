@@ -22,7 +22,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from ..config_checks import check_numbers
+from ..config_checks import check_config
 from ..errors import UserError
 from ..paths import config_dir
 from ..atomic import write_json_atomic
@@ -106,7 +106,7 @@ def run_pipeline(cfg: DictConfig, run: RunContext, runners: dict[str, Callable])
         step_cfg = _compose(
             [*base, f"stage={stage}", *knobs(stage, cfg.stage), *step.get("overrides", []), *wiring(stage, done)]
         )
-        check_numbers(step_cfg)
+        check_config(step_cfg)
         step_run = replace(run, output_dir=run.output_dir / step["id"], name=f"{run.name}/{step['id']}", group=group)
         step_run.output_dir.mkdir(parents=True, exist_ok=True)
         done[step["id"]] = {**runners[stage](step_cfg, step_run), "_stage": stage}

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import pkgutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +52,9 @@ class MixerSpec:
 
 
 _specs: dict[str, MixerSpec] | None = None  # found on first use: the mixer modules import the config module
+# names no option may take: the HybridConfig fields, which config.json holds flat beside the options. models/config.py
+# declares them when it is imported (it depends on this registry, never the other way round)
+_reserved: dict[str, str] = {}  # name -> who holds it
 
 
 def specs() -> dict[str, MixerSpec]:
@@ -69,15 +72,26 @@ def specs() -> dict[str, MixerSpec]:
     return _specs
 
 
+def reserve_option_names(names: Iterable[str], holder: str) -> None:
+    """Names that no mixer option may take, because `holder` stores them beside the options (HybridConfig's fields in
+    config.json); a mixer already registered with one of them is refused now."""
+    _reserved.update(dict.fromkeys(names, holder))
+    for spec in (_specs or {}).values():
+        _check_names(spec)
+
+
+def _check_names(spec: MixerSpec) -> None:
+    taken = sorted(set(_reserved) & set(spec.option_names()))
+    if taken:
+        holders = ", ".join(sorted({_reserved[name] for name in taken}))
+        raise ValueError(f"mixer {spec.name!r}: option(s) {', '.join(taken)} clash with {holders}")
+
+
 def register(spec: MixerSpec) -> MixerSpec:
     """Add a mixer (the package's modules are added on first use; tests add their own)."""
-    from ..config import HybridConfig  # options are saved flat beside the config's fields: no name may be both
-
-    taken = {f.name for f in dataclasses.fields(HybridConfig)} & set(spec.option_names())
-    if taken:
-        raise ValueError(f"mixer {spec.name!r}: option(s) {', '.join(sorted(taken))} clash with HybridConfig fields")
-    if spec.name in specs():
+    if spec.name in specs():  # first use loads the package's mixers, whose import of the config reserves its names
         raise ValueError(f"mixer {spec.name!r} is registered twice")
+    _check_names(spec)
     _specs[spec.name] = spec
     return spec
 
