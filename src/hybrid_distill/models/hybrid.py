@@ -30,6 +30,7 @@ class HybridOutput(CausalLMOutputWithPast):
     StaticCache passed in, or made for use_cache=True, None without one) plus `hidden` (B, T, d): the final hidden
     states after the norm, with return_hidden (for a fused loss)."""
 
+    cache: HybridCache | StaticCache | None = None  # transformers 5.17's CausalLMOutputWithPast has no such field
     hidden: torch.Tensor | None = None
 
 
