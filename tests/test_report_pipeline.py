@@ -18,9 +18,10 @@ STEPS = ("ratio_0.5", "ratio_0.75", "ratio_0.875")
 
 @pytest.fixture(scope="module")
 def stepwise(tiny_teacher, cache_dir, tmp_path_factory) -> Path:
-    """The run directory of a real stepwise pipeline (three distill steps of 4 optimizer steps each)."""
+    """The run directory of a real stepwise pipeline (three distill steps of 2 optimizer steps each)."""
     tmp = tmp_path_factory.mktemp("stepwise")
-    proc = train_cli(["experiment=stepwise", "logger=csv", "student.calibration_batches=1"], tmp, cache_dir)
+    quick = ["student.calibration_batches=1", "trainer.limit_val_batches=1", "model.recipe.distill.max_steps=2"]
+    proc = train_cli(["experiment=stepwise", "logger=csv", *quick], tmp, cache_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run,) = (tmp / "train" / "runs").iterdir()
     return run
@@ -68,7 +69,7 @@ def test_the_stepwise_curve_runs_over_the_steps_one_after_another(stepwise, monk
         assert own["value"].iloc[-1] == pytest.approx(trained[f"{sid}/kl"])
         assert own["step"].is_monotonic_increasing and not own.duplicated(["step", "value"]).any()
         ends.append((own["step"].iloc[0], own["step"].iloc[-1]))
-    assert ends[0] == (0, 4)  # 4 optimizer steps per step, counted on from where the step before ended
+    assert ends[0] == (0, 2)  # 2 optimizer steps per step, counted on from where the step before ended
     assert all(start == end for (_, end), (start, _) in zip(ends, ends[1:]))
 
     drawn = capture_figures(monkeypatch)

@@ -1,5 +1,5 @@
 """The report of real sweeps: a `python train.py -m mamba_ratio=0.5,0.875` sweep (the all-Mamba run among them) and
-an Optuna search (`hparams_search=optuna`, 3 trials). What the tables and plots show, read off the figures the report
+an Optuna search (`hparams_search=optuna`, 2 trials). What the tables and plots show, read off the figures the report
 draws (captured as it saves them)."""
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from report_figures import capture_figures, labelled_ticks, legend_covers_an_axe
 
 
 def _sweep(args: list[str], tmp, cache_dir):
-    proc = train_cli(["logger=csv", "student.calibration_batches=1", *args], tmp, cache_dir, multirun=True)
+    quick = ["logger=csv", "student.calibration_batches=1", "trainer.limit_val_batches=1", "trainer.max_steps=2"]
+    proc = train_cli([*quick, *args], tmp, cache_dir, multirun=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (sweep,) = (tmp / "train" / "multiruns").iterdir()
     return sweep
@@ -23,8 +24,8 @@ def _sweep(args: list[str], tmp, cache_dir):
 
 @pytest.fixture(scope="module")
 def ratio_sweep(tiny_teacher, cache_dir, tmp_path_factory):
-    """(sweep dir, the report's figures, report.md): 4 steps each, the training loss logged once (at step 4)."""
-    sweep = _sweep(["mamba_ratio=0.5,0.875", "trainer.log_every_n_steps=4"], tmp_path_factory.mktemp("m"), cache_dir)
+    """(sweep dir, the report's figures, report.md): 2 steps each, the training loss logged once (at step 2)."""
+    sweep = _sweep(["mamba_ratio=0.5,0.875", "trainer.log_every_n_steps=2"], tmp_path_factory.mktemp("m"), cache_dir)
     mp = pytest.MonkeyPatch()
     drawn = capture_figures(mp)
     text = build_report(sweep).read_text()
@@ -35,7 +36,7 @@ def ratio_sweep(tiny_teacher, cache_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def optuna_sweep(tiny_teacher, cache_dir, tmp_path_factory):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="optional extra: pip install -e '.[optuna]'")
-    sweep = _sweep(["hparams_search=optuna", "hydra.sweeper.n_trials=3"], tmp_path_factory.mktemp("o"), cache_dir)
+    sweep = _sweep(["hparams_search=optuna", "hydra.sweeper.n_trials=2"], tmp_path_factory.mktemp("o"), cache_dir)
     mp = pytest.MonkeyPatch()
     drawn = capture_figures(mp)
     text = build_report(sweep).read_text()
@@ -68,7 +69,7 @@ def test_constant_settings_are_one_header_line_and_titles_claim_no_interruption(
     assert not {"loss", "backend", "mixer", "stage", "seed"} & set(table.columns)
     (header,) = [line for line in text.splitlines() if line.startswith("Same in every row:")]
     assert "`loss=kl_sft`" in header and "`backend=auto`" in header and "`mixer=mamba2`" in header
-    assert "`trainer.log_every_n_steps=4`" in text  # the shared overrides are named too, outside the table
+    assert "`trainer.log_every_n_steps=2`" in text  # the shared overrides are named too, outside the table
     for fig in drawn.values():  # nothing was cut short, so no plot says so
         assert not [t for t in titles(fig) if "interrupted" in t]
 
