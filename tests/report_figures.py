@@ -40,16 +40,16 @@ def legend_covers_an_axes(fig: Figure) -> bool:
     return any(box.overlaps(ax.get_window_extent(renderer)) for box in boxes for ax in fig.axes)
 
 
-def labelled_ticks(ax, which: str = "y") -> list[float]:
-    """Positions of the ticks with a visible label inside the axis' view (major and minor)."""
+def labelled_ticks(ax, which: str = "y") -> dict[float, str]:
+    """The ticks with a visible label inside the axis' view (major and minor): position -> label."""
     _renderer(ax.figure)
     axis = ax.yaxis if which == "y" else ax.xaxis
     low, high = sorted(ax.get_ylim() if which == "y" else ax.get_xlim())
-    out = []
+    out = {}
     for minor in (False, True):
         for loc, label in zip(axis.get_ticklocs(minor=minor), axis.get_ticklabels(minor=minor)):
             if low <= loc <= high and label.get_text().strip() and label.get_visible():
-                out.append(float(loc))
+                out[float(loc)] = label.get_text()
     return out
 
 

@@ -18,7 +18,7 @@ from hybrid_distill import cli
 from hybrid_distill.stages.eval import evaluate_from_config
 from hybrid_distill.eval.report import collect, main
 from helpers import compose_eval, save_run_config
-from report_figures import capture_figures, titles
+from report_figures import capture_figures, labelled_ticks, titles
 
 RATIOS = (0.5, 0.75)
 EVAL = [
@@ -151,6 +151,20 @@ def test_throughput_medians_are_shown_with_their_measured_range(sweep, monkeypat
         ends = [tuple(segment[:, 1]) for segment in bars.lines[2][0].get_segments()]
         expected = [tuple(r["decode_speedup_range_vs_teacher"]) for r in student]
         assert [pytest.approx(e) for e in expected] == ends
+
+
+def test_log_axes_are_ticked_at_the_measured_settings(sweep, monkeypatch):
+    """Context lengths and length multiples are few settings on a log axis: ticks at exactly those values, labelled
+    (16, 32; 1K, 4K, 16K, 32K), not at decades where no value is."""
+    drawn = capture_figures(monkeypatch)
+    main([str(sweep), "--out", str(sweep / "ticks_report"), "--throughput", str(H100_ROWS)])
+    lengths = {16, 32, 1024, 4096, 16384, 32768}  # this sweep's throughput settings and the H100 rows'
+    for ax in drawn["throughput_vs_context"].axes:
+        assert set(labelled_ticks(ax, "x")) == lengths and {"1K", "32K"} <= set(labelled_ticks(ax, "x").values())
+    rows = [r for n in range(len(RATIOS)) for r in json.loads((sweep / str(n) / "eval.json").read_text())["recall"]]
+    for ax in drawn["recall_vs_length"].axes:  # the multiples scored (of suite.recall.multiples=[1,2])
+        scored = {float(r["multiple"]) for r in rows if r["task"] == ax.get_title() and r["accuracy"] is not None}
+        assert labelled_ticks(ax, "x") == {m: f"{m:g}" for m in scored}
 
 
 def test_report_of_a_folder_without_runs_is_one_error(tmp_path):

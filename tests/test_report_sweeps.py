@@ -62,23 +62,32 @@ def test_quality_is_plotted_against_the_ratio_the_student_realised(ratio_sweep):
         assert list(line.get_xdata()) == [0.5, 1.0] and "realised" in ax.get_xlabel()
 
 
-def test_constant_settings_are_one_header_line_and_titles_claim_no_interruption(ratio_sweep):
-    _, drawn, text = ratio_sweep
+def test_constant_settings_are_one_header_line_not_columns(ratio_sweep):
+    _, _, text = ratio_sweep
     table = _table(text)
     assert list(table.columns[:2]) == ["run", "mamba_ratio"]
     assert not {"loss", "backend", "mixer", "stage", "seed"} & set(table.columns)
     (header,) = [line for line in text.splitlines() if line.startswith("Same in every row:")]
     assert "`loss=kl_sft`" in header and "`backend=auto`" in header and "`mixer=mamba2`" in header
     assert "`trainer.log_every_n_steps=2`" in text  # the shared overrides are named too, outside the table
-    for fig in drawn.values():  # nothing was cut short, so no plot says so
+
+
+def test_no_title_claims_an_interruption_when_nothing_was_cut(ratio_sweep):
+    _, drawn, _ = ratio_sweep
+    assert drawn
+    for fig in drawn.values():
         assert not [t for t in titles(fig) if "interrupted" in t]
 
 
-def test_single_logged_points_show_and_each_validation_is_one_point(ratio_sweep):
-    sweep, drawn, _ = ratio_sweep
+def test_single_logged_points_have_markers(ratio_sweep):
+    _, drawn, _ = ratio_sweep
     for ax in drawn["loss_curves"].axes:  # one logged training loss per run: a point needs a marker to show
         points = [line for line in ax.lines if len(line.get_xdata()) == 1]
         assert points and all(line.get_marker() not in (None, "None", "") for line in points)
+
+
+def test_each_validation_is_one_point(ratio_sweep):
+    sweep, drawn, _ = ratio_sweep
     raw = pd.read_csv(sweep / "0" / "distill" / "metrics.csv")
     validations = raw.dropna(subset=["val/kl"])
     # the trainer validates the final weights twice (the fit loop at its last step, then after fit): same values
@@ -90,17 +99,22 @@ def test_single_logged_points_show_and_each_validation_is_one_point(ratio_sweep)
     assert list(line.get_xdata())[-1] == validations["step"].max()  # at the number of optimizer steps taken
 
 
-def test_legends_sit_outside_the_curves_and_log_axes_are_labelled_where_the_values_are(ratio_sweep):
+def test_legends_sit_outside_the_curves(ratio_sweep):
     _, drawn, _ = ratio_sweep
-    assert {"quality_vs_settings", "loss_curves", "validation_curves"} <= set(drawn)
+    assert {"loss_curves", "validation_curves"} <= set(drawn)
     for name, fig in drawn.items():
         assert not legend_covers_an_axes(fig), name
+
+
+def test_log_axes_are_labelled_where_the_values_are(ratio_sweep):
+    _, drawn, _ = ratio_sweep
     ppl_ax = next(ax for ax in drawn["validation_curves"].axes if ax.get_ylabel() == "val/student_ppl")
     assert ppl_ax.get_yscale() == "log"
     values = [y for line in ppl_ax.lines for y in line.get_ydata()]
     ticks = labelled_ticks(ppl_ax)
     assert max(values) / min(values) < 10 and len(ticks) >= 2  # within one decade, still labelled
     assert min(values) * 0.99 <= min(ticks) and max(ticks) <= max(values) * 1.01
+    assert all(float(text) == pytest.approx(loc, rel=1e-3) for loc, text in ticks.items())  # 544.2, not 5.442x10^2
 
 
 def test_an_optuna_search_shows_its_searched_keys(optuna_sweep):
