@@ -152,7 +152,8 @@ def _quality_panel(ax, runs: pd.DataFrame, key: str, metric: str, others: list[s
     for key_values, group in groups:
         means = group.groupby("_x")[metric].mean().sort_index()
         label = group_label(others, key_values) if others else "_runs"
-        line = ax.plot(means.index, means.values, **_marker(1), ls="-" if joined else "none", label=label)[0]
+        style = {"marker": "o", "markersize": 3.5 if joined else 6, "ls": "-" if joined else "none"}
+        line = ax.plot(means.index, means.values, **style, label=label)[0]
         if len(group) > len(means):  # several runs (seeds) at one x: each run as a point, the line through means
             ax.scatter(group["_x"], group[metric], s=10, color=line.get_color(), alpha=0.6)
         cut = group[group["status"] != "finished"]
@@ -250,6 +251,9 @@ def figure_throughput(throughput: pd.DataFrame) -> Figure | None:
     rows = throughput[throughput["decode_tok_s"].notna()]
     speedup = speedup_column(rows)
     fig, axes = _figure(2 if speedup else 1, width=4.8, height=3.6)
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    settings = list(dict.fromkeys(zip(rows["run"], rows["batch"])))
+    color = {setting: cycle[i % len(cycle)] for i, setting in enumerate(settings)}  # one per run and batch
     ax = axes[0][0]
     for (run, model, batch), group in rows.groupby(["run", "model", "batch"], sort=False):
         group = group.sort_values("prompt_len")
@@ -259,6 +263,7 @@ def figure_throughput(throughput: pd.DataFrame) -> Figure | None:
             yerr=_spread(group, "decode_tok_s_min", "decode_tok_s_max", "decode_tok_s"),
             capsize=3,
             **_marker(len(group)),
+            color=color[(run, batch)],
             ls="--" if model == "teacher" else "-",
             label=f"{run}: {model}, batch {batch}",
         )
@@ -285,6 +290,8 @@ def figure_throughput(throughput: pd.DataFrame) -> Figure | None:
                 yerr=bars,
                 capsize=3,
                 **_marker(len(group)),
+                color=color[(run, batch)],
+                ls=":",
                 label=f"{run}: speedup, batch {batch}" + ("" if bars is not None else " (1 measurement)"),
             )
         ax.axhline(1.0, color="gray", ls=":", lw=1)
