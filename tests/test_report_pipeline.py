@@ -16,14 +16,31 @@ from report_figures import capture_figures, labelled_ticks, legend_covers_an_axe
 STEPS = ("ratio_0.5", "ratio_0.75", "ratio_0.875")
 
 
+QUICK = [
+    "logger=csv",
+    "student.calibration_batches=1",
+    "trainer.limit_val_batches=1",
+    "model.recipe.distill.max_steps=2",
+]
+
+
 @pytest.fixture(scope="module")
 def stepwise(tiny_teacher, cache_dir, tmp_path_factory) -> Path:
     """The run directory of a real stepwise pipeline (three distill steps of 2 optimizer steps each)."""
     tmp = tmp_path_factory.mktemp("stepwise")
-    quick = ["student.calibration_batches=1", "trainer.limit_val_batches=1", "model.recipe.distill.max_steps=2"]
-    proc = train_cli(["experiment=stepwise", "logger=csv", *quick], tmp, cache_dir)
+    proc = train_cli(["experiment=stepwise", *QUICK], tmp, cache_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run,) = (tmp / "train" / "runs").iterdir()
+    return run
+
+
+@pytest.fixture(scope="module")
+def direct(stepwise, cache_dir) -> Path:
+    """Its baseline, 87.5 % replaced in one go (`experiment=direct_0.875`), run beside it (same runs folder)."""
+    tmp = stepwise.parent.parent.parent
+    proc = train_cli(["experiment=direct_0.875", *QUICK], tmp, cache_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run,) = set((tmp / "train" / "runs").iterdir()) - {stepwise}
     return run
 
 
@@ -96,3 +113,22 @@ def test_an_evaluated_step_gets_its_evaluation(stepwise, tmp_path):
     evaluated = json.loads(results.read_text())["quality"]["student_ppl"]
     assert runs.loc["ratio_0.875", "eval/quality/student_ppl"] == evaluated
     assert pd.isna(runs.loc["ratio_0.5", "eval/quality/student_ppl"])
+
+
+def test_stepwise_and_direct_replacement_side_by_side(stepwise, direct, monkeypatch):
+    runs = collect(stepwise.parent)  # the folder holding both runs
+    chain = [f"experiment=stepwise/{sid}" for sid in STEPS]
+    assert list(runs["run"]) == [*chain, "experiment=direct_0.875"]
+    assert list(runs["realised_ratio"]) == [0.5, 0.75, 1.0, 1.0]
+    curves = stepwise_curves(runs)
+    kl = curves[curves["metric"] == "val/kl"]
+    baseline = kl[kl["run"] == "experiment=direct_0.875"]
+    assert baseline["step_id"].isna().all() and list(baseline["step"])[0] == 0  # at its own steps
+    assert baseline["value"].iloc[-1] == pytest.approx(json.loads((direct / "metrics.json").read_text())["kl"])
+    assert set(kl["run"]) == {"experiment=stepwise", "experiment=direct_0.875"}
+
+    drawn = capture_figures(monkeypatch)
+    build_report(stepwise.parent)
+    kl_ax = drawn["stepwise_curve"].axes[0]
+    styles = {line.get_label(): line.get_linestyle() for line in kl_ax.lines if line.get_label().startswith("exp")}
+    assert styles == {"experiment=stepwise": "-", "experiment=direct_0.875": "--"}

@@ -293,8 +293,6 @@ def _evaluation_record(evaluation: dict | None) -> dict:
     ]
     if scored:  # mean student accuracy over the tasks and pair counts scored
         record["eval/recall_items"] = sum(scored) / len(scored)
-    if evaluation.get("mamba_ratio") is not None:
-        record["eval_mamba_ratio"] = evaluation["mamba_ratio"]
     return record
 
 
@@ -327,11 +325,10 @@ def _rows_of_run(run: Path, label: str, single: bool) -> tuple[list[dict], list[
         columns += settings
         record.update(_metrics_record(metrics))
         record["realised_ratio"] = realised_ratio(record.get("pattern"))
-        evaluated = _evaluation_record(evaluation)
-        if record.get("mamba_ratio") is None and evaluated.get("eval_mamba_ratio") is not None:
-            record["mamba_ratio"] = evaluated["eval_mamba_ratio"]
-        evaluated.pop("eval_mamba_ratio", None)
-        records.append({**record, **evaluated})
+        record.update(_evaluation_record(evaluation))
+        if record.get("mamba_ratio") is None and evaluation:  # a student directory evaluated outside a run
+            record["mamba_ratio"] = evaluation.get("mamba_ratio")
+        records.append(record)
     return records, columns
 
 
@@ -426,57 +423,48 @@ def loss_panels(curves: pd.DataFrame) -> list[tuple[str, str]]:
 STEPWISE_METRICS = ("val/kl", "val/student_ppl")
 
 
+def _validation(label: str, stage: str, frame: pd.DataFrame, **columns) -> list[pd.DataFrame]:
+    """The validation curves (KL, perplexity) of one stage's log, one point per validation."""
+    return [
+        _curve(label, stage, frame, metric, **columns)
+        for metric in STEPWISE_METRICS
+        if metric in frame and frame[metric].notna().any()
+    ]
+
+
 def validation_curves(runs: pd.DataFrame) -> pd.DataFrame:
     """Every row's validation metrics per step (columns run, stage, step, metric, value), one point per validation:
     the quality measure of a distillation (KL to the teacher, perplexity) as training goes, comparable across loss
     mixes, unlike train/loss."""
-    return concat(
-        [
-            _curve(label, stage, frame, metric)
-            for label, _, stage, frame in _row_logs(runs)
-            for metric in STEPWISE_METRICS
-            if metric in frame and frame[metric].notna().any()
-        ]
-    )
+    return concat([curve for label, _, stage, frame in _row_logs(runs) for curve in _validation(label, stage, frame)])
 
 
 def stepwise_curves(runs: pd.DataFrame) -> pd.DataFrame:
-    """Validation KL and perplexity of each pipeline run over its steps one after another (columns run, step_id,
-    realised_ratio, pattern, metric, step, value): `step` counts optimizer steps from the pipeline's first training
-    step, so a stepwise chain (0.5 -> 0.75 -> 0.875) is one curve, with a jump where layers were converted. Rows of
-    plain runs under the same root (e.g. experiment=direct_0.875) are added at their own steps, for comparison.
-    Empty when no pipeline has two or more logged steps."""
+    """Validation KL and perplexity of each pipeline run over its steps one after another (columns run, stage, step,
+    metric, value, step_id, realised_ratio, pattern): `step` counts optimizer steps from the pipeline's first
+    training step, so a stepwise chain (0.5 -> 0.75 -> 0.875) is one curve, with a jump where layers were converted.
+    Rows of plain runs under the same root (e.g. experiment=direct_0.875) are added at their own steps (step_id
+    None), for comparison. Empty when no pipeline has two or more logged steps."""
     if "step" not in runs:
         return pd.DataFrame()
     frames, chains = [], 0
     for _, steps in runs[runs["step"].notna()].groupby("run_dir", sort=False):
-        offset, logged, name = 0, 0, str(steps["chain"].iloc[0])
+        offset, logged = 0, 0
         for _, row in steps.iterrows():
-            logs = list(stage_logs(Path(row["dir"])))
-            for stage, frame in logs:
-                for metric in STEPWISE_METRICS:
-                    if metric in frame and frame[metric].notna().any():
-                        curve = _curve(name, stage, frame, metric)
-                        frames.append(
-                            curve.assign(
-                                step=curve["step"] + offset,
-                                step_id=row["step"],
-                                realised_ratio=row.get("realised_ratio"),
-                                pattern=row.get("pattern"),
-                            )
-                        )
+            about = {"step_id": row["step"], "realised_ratio": row.get("realised_ratio"), "pattern": row.get("pattern")}
+            for stage, frame in stage_logs(Path(row["dir"])):
+                shifted = frame.assign(step=frame["step"] + offset)
+                frames += _validation(str(row["chain"]), stage, shifted, **about)
                 logged += 1
                 offset += trained_steps(frame)
         chains += logged >= 2
     if not chains:
         return pd.DataFrame()
-    plain = runs[runs["step"].isna()] if "step" in runs else runs
-    frames += [
-        curve.assign(step_id=None, realised_ratio=row.get("realised_ratio"), pattern=row.get("pattern"))
-        for _, row in plain.iterrows()
-        for stage, frame in stage_logs(Path(row["dir"]))
-        for metric in STEPWISE_METRICS
-        if metric in frame and frame[metric].notna().any()
-        for curve in [_curve(row["run"], stage, frame, metric)]
-    ]
+    for _, row in runs[runs["step"].isna()].iterrows():
+        about = {"step_id": None, "realised_ratio": row.get("realised_ratio"), "pattern": row.get("pattern")}
+        frames += [
+            curve
+            for stage, frame in stage_logs(Path(row["dir"]))
+            for curve in _validation(row["run"], stage, frame, **about)
+        ]
     return concat(frames)

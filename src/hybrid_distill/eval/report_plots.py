@@ -87,16 +87,24 @@ def readable_log_axis(ax, which: str) -> None:
     axis.set_minor_formatter(NullFormatter())
 
 
-def _finish(fig: Figure, title: str | None = None) -> Figure:
-    """Log axes labelled on their data's range, and one legend for the whole figure, outside the axes."""
+def _handles(axes) -> dict[str, object]:
+    """Legend entries of `axes`, each label once."""
     handles: dict[str, object] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            if not label.startswith("_"):
+                handles.setdefault(label, handle)
+    return handles
+
+
+def _finish(fig: Figure, title: str | None = None, legend: bool = True) -> Figure:
+    """Log axes labelled on their data's range, and (legend=True) one legend for the whole figure, outside the
+    axes."""
     for ax in fig.axes:
         for which in ("x", "y"):
             if (ax.get_xscale() if which == "x" else ax.get_yscale()) == "log":
                 readable_log_axis(ax, which)
-        for handle, label in zip(*ax.get_legend_handles_labels()):
-            if not label.startswith("_"):
-                handles.setdefault(label, handle)
+    handles = _handles(fig.axes) if legend else {}
     if handles:
         fig.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize=7, frameon=False)
     if title:
@@ -179,8 +187,14 @@ def figure_quality(runs: pd.DataFrame) -> Figure | None:
         others = [k for k in keys if k != key]
         for ax, metric in zip(axes[row], metrics):
             _quality_panel(ax, runs, key, metric, others, log="log" in str(searched.get(key, "")))
+        handles = _handles(axes[row])  # each row's lines are the rows of other settings: its own legend, beside it
+        if handles:
+            axes[row][-1].legend(
+                list(handles.values()), list(handles), loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=7
+            )
     cut = "status" in runs and (runs["status"] != "finished").any()
-    return _finish(fig, "quality vs the swept settings" + (" (open markers: interrupted runs)" if cut else ""))
+    title = "quality vs the swept settings" + (" (open markers: interrupted runs)" if cut else "")
+    return _finish(fig, title, legend=False)
 
 
 def plot_quality(runs: pd.DataFrame, out: Path) -> Path | None:
