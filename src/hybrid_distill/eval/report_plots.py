@@ -97,6 +97,16 @@ def _handles(axes) -> dict[str, object]:
     return handles
 
 
+def _step_axis(ax) -> None:
+    """Whole steps on the x axis: the logged steps themselves when few (a 2-step run: 0, 2), else integer ticks."""
+    steps = np.unique(np.concatenate([np.asarray(line.get_xdata(), dtype=float) for line in ax.lines] or [[]]))
+    if 0 < len(steps) <= 8 and np.all(steps == np.round(steps)):
+        ax.xaxis.set_major_locator(FixedLocator(steps))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0f}"))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def _finish(fig: Figure, title: str | None = None, legend: bool = True) -> Figure:
     """Log axes labelled on their data's range, and (legend=True) one legend for the whole figure, outside the
     axes."""
@@ -338,6 +348,7 @@ def figure_panels(curves: pd.DataFrame, panel: str, xlabel: str = "step") -> Fig
         for run, group in rows.groupby("run", sort=False):
             ax.plot(group["step"], group["value"], **_marker(len(group)), label=run)
         ax.set(xlabel=xlabel, ylabel=name, title=f"{stage}: {name}", yscale="log" if "ppl" in name else "linear")
+        _step_axis(ax)
     return _finish(fig)
 
 
@@ -382,6 +393,7 @@ def figure_stepwise(curves: pd.DataFrame) -> Figure | None:
             ylabel=metric,
             yscale="log" if "ppl" in metric else "linear",
         )
+        _step_axis(ax)
     return _finish(fig, "stepwise: validation over the pipeline's steps")
 
 
