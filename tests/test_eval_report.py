@@ -18,6 +18,7 @@ from hybrid_distill import cli
 from hybrid_distill.stages.eval import evaluate_from_config
 from hybrid_distill.eval.report import collect, main
 from helpers import compose_eval, save_run_config
+from report_figures import capture_figures, labelled_ticks, titles
 
 RATIOS = (0.5, 0.75)
 EVAL = [
@@ -27,8 +28,12 @@ EVAL = [
     "suite.recall.multiples=[1,2]",
     "suite.recall.num_examples=2",
     "suite.recall.tasks=[mqar,copy]",
-    "suite.throughput.enabled=false",
+    "suite.throughput.prompt_lens=[16,32]",  # a tiny decode benchmark: 3 repeats each, medians and range
+    "suite.throughput.batches=[1]",
+    "suite.throughput.new_tokens=4",
+    "suite.throughput.warmup=1",
     "suite.speculative.enabled=false",
+    "suite.samples.enabled=false",  # not reported; its HF generate needs a config transformers can build bare
 ]
 # the throughput plot is fed from the committed H100 measurements (experiments/throughput/bench.py output)
 H100_ROWS = REPO / "experiments" / "throughput" / "results" / "h100-2" / "rows.jsonl"
@@ -69,15 +74,21 @@ def test_report_table_and_plots(sweep):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     text = (out / "report.md").read_text()
-    table = [line for line in text.splitlines() if line.startswith("| mamba_ratio=")]
+    table = [line for line in text.splitlines() if line.startswith("| mamba_ratio=") and "| finished |" in line]
     assert len(table) == 2 and "| MAMA |" in table[0] and "| MMMA |" in table[1]
-    for name in ("quality_vs_ratio", "recall_vs_length", "throughput_vs_context", "loss_curves", "validation_curves"):
+    for name in (
+        "quality_vs_settings",
+        "recall_vs_length",
+        "throughput_vs_context",
+        "loss_curves",
+        "validation_curves",
+    ):
         assert f"![{name}]({name}.png)" in text
         image = matplotlib.image.imread(out / f"{name}.png")
         assert image.shape[0] > 100 and image.std() > 0  # a real, non-blank picture
 
 
-def test_an_interrupted_run_is_reported_with_its_last_validation_and_where_it_stopped(tmp_path):
+def test_an_interrupted_run_is_reported_with_its_last_validation_and_where_it_stopped(tmp_path, monkeypatch):
     import pandas as pd
 
     root = tmp_path / "cut_sweep"
@@ -107,10 +118,53 @@ def test_an_interrupted_run_is_reported_with_its_last_validation_and_where_it_st
     cut = runs.iloc[1]
     assert (cut["kl"], cut["student_ppl"], cut["teacher_ppl"], cut["top1_agree"]) == (0.9, 120.0, 100.0, 0.4)
     assert (cut["tokens_seen"], cut["pattern"], cut["mamba_ratio"]) == (1024, "MMMA", 0.75)
+    drawn = capture_figures(monkeypatch)
     main([str(root)])
     text = (root / "report" / "report.md").read_text()
-    assert "| mamba_ratio=0.75 | 0.75 | interrupted at step 7 (last validation at step 5) | MMMA | 1024 | 120 |" in text
+    row = "| mamba_ratio=0.75 | 0.75 | interrupted at step 7 (last validation at step 5) | MMMA | 0.75 | 1024 | 120 |"
+    assert row in text
     assert "![validation_curves](validation_curves.png)" in text
+    assert any("open markers: interrupted" in title for title in titles(drawn["quality_vs_settings"]))
+
+
+def test_throughput_medians_are_shown_with_their_measured_range(sweep, monkeypatch, capsys):
+    """A median speedup alone hides its spread (1.094 measured anywhere from 0.57 to 1.38): the plot draws the
+    range as error bars, report.md and the console print it, and the evaluation's summary holds it."""
+    from hybrid_distill.eval.results import summary_metrics
+
+    drawn = capture_figures(monkeypatch)
+    main([str(sweep), "--out", str(sweep / "range_report")])
+    printed = capsys.readouterr().out
+    speedup_ax = next(ax for ax in drawn["throughput_vs_context"].axes if "speedup" in ax.get_title())
+    for num, ratio in enumerate(RATIOS):
+        evaluated = json.loads((sweep / str(num) / "eval.json").read_text())
+        student = [r for r in evaluated["throughput"] if r["model"] == "student"]
+        assert [r["prompt_len"] for r in student] == [16, 32] and all(r["repeats"] == 3 for r in student)
+        for r in student:
+            low, high = r["decode_speedup_range_vs_teacher"]
+            printed_row = f"| {r['decode_speedup_vs_teacher']:.4g} [{low:.3g}, {high:.3g}] |"
+            assert printed_row in printed  # report.md, as main prints it
+            key = f"throughput/decode_speedup_vs_teacher/L{r['prompt_len']}/B1"
+            assert (evaluated["summary"][f"{key}/min"], evaluated["summary"][f"{key}/max"]) == (low, high)
+            assert summary_metrics(evaluated)[f"{key}/max"] == high  # what eval.py's summary table prints
+        bars = next(c for c in speedup_ax.containers if c.get_label() == f"mamba_ratio={ratio}: speedup, batch 1")
+        ends = [tuple(segment[:, 1]) for segment in bars.lines[2][0].get_segments()]
+        expected = [tuple(r["decode_speedup_range_vs_teacher"]) for r in student]
+        assert [pytest.approx(e) for e in expected] == ends
+
+
+def test_log_axes_are_ticked_at_the_measured_settings(sweep, monkeypatch):
+    """Context lengths and length multiples are few settings on a log axis: ticks at exactly those values, labelled
+    (16, 32; 1K, 4K, 16K, 32K), not at decades where no value is."""
+    drawn = capture_figures(monkeypatch)
+    main([str(sweep), "--out", str(sweep / "ticks_report"), "--throughput", str(H100_ROWS)])
+    lengths = {16, 32, 1024, 4096, 16384, 32768}  # this sweep's throughput settings and the H100 rows'
+    for ax in drawn["throughput_vs_context"].axes:
+        assert set(labelled_ticks(ax, "x")) == lengths and {"1K", "32K"} <= set(labelled_ticks(ax, "x").values())
+    rows = [r for n in range(len(RATIOS)) for r in json.loads((sweep / str(n) / "eval.json").read_text())["recall"]]
+    for ax in drawn["recall_vs_length"].axes:  # the multiples scored (of suite.recall.multiples=[1,2])
+        scored = {float(r["multiple"]) for r in rows if r["task"] == ax.get_title() and r["accuracy"] is not None}
+        assert labelled_ticks(ax, "x") == {m: f"{m:g}" for m in scored}
 
 
 def test_report_of_a_folder_without_runs_is_one_error(tmp_path):

@@ -42,7 +42,8 @@ def results_files(directory: Path, stem: str = RESULTS_STEM) -> list[Path]:
 
 def summary_metrics(results: dict[str, Any]) -> dict[str, float]:
     """Flat scalars for the W&B summary and the report: quality, recall accuracy per task/length/model,
-    speculative decoding, and the decode speedup at each throughput setting."""
+    speculative decoding, and the decode speedup at each throughput setting (the median over repeats, with its
+    range as `.../min` and `.../max`)."""
     out = {f"quality/{k}": v for k, v in (results.get("quality") or {}).items()}
     for row in results.get("recall") or []:
         if row["accuracy"] is not None:
@@ -54,6 +55,9 @@ def summary_metrics(results: dict[str, Any]) -> dict[str, float]:
         for key, value in row.items():
             if key.startswith("decode_speedup_vs_"):
                 out[f"throughput/{key}/L{row['prompt_len']}/B{row['batch']}"] = value
+            elif key.startswith("decode_speedup_range_vs_") and value:  # the median's measured range beside it
+                name = f"throughput/{key.replace('_range', '')}/L{row['prompt_len']}/B{row['batch']}"
+                out[f"{name}/min"], out[f"{name}/max"] = value
     for key, value in (results.get("speculative") or {}).items():
         if isinstance(value, (int, float)):
             out[f"speculative/{key}"] = value
