@@ -212,7 +212,9 @@ class NonFiniteGuard(L.Callback):
     def _stop(self, trainer: L.Trainer, why: str) -> TrainingDiverged:
         finite = self._finite_checkpoint(trainer)
         kept = (
-            f"the last checkpoint with finite weights and loss is {finite} (continue from it with ckpt_path={finite})"
+            f"the last checkpoint with finite weights and loss is {finite}: start a new run from its weights with a "
+            f"fresh optimizer, e.g. at a lower stage.lr, with weights_from={finite} (ckpt_path={finite} would restore "
+            "its optimizer and schedule too)"
             if finite.is_file()
             else "no checkpoint with finite weights and loss was saved before it"
         )

@@ -85,10 +85,10 @@ def knobs(stage: str, pipeline: DictConfig) -> list[str]:
 
 
 def run_pipeline(cfg: DictConfig, run: RunContext, runners: dict[str, Callable]) -> dict:
-    if cfg.ckpt_path is not None:
+    if cfg.ckpt_path is not None or cfg.get("weights_from") is not None:
         raise UserError(
             "stage=pipeline resumes by itself: continue it with resume=<its run dir> (each step resumes "
-            "its own last.ckpt); ckpt_path is for single stages"
+            "its own newest checkpoint); ckpt_path and weights_from are for single stages"
         )
     steps = [dict(step) for step in cfg.stage.steps]
     ids = [step["id"] for step in steps]
