@@ -251,6 +251,8 @@ class NonFiniteGuard(L.Callback):
 def keep_as(source: Path, target: Path) -> None:
     """Make `target` the same file as `source`, atomically: a hard link (no copy of gigabytes), or a copy where the
     file system has no hard links."""
+    if target.exists() and os.path.samefile(source, target):
+        return  # already: renaming a link over another link of the same file would leave the temp link behind
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     tmp.unlink(missing_ok=True)
     try:
