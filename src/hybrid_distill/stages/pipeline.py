@@ -8,7 +8,7 @@ A step runs with the config that `python train.py stage=<its stage>` plus this r
 - dpo starts from, and is referenced to, the latest distilled student (stage.init_from);
 - eval evaluates the latest student (DPO's if there is one, else the distilled one).
 Finished steps are recorded in pipeline_state.json, so rerunning in the same directory (`resume=<run dir>`)
-skips them, and the first unfinished step resumes from its own last.ckpt.
+skips them, and the first unfinished step resumes from its own newest checkpoint.
 """
 
 from __future__ import annotations
