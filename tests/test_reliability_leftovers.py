@@ -5,7 +5,6 @@ cached), said in one line, and pretrained again."""
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -65,15 +64,17 @@ def test_a_resume_that_fails_its_checks_writes_nothing(tiny_teacher, tmp_path):
 
 
 def test_a_truncated_cached_teacher_is_said_in_one_line_and_pretrained_again(tiny_teacher, tmp_path, capsys):
-    cfg = compose_config(tmp_path / "run", ["logger=none", f"paths.cache_dir={tmp_path / 'cache'}"])
+    # a teacher of its own cache key (2 pretraining steps: quick), cached in the session's cache by a real run
+    two_steps = ["logger=none", "model.recipe.pretrain_teacher.max_steps=2"]
+    cfg = compose_config(tmp_path / "first", two_steps)
+    teacher_stage.obtain_teacher(cfg, run_context(cfg))
     cached = teacher_stage.teacher_cache_dir(cfg)
-    session = compose_config(tmp_path / "other", ["logger=none"])
-    shutil.copytree(teacher_stage.teacher_cache_dir(session), cached)  # the session's teacher, same cache key
     assert checksum_problem(cached) is None
     weights = cached / "model.safetensors"
     size = weights.stat().st_size
     weights.write_bytes(weights.read_bytes()[:1000])  # e.g. a disk that filled while something rewrote it
     capsys.readouterr()
+    cfg = compose_config(tmp_path / "second", two_steps)
     teacher_stage.obtain_teacher(cfg, run_context(cfg))
     [line] = [line for line in capsys.readouterr().out.splitlines() if "warning:" in line]
     assert line == (

@@ -91,23 +91,21 @@ def resume_checkpoint(requested: str | None, stage_dir: Path) -> Path | None:
     """The checkpoint a stage resumes from. `requested` is ckpt_path: None resumes this run's own newest checkpoint
     when there is one (a requeued job, or resume=<run dir>; a fresh run has a fresh directory, so never another
     run's), "last" requires one, anything else is a path."""
-    newest = newest_checkpoint(stage_dir)
-    if requested is None:
-        return newest
-    if requested == "last":
-        if newest is None:
+    if requested not in (None, "last"):
+        path = Path(requested).expanduser()
+        if not path.is_file():
             raise UserError(
-                f"ckpt_path=last: {checkpoint_dir(stage_dir)} holds no readable checkpoint; to continue an earlier "
-                "run pass resume=<its run dir>"
+                f"ckpt_path={requested}: {path} does not exist; pass a Lightning .ckpt file, e.g. "
+                "<run dir>/<stage>/checkpoints/last.ckpt"
             )
-        return newest
-    path = Path(requested).expanduser()
-    if not path.is_file():
+        return path
+    newest = newest_checkpoint(stage_dir)
+    if newest is None and requested == "last":
         raise UserError(
-            f"ckpt_path={requested}: {path} does not exist; pass a Lightning .ckpt file, e.g. "
-            "<run dir>/<stage>/checkpoints/last.ckpt"
+            f"ckpt_path=last: {checkpoint_dir(stage_dir)} holds no readable checkpoint; to continue an earlier run "
+            "pass resume=<its run dir>"
         )
-    return path
+    return newest
 
 
 def saved_state(module: L.LightningModule) -> dict[str, torch.Tensor]:

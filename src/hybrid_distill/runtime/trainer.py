@@ -54,6 +54,8 @@ def build_callbacks(cfg: DictConfig, checkpoints: Path, has_logger: bool) -> lis
 
 
 class StageTrainer(NamedTuple):
+    """What build_trainer gives a stage."""
+
     trainer: L.Trainer
     logger: list[Logger] | bool
     ckpt_path: str | None  # what trainer.fit resumes from (None: start at step 0)
@@ -72,7 +74,7 @@ def build_trainer(
     checkpoint it resumes from (or the weights it starts from), checked before the loggers write anything."""
     stage_dir = stage_output_dir(run, stage)
     remove_stale_temps(checkpoint_dir(stage_dir))  # a checkpoint write killed mid-way
-    ckpt_path = resume_path(cfg, run, stage, module)
+    ckpt_path = starting_checkpoint(cfg, run, stage, module)
     resume_checked(stage_dir)  # a resume's allowed changes are recorded from here on
     logger = build_logger(cfg, run, stage)
     trainer = instantiate(
@@ -92,7 +94,7 @@ def stage_output_dir(run: RunContext, stage: str) -> Path:
     return run.output_dir / stage
 
 
-def resume_path(cfg: DictConfig, run: RunContext, stage: str, module: L.LightningModule) -> str | None:
+def starting_checkpoint(cfg: DictConfig, run: RunContext, stage: str, module: L.LightningModule) -> str | None:
     """The checkpoint `stage` resumes from (None: start at step 0), checked against `module`. ckpt_path and
     weights_from apply to the configured stage only, not to a teacher pretrained on the way. Without ckpt_path a
     stage resumes its own newest checkpoint; with neither that nor ckpt_path, weights_from loads that checkpoint's
