@@ -145,7 +145,7 @@ def ignored_on_restore(checkpoint: Path, current: dict) -> list[str]:
     try:
         recorded = OmegaConf.load(record)
         stage = OmegaConf.select(recorded, "stage.name")
-        if stage != OmegaConf.select(OmegaConf.create(current), "stage.name"):
+        if stage != current.get("stage", {}).get("name"):
             return []  # e.g. a pipeline's record: its steps' configs are not recorded
         old = {key: OmegaConf.select(recorded, key) for key in _restored(stage)}
     except Exception:  # an interpolation this process cannot resolve, bad YAML: no record to compare with
