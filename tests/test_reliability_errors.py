@@ -131,7 +131,7 @@ def test_ckpt_path_that_does_not_exist(tiny_teacher, tmp_path):
     fails_with(
         tmp_path,
         ["ckpt_path=last"],
-        "ckpt_path=last: .*last.ckpt does not exist; to continue an earlier run pass resume=<its run dir>",
+        "ckpt_path=last: .*checkpoints holds no readable checkpoint; to continue an earlier run pass resume=<its run dir>",
     )
 
 

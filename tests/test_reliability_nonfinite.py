@@ -40,7 +40,8 @@ def test_nan_loss_stops_naming_step_and_component_and_keeps_the_last_good_checkp
     with pytest.raises(
         TrainingDiverged,
         match=rf"^step 3: train/divergence is nan, .*the last checkpoint with finite "
-        rf"weights and loss is {finite} \(continue from it with ckpt_path=",
+        rf"weights and loss is {finite}: start a new run from its weights with a fresh optimizer, e.g. at a lower "
+        rf"stage.lr, with weights_from={finite} \(ckpt_path=",
     ):
         run(cfg)
     checkpoint = torch.load(finite, weights_only=True)

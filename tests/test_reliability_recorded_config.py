@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 from helpers import compose_config, save_run_config, train_cli
 from hybrid_distill.errors import UserError
-from hybrid_distill.reliability.recorded_config import check_recorded_config, record_resume
+from hybrid_distill.reliability.recorded_config import check_recorded_config, record_resume, resume_checked
 from hybrid_distill.runtime import job_config
 
 
@@ -46,11 +46,15 @@ def test_allowed_changes_are_recorded_in_a_new_file(tmp_path):
     )
     changes = check_recorded_config(job_config(cfg), run_dir)
     assert changes["trainer.max_steps"] == (4, 9) and changes["callbacks.nonfinite.action"] == ("stop", "skip")
-    path = record_resume(run_dir, changes, ["trainer.max_steps=9"])
+    record_resume(run_dir, changes, ["trainer.max_steps=9"])
+    assert not (run_dir / ".hydra" / "resume-1.yaml").exists()  # not before the resume has passed its checks
+    path = resume_checked(run_dir / "distill")  # a stage of the run, whose checks passed
     assert path == run_dir / ".hydra" / "resume-1.yaml"
     assert OmegaConf.load(path).changed["trainer.max_steps"] == {"recorded": 4, "now": 9}
     assert (run_dir / ".hydra" / "config.yaml").read_text() == record  # the record itself is untouched
-    assert record_resume(run_dir, changes, []).name == "resume-2.yaml"
+    assert resume_checked(run_dir) is None  # written once
+    record_resume(run_dir, changes, [])
+    assert resume_checked(run_dir).name == "resume-2.yaml"
 
 
 def test_the_same_config_continues(tmp_path):

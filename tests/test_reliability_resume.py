@@ -21,10 +21,10 @@ from hybrid_distill.cli import run
 from hybrid_distill.errors import Preempted
 from hybrid_distill.lit.optim import configure_adamw
 from hybrid_distill.lit.settings import OptimSettings
-from hybrid_distill.reliability.checkpoints import last_checkpoint, resume_checkpoint
+from hybrid_distill.reliability.checkpoints import last_checkpoint
 from hybrid_distill.reliability.rundir import check_resume_dir
 from hybrid_distill.data.resumable_loader import ResumableDataLoader
-from hybrid_distill.runtime import build_trainer, run_context, stage_output_dir
+from hybrid_distill.runtime import build_trainer, run_context
 from hybrid_distill.stages import seqkd
 from helpers import train_cli
 
@@ -69,10 +69,9 @@ def fit_toy(run_dir: Path, overrides: list[str] = (), module_cls: type[Toy] = To
     """Train the toy with the Trainer a stage gets (config callbacks and plugins); resume its last.ckpt if any."""
     cfg = compose_config(run_dir, ["logger=none", "callbacks.tokens=null", *overrides])  # the toy's batches are tuples
     run = run_context(cfg)
-    trainer, _ = build_trainer(cfg, run, "toy", TOY_STEPS, grad_clip=None, val_every=3)
     L.seed_everything(0)
     module = module_cls()
-    ckpt = resume_checkpoint(None, stage_output_dir(run, "toy"))
+    trainer, _, ckpt = build_trainer(cfg, run, "toy", module, TOY_STEPS, grad_clip=None, val_every=3)
     trainer.fit(module, datamodule=ToyData(), ckpt_path=ckpt)
     return module
 

@@ -5,6 +5,7 @@ recognised and removed when a run starts (`remove_stale_temps`)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -158,3 +159,40 @@ def publish_dir(target: Path, write: Callable[[Path], None], replace: bool = Fal
             raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+CHECKSUMS = "checksums.json"
+
+
+def _digest(path: Path) -> dict[str, Any]:
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            sha.update(block)
+    return {"size": path.stat().st_size, "sha256": sha.hexdigest()}
+
+
+def record_checksums(directory: Path) -> None:
+    """Write `directory/checksums.json`: the size and sha256 of each file in it (e.g. a staging directory about to be
+    published, so that the record and the files appear together); `checksum_problem` checks them before use."""
+    record = {p.name: _digest(p) for p in sorted(directory.iterdir()) if p.is_file() and p.name != CHECKSUMS}
+    write_file_atomic(directory / CHECKSUMS, lambda tmp: tmp.write_text(json.dumps(record, indent=2)))
+
+
+def checksum_problem(directory: Path) -> str | None:
+    """What differs from `directory/checksums.json` (a file missing, truncated, changed; no record at all), or None
+    when every recorded file is as it was written."""
+    try:
+        record = json.loads((directory / CHECKSUMS).read_text())
+    except (OSError, ValueError):
+        return f"no readable {CHECKSUMS} (size and sha256 of its files)"
+    for name, expected in record.items():
+        path = directory / name
+        if not path.is_file():
+            return f"{name} is missing"
+        found = _digest(path)
+        if found["size"] != expected["size"]:
+            return f"{name} has {found['size']:,} bytes, {expected['size']:,} when it was written"
+        if found["sha256"] != expected["sha256"]:
+            return f"{name} has another sha256 than when it was written"
+    return None

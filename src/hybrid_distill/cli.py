@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -17,9 +20,13 @@ from .console import print_summary
 from .errors import UserError
 from .exits import FAILED, exit_on_user_error, exiting_on_user_error
 from .launcher import register_launch_resolvers
+from .noise import quiet_hydra_noise
 from .paths import config_dir
-from .reliability.recorded_config import check_recorded_config, record_resume
-from .reliability.rundir import check_resume_dir, register_resolvers
+from .reliability.recorded_config import check_recorded_config, record_resume, resume_checked
+from .reliability.rundir import check_resume_dir, holding, register_resolvers
+
+if TYPE_CHECKING:
+    from .runtime import RunContext
 
 # the directory train.py was started from; unlike ${hydra:runtime.cwd} it also resolves while a multirun
 # computes its sweep directory, before any job (and its HydraConfig) exists
@@ -29,22 +36,34 @@ register_resolvers(
     exiting_on_user_error
 )  # ${unique_dir:...}, ${run_dir:...}, ${config_subdir:...} of hydra/default.yaml
 register_launch_resolvers()  # ${job_gpus:...} and ${job_tasks:...} of hydra/launcher/submitit_*.yaml
+quiet_hydra_noise()  # before Hydra composes the config
 
 
 def run(cfg: DictConfig) -> dict:
     """Run the configured stage; write metrics.json into the run directory; return the metrics."""
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
+    from .runtime import run_context
+
+    check_config(cfg)  # before anything is loaded
+    ctx = run_context(cfg)
+    # one process at a time per run directory (DDP's other ranks work in rank 0's, under its lock)
+    with holding(ctx.output_dir) if rank_zero_only.rank == 0 else nullcontext():
+        return _run_holding(cfg, ctx)
+
+
+def _run_holding(cfg: DictConfig, ctx: RunContext) -> dict:
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
     from .atomic import write_json_atomic
     from .noise import quiet_known_noise
-    from .runtime import is_multirun, job_config, run_context
+    from .runtime import is_multirun, job_config
     from .stages.registry import stage_runners
 
     quiet_known_noise()
     start = time.perf_counter()
-    check_config(cfg)  # before anything is loaded
-    ctx = run_context(cfg)
     check_writable(ctx.output_dir, "the run directory")
+    check_writable(Path(cfg.paths.cache_dir), "paths.cache_dir (HD_CACHE_DIR)")
     if cfg.get("resume"):
         if HydraConfig.initialized() and is_multirun(HydraConfig.get().mode):
             raise UserError(
@@ -54,7 +73,7 @@ def run(cfg: DictConfig) -> dict:
         check_resume_dir(ctx.output_dir)
     # a run continued in its directory keeps its recorded config (resume=, a requeued job, hydra.run.dir=)
     changes = check_recorded_config(job_config(cfg), ctx.output_dir)
-    if rank_zero_only.rank == 0:
+    if rank_zero_only.rank == 0:  # written once the stage's own checks passed (runtime.build_trainer), or at the end
         record_resume(
             ctx.output_dir, changes, list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
         )
@@ -63,6 +82,7 @@ def run(cfg: DictConfig) -> dict:
         raise UserError(f"stage '{cfg.stage.name}' is not runnable; choose one of {', '.join(runners)}")
     results = runners[cfg.stage.name](cfg, ctx)
     if rank_zero_only.rank == 0:  # under DDP every rank runs this; one writes
+        resume_checked(ctx.output_dir)  # a stage without a Trainer (seqkd, eval) has recorded nothing yet
         write_json_atomic(ctx.output_dir / "metrics.json", results)
         (ctx.output_dir / FAILED).unlink(missing_ok=True)  # an earlier failure of this run, now resumed to the end
         print_summary(results, ctx.output_dir, time.perf_counter() - start)

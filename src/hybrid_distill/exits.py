@@ -11,12 +11,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, TypeVar
 
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from .atomic import write_file_atomic
+from .atomic import check_writable, write_file_atomic
 from .console import say
 from .errors import EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_PREEMPTED, Preempted, TrainingDiverged, UserError
 from .reliability.recorded_config import is_new_run
+from .reliability.rundir import holding, setup_only
 
 T = TypeVar("T")
 
@@ -47,38 +49,50 @@ def exit_on_user_error(fn: Callable[[DictConfig], T], cfg: DictConfig) -> T:
 
 
 FAILED = "failed.json"
-# what Hydra writes into a new run directory before the run starts (its config record and its log)
-_SETUP_ONLY = (".hydra",)
 
 
 def mark_failed(run_dir: Path, error: str, status: int) -> None:
-    """A new run that failed leaves no directory that looks like a run: removed when it holds only what Hydra wrote
+    """A new run that failed leaves no directory that looks like a run: removed when it holds only what was written
     before the run started (nothing to resume or inspect), else marked with failed.json (the error and the exit
-    status; a later successful resume removes it). A continued run's directory is left as it was."""
+    status; a later successful resume removes it). A continued run's directory, or one that another process is
+    working in (e.g. it was refused for that reason), is left as it was."""
     from lightning.fabric.utilities.rank_zero import rank_zero_only  # here: cli (--help, TAB) never loads Lightning
 
     if rank_zero_only.rank != 0 or not run_dir.is_dir() or not is_new_run(run_dir):
         return
     try:
-        if all(p.name in _SETUP_ONLY or p.suffix == ".log" for p in run_dir.iterdir()):
-            shutil.rmtree(run_dir)
-        else:
-            write_file_atomic(
-                run_dir / FAILED,
-                lambda tmp: tmp.write_text(
-                    json.dumps(
-                        {"error": error, "exit_status": status, "time": datetime.now(timezone.utc).isoformat()},
-                        indent=2,
-                    )
-                ),
-            )
-    except OSError:  # a read-only or full file system: the error line was printed; nothing more to do
+        with holding(run_dir):
+            if setup_only(run_dir):
+                shutil.rmtree(run_dir)
+            else:
+                write_file_atomic(
+                    run_dir / FAILED,
+                    lambda tmp: tmp.write_text(
+                        json.dumps(
+                            {"error": error, "exit_status": status, "time": datetime.now(timezone.utc).isoformat()},
+                            indent=2,
+                        )
+                    ),
+                )
+    except (OSError, UserError):  # a read-only or full file system, or another run's directory: leave it
         pass
 
 
+class OutputDirChecks(Callback):
+    """A Hydra callback (hydra/default.yaml): the run or sweep directory is created and checked before Hydra writes
+    into it, so that an unwritable one (`hydra.run.dir` on a read-only file system, or below a file) is one line and
+    exit 2, not Hydra's traceback."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        exiting_on_user_error(check_writable)(Path(config.hydra.run.dir), "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        exiting_on_user_error(check_writable)(Path(config.hydra.sweep.dir), "hydra.sweep.dir")
+
+
 def exiting_on_user_error(resolver: Callable) -> Callable:
-    """A config resolver that Hydra calls while it sets a run up (run directory, ...): a UserError there is one line
-    and exit 2 too (Hydra would print its own traceback-like report and exit 1)."""
+    """A config resolver or check that Hydra calls while it sets a run up (run directory, ...): a UserError there is
+    one line and exit 2 too (Hydra would print its own traceback-like report and exit 1)."""
 
     @functools.wraps(resolver)
     def resolve(*args):

@@ -212,7 +212,9 @@ class NonFiniteGuard(L.Callback):
     def _stop(self, trainer: L.Trainer, why: str) -> TrainingDiverged:
         finite = self._finite_checkpoint(trainer)
         kept = (
-            f"the last checkpoint with finite weights and loss is {finite} (continue from it with ckpt_path={finite})"
+            f"the last checkpoint with finite weights and loss is {finite}: start a new run from its weights with a "
+            f"fresh optimizer, e.g. at a lower stage.lr, with weights_from={finite} (ckpt_path={finite} would restore "
+            "its optimizer and schedule too)"
             if finite.is_file()
             else "no checkpoint with finite weights and loss was saved before it"
         )
@@ -249,6 +251,8 @@ class NonFiniteGuard(L.Callback):
 def keep_as(source: Path, target: Path) -> None:
     """Make `target` the same file as `source`, atomically: a hard link (no copy of gigabytes), or a copy where the
     file system has no hard links."""
+    if target.exists() and os.path.samefile(source, target):
+        return  # already: renaming a link over another link of the same file would leave the temp link behind
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     tmp.unlink(missing_ok=True)
     try:

@@ -1,7 +1,11 @@
 """Lightning checkpoints: written atomically, found for resuming, and checked before a run trusts them.
 
-Every stage keeps its checkpoints in `<run dir>/<stage>/checkpoints/`; `last.ckpt` there is the newest (ModelCheckpoint's
-save_last, or the checkpoint saved on a preemption signal).
+Every stage keeps its checkpoints in `<run dir>/<stage>/checkpoints/`: `last.ckpt` (ModelCheckpoint's save_last, or
+the checkpoint saved on a preemption signal), `last-finite.ckpt` (callbacks.NonFiniteGuard) and any others the
+`callbacks` group saves. Their names never depend on where the directory is: Lightning would write `last-v1.ckpt` in a
+copied or moved run directory (the path recorded in the checkpoint differs), so the stage's ModelCheckpoint has no
+version counter (runtime/trainer.py). A stage resumes from the checkpoint of the highest step there, whatever its
+name (a copy made by an older version may hold a newer `last-v1.ckpt`), skipping unreadable ones.
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ import torch
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from ..errors import UserError
 from ..atomic import write_file_atomic
+from ..console import say
+from ..errors import UserError
 
 LAST = ModelCheckpoint.CHECKPOINT_NAME_LAST + ModelCheckpoint.FILE_EXTENSION  # "last.ckpt"
 
@@ -53,22 +58,54 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             ) from err
 
 
+def _load(path: Path) -> dict:
+    """A checkpoint's contents, memory-mapped (the key table and shapes are read, not gigabytes of weights), with
+    weights_only as Lightning loads it; a file that cannot be read is a UserError saying why."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+    except Exception as err:  # truncated zip, garbage bytes, not a torch file: each raises its own type
+        raise UserError(
+            f"checkpoint {path} cannot be read ({type(err).__name__}: {str(err).splitlines()[0]}): it is "
+            "truncated or corrupted"
+        ) from err
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "loops" not in checkpoint:
+        raise UserError(f"checkpoint {path} is not a Lightning training checkpoint (no state_dict/loops)")
+    return checkpoint
+
+
+def newest_checkpoint(stage_dir: Path) -> Path | None:
+    """The checkpoint of `stage_dir` with the highest step (last.ckpt among equals); unreadable ones are skipped with
+    a warning. None when there is none."""
+    found = []
+    for path in sorted(checkpoint_dir(stage_dir).glob("*.ckpt")):
+        try:
+            step = int(_load(path).get("global_step", 0))
+        except UserError as err:
+            say("[yellow]warning:[/]", f"{err}; skipped, resuming from the newest readable checkpoint")
+            continue
+        found.append((step, path.name == LAST, path))
+    return max(found)[2] if found else None
+
+
 def resume_checkpoint(requested: str | None, stage_dir: Path) -> Path | None:
-    """The checkpoint a stage resumes from. `requested` is ckpt_path: None resumes this run's own last.ckpt when there
-    is one (a requeued job, or resume=<run dir>; a fresh run has a fresh directory, so never another run's), "last"
-    requires it, anything else is a path."""
-    last = last_checkpoint(stage_dir)
-    if requested is None:
-        return last if last.is_file() else None
-    path = last if requested == "last" else Path(requested).expanduser()
-    if not path.is_file():
-        hint = (
-            "; to continue an earlier run pass resume=<its run dir>"
-            if requested == "last"
-            else "; pass a Lightning .ckpt file, e.g. <run dir>/<stage>/checkpoints/last.ckpt"
+    """The checkpoint a stage resumes from. `requested` is ckpt_path: None resumes this run's own newest checkpoint
+    when there is one (a requeued job, or resume=<run dir>; a fresh run has a fresh directory, so never another
+    run's), "last" requires one, anything else is a path."""
+    if requested not in (None, "last"):
+        path = Path(requested).expanduser()
+        if not path.is_file():
+            raise UserError(
+                f"ckpt_path={requested}: {path} does not exist; pass a Lightning .ckpt file, e.g. "
+                "<run dir>/<stage>/checkpoints/last.ckpt"
+            )
+        return path
+    newest = newest_checkpoint(stage_dir)
+    if newest is None and requested == "last":
+        raise UserError(
+            f"ckpt_path=last: {checkpoint_dir(stage_dir)} holds no readable checkpoint; to continue an earlier run "
+            "pass resume=<its run dir>"
         )
-        raise UserError(f"ckpt_path={requested}: {path} does not exist{hint}")
-    return path
+    return newest
 
 
 def saved_state(module: L.LightningModule) -> dict[str, torch.Tensor]:
@@ -78,19 +115,11 @@ def saved_state(module: L.LightningModule) -> dict[str, torch.Tensor]:
     return checkpoint["state_dict"]
 
 
-def check_checkpoint(path: Path, module: L.LightningModule) -> None:
+def check_checkpoint(path: Path, module: L.LightningModule) -> dict:
     """Refuse a checkpoint that cannot be read or that belongs to another model, before Lightning loads it (the
     modules load non-strictly, since their checkpoints leave the frozen teacher out, so a wrong checkpoint would
-    otherwise be half ignored)."""
-    try:  # mmap: reads the key table and shapes, not gigabytes of weights; weights_only as Lightning loads it
-        checkpoint = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-    except Exception as err:  # truncated zip, garbage bytes, not a torch file: each raises its own type
-        raise UserError(
-            f"checkpoint {path} cannot be read ({type(err).__name__}: {str(err).splitlines()[0]}): it is "
-            "truncated or corrupted; resume from an earlier checkpoint or start without ckpt_path"
-        ) from err
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "loops" not in checkpoint:
-        raise UserError(f"checkpoint {path} is not a Lightning training checkpoint (no state_dict/loops)")
+    otherwise be half ignored). Returns its (memory-mapped) contents."""
+    checkpoint = _load(path)
     saved = {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items()}
     expected = {k: tuple(v.shape) for k, v in saved_state(module).items()}
     missing, unexpected = sorted(expected.keys() - saved), sorted(saved.keys() - expected)
@@ -105,3 +134,10 @@ def check_checkpoint(path: Path, module: L.LightningModule) -> None:
             f"checkpoint {path} is not a checkpoint of this model ({'; '.join(problems)}): "
             "it comes from another stage or architecture"
         )
+    return checkpoint
+
+
+def load_weights(path: Path, module: L.LightningModule) -> None:
+    """Only the weights of checkpoint `path` into `module` (checked first): the optimizer, scheduler, step and data
+    position start afresh (weights_from=)."""
+    module.load_state_dict(check_checkpoint(path, module)["state_dict"], strict=False)  # frozen teacher: not saved

@@ -2,12 +2,15 @@
 (resume=<run dir>, a requeued job, hydra.run.dir=<run dir>) must have the same config, except for the knobs that
 may change on resume (RESUMABLE). Hydra does not write over an existing record (hydra/default.yaml's
 `output_subdir: ${config_subdir:...}`); a resume that changed allowed knobs is recorded in a new file beside it,
-`.hydra/resume-<n>.yaml`."""
+`.hydra/resume-<n>.yaml`, once the resume has passed its checks (a refused resume writes nothing).
+
+A new run that continues another run's checkpoint (ckpt_path=) gets that run's optimizer and random states, whatever
+it sets itself: `ignored_on_restore` names the knobs it set differently, for a warning."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from omegaconf import OmegaConf
 
@@ -90,15 +93,66 @@ def check_recorded_config(current: dict, run_dir: Path) -> dict[str, tuple[Any, 
     return changes
 
 
-def record_resume(run_dir: Path, changes: dict[str, tuple[Any, Any]], overrides: list[str]) -> Path | None:
-    """Write the allowed changes of a resume into a new `.hydra/resume-<n>.yaml` (the record itself stays as it was)."""
+# resume records noted by record_resume, written by resume_checked: run directory -> writer
+_PENDING: dict[Path, Callable[[], Path]] = {}
+
+
+def record_resume(run_dir: Path, changes: dict[str, tuple[Any, Any]], overrides: list[str]) -> None:
+    """Note the allowed changes of a resume, for a new `.hydra/resume-<n>.yaml` (the record itself stays as it was)
+    that `resume_checked` writes once the resume has passed its checks."""
+    _PENDING.pop(run_dir.resolve(), None)  # one of an earlier run() in this process that failed its checks
     if not changes:
-        return None
+        return
     record = {
         "overrides": overrides,
         "changed": {k: {"recorded": old, "now": new} for k, (old, new) in changes.items()},
     }
-    directory = run_dir / RECORD.parent
-    path = directory / f"resume-{1 + len(list(directory.glob('resume-*.yaml')))}.yaml"
-    write_file_atomic(path, lambda tmp: tmp.write_text(OmegaConf.to_yaml(OmegaConf.create(record))))
-    return path
+
+    def write() -> Path:
+        directory = run_dir / RECORD.parent
+        path = directory / f"resume-{1 + len(list(directory.glob('resume-*.yaml')))}.yaml"
+        write_file_atomic(path, lambda tmp: tmp.write_text(OmegaConf.to_yaml(OmegaConf.create(record))))
+        return path
+
+    _PENDING[run_dir.resolve()] = write
+
+
+def resume_checked(directory: Path) -> Path | None:
+    """The resume of the run in `directory` (or in a directory above it: a stage's, a pipeline step's) has passed its
+    checks and is about to write: write its noted record, once. Returns the file written, if any."""
+    directory = directory.resolve()
+    for run_dir in (directory, *directory.parents):
+        if run_dir in _PENDING:
+            return _PENDING.pop(run_dir)()
+    return None
+
+
+def _restored(stage: str) -> tuple[str, ...]:
+    """The knobs a restored training state overrides: the optimizer keeps its own learning rate, betas and weight
+    decay (the schedule's shape is rebuilt from this run's warmup and max_steps, its base lr is restored), and the
+    random states replace the seed's."""
+    optim = "model.recipe.pretrain_teacher" if stage == "pretrain_teacher" else "stage"
+    return ("seed", *(f"{optim}.{key}" for key in ("lr", "betas", "weight_decay")))
+
+
+def ignored_on_restore(checkpoint: Path, current: dict) -> list[str]:
+    """`key recorded -> now` for each knob that this run (`current`, its resolved config) sets differently from the
+    run that saved `checkpoint` (its recorded config, found above the file) and that restoring the checkpoint's
+    training state overrides. Nothing when no record of the same stage is found."""
+    record = next((d / RECORD for d in Path(checkpoint).resolve().parents if (d / RECORD).is_file()), None)
+    if record is None:
+        return []
+    try:
+        recorded = OmegaConf.load(record)
+        stage = OmegaConf.select(recorded, "stage.name")
+        if stage != current.get("stage", {}).get("name"):
+            return []  # e.g. a pipeline's record: its steps' configs are not recorded
+        old = {key: OmegaConf.select(recorded, key) for key in _restored(stage)}
+    except Exception:  # an interpolation this process cannot resolve, bad YAML: no record to compare with
+        return []
+    now = _flat(current)
+    return [f"{key} {old[key]!r} -> {now.get(key)!r}" for key in old if _plain(old[key]) != now.get(key)]
+
+
+def _plain(value: Any) -> Any:
+    return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value

@@ -5,13 +5,18 @@ Hydra names run and sweep directories by the second they start, so two runs star
 another run has it. The resolver is cached like Hydra's `${now:}`: Hydra copies the cache into every sweep job's
 config and submitit pickles it with the job, so all jobs of a sweep, and a requeued job, get the directory claimed
 at launch (a requeued job resumes from its own directory's checkpoints).
+
+One process at a time works in a run directory: `holding(run_dir)` takes an OS advisory lock on `<run dir>/.lock`
+(flock: the kernel releases it when the process ends, however it ends, so a killed run leaves no stale lock).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from omegaconf import OmegaConf
 
@@ -19,8 +24,38 @@ from ..atomic import check_writable
 from ..errors import UserError
 from .recorded_config import config_subdir
 
-# files Hydra writes into a run directory before the run starts; anything else was left by an earlier run
-_HYDRA_OWN = (".hydra",)
+LOCK = ".lock"
+# what a run directory holds before the run has done anything: Hydra's record (.hydra/), its log (*.log) and the lock
+SETUP_FILES = (".hydra", LOCK)
+
+
+def setup_only(run_dir: Path) -> bool:
+    """Whether `run_dir` holds nothing but what is written before a run starts (nothing to resume or inspect)."""
+    return all(p.name in SETUP_FILES or p.suffix == ".log" for p in run_dir.iterdir())
+
+
+@contextmanager
+def holding(run_dir: Path) -> Iterator[None]:
+    """Hold the lock of `run_dir` inside the block; refused at once (UserError naming the holder's PID) while another
+    process holds it. The holder's PID is written into the lock file, for the refusal to name."""
+    try:
+        fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as err:
+        raise UserError(f"the run directory {run_dir} is not writable ({err.strerror})") from err
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            raise UserError(
+                f"{run_dir} is in use by another run (PID {holder or 'unknown'}); two runs in one directory "
+                "would overwrite each other's checkpoints and metrics: wait for it to end (or stop it), then resume"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def claim_unique_dir(path: str) -> str:
@@ -75,10 +110,7 @@ def register_resolvers(wrap: Callable[[Callable], Callable] = lambda fn: fn) -> 
 
 def check_resume_dir(run_dir: Path) -> None:
     """`resume=<dir>` must name a directory an earlier run wrote into (not a typo that Hydra just created)."""
-    earlier = (
-        [p for p in run_dir.iterdir() if p.name not in _HYDRA_OWN and p.suffix != ".log"] if run_dir.is_dir() else []
-    )
-    if not earlier:
+    if not run_dir.is_dir() or setup_only(run_dir):
         raise UserError(
             f"resume={run_dir}: no earlier run there (no stage outputs, checkpoints or metrics); "
             "pass the directory of the run to continue, e.g. outputs/train/runs/<date>_<time>"

@@ -3,10 +3,11 @@ Trainer with callbacks and the checkpoint it resumes from (`trainer`)."""
 
 from .identity import RunContext, is_multirun, job_config, name_and_group, run_context, swept_settings
 from .loggers import build_logger, finish_logger, run_tags, save_code, wandb_mode
-from .trainer import build_callbacks, build_trainer, resume_path, stage_output_dir
+from .trainer import StageTrainer, build_callbacks, build_trainer, stage_output_dir
 
 __all__ = [
     "RunContext",
+    "StageTrainer",
     "build_callbacks",
     "build_logger",
     "build_trainer",
@@ -17,7 +18,6 @@ __all__ = [
     "finish_logger",
     "job_config",
     "name_and_group",
-    "resume_path",
     "run_context",
     "stage_output_dir",
     "wandb_mode",

@@ -12,7 +12,6 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..data.build import build_datamodule
 from ..models.trainable import float32_trainable
-from ..runtime import RunContext, resume_path
 
 
 def master_weights(cfg: DictConfig, model: torch.nn.Module) -> None:
@@ -47,19 +46,17 @@ def validate_before_fit(trainer: L.Trainer, module: L.LightningModule, datamodul
 
 
 def fit_and_validate(
-    cfg: DictConfig,
-    run: RunContext,
-    stage: str,
     trainer: L.Trainer,
     module: L.LightningModule,
     datamodule: L.LightningDataModule,
+    ckpt_path: str | None,
     train: bool = True,
 ) -> tuple[dict, dict]:
-    """(held-out metrics before, after) training `module`, resumed from the stage's checkpoint if there is one.
+    """(held-out metrics before, after) training `module`, resumed from `ckpt_path` (runtime.build_trainer's).
     train=False only evaluates (after = before, unless FSDP skipped that)."""
     before = validate_before_fit(trainer, module, datamodule)
     if train:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(cfg, run, stage, module), weights_only=True)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     elif before:
         return before, before
     return before, trainer.validate(module, datamodule=datamodule, verbose=False)[0]

@@ -39,7 +39,9 @@ def run_distill(cfg: DictConfig, run: RunContext) -> dict:
     master_weights(cfg, student)
     prepare_trained(student, speed)
     module = DistillModule(teacher, student, loss, from_config(OptimSettings, recipe, "stage"), max_steps, speed)
-    trainer, logger = build_trainer(cfg, run, "distill", max_steps, recipe.grad_clip, recipe.val_every)
+    trainer, logger, ckpt_path = build_trainer(
+        cfg, run, "distill", module, max_steps, recipe.grad_clip, recipe.val_every
+    )
     for one in logger or []:
         one.log_hyperparams(info)
     train = info["params/trainable"] > 0
@@ -47,7 +49,7 @@ def run_distill(cfg: DictConfig, run: RunContext) -> dict:
         console.print(
             f"nothing to train (pattern {info['pattern']}, student.trainable={cfg.student.trainable}): evaluated only"
         )
-    before, after = fit_and_validate(cfg, run, "distill", trainer, module, datamodule, train=train)
+    before, after = fit_and_validate(trainer, module, datamodule, ckpt_path, train=train)
     student_dir = save_trained(trainer, student, tokenizer, run.output_dir / "student")
     wandb_dir = finish_logger(logger)
     return {

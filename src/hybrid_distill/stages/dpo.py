@@ -38,8 +38,8 @@ def run_dpo(cfg: DictConfig, run: RunContext) -> dict:
     datamodule = stage_datamodule(cfg, tokenizer)
     max_steps = int(cfg.trainer.max_steps)
     module = DPOModule(policy, loss, from_config(OptimSettings, recipe, "stage"), max_steps)
-    trainer, logger = build_trainer(cfg, run, "dpo", max_steps, recipe.grad_clip, recipe.val_every)
-    before, after = fit_and_validate(cfg, run, "dpo", trainer, module, datamodule)
+    trainer, logger, ckpt_path = build_trainer(cfg, run, "dpo", module, max_steps, recipe.grad_clip, recipe.val_every)
+    before, after = fit_and_validate(trainer, module, datamodule, ckpt_path)
     student_dir = save_trained(trainer, policy, tokenizer, run.output_dir / "dpo_student")
     return {
         "logp_margin_before": metric(before, "val/logp_margin"),

@@ -8,7 +8,7 @@ A step runs with the config that `python train.py stage=<its stage>` plus this r
 - dpo starts from, and is referenced to, the latest distilled student (stage.init_from);
 - eval evaluates the latest student (DPO's if there is one, else the distilled one).
 Finished steps are recorded in pipeline_state.json, so rerunning in the same directory (`resume=<run dir>`)
-skips them, and the first unfinished step resumes from its own last.ckpt.
+skips them, and the first unfinished step resumes from its own newest checkpoint.
 """
 
 from __future__ import annotations
@@ -85,10 +85,10 @@ def knobs(stage: str, pipeline: DictConfig) -> list[str]:
 
 
 def run_pipeline(cfg: DictConfig, run: RunContext, runners: dict[str, Callable]) -> dict:
-    if cfg.ckpt_path is not None:
+    if cfg.ckpt_path is not None or cfg.get("weights_from") is not None:
         raise UserError(
             "stage=pipeline resumes by itself: continue it with resume=<its run dir> (each step resumes "
-            "its own last.ckpt); ckpt_path is for single stages"
+            "its own newest checkpoint); ckpt_path and weights_from are for single stages"
         )
     steps = [dict(step) for step in cfg.stage.steps]
     ids = [step["id"] for step in steps]

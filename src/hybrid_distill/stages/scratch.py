@@ -62,10 +62,12 @@ def run_scratch(cfg: DictConfig, run: RunContext) -> dict:
     )
     max_steps = int(cfg.trainer.max_steps)
     module = TeacherPretrainModule(model, from_config(OptimSettings, cfg.stage, "stage"), max_steps, "val/ppl")
-    trainer, logger = build_trainer(cfg, run, "scratch", max_steps, cfg.stage.grad_clip, cfg.stage.val_every)
+    trainer, logger, ckpt_path = build_trainer(
+        cfg, run, "scratch", module, max_steps, cfg.stage.grad_clip, cfg.stage.val_every
+    )
     for one in logger or []:
         one.log_hyperparams(info)
-    before, after = fit_and_validate(cfg, run, "scratch", trainer, module, datamodule)
+    before, after = fit_and_validate(trainer, module, datamodule, ckpt_path)
     student_dir = save_trained(trainer, model, tokenizer, run.output_dir / "student")
     wandb_dir = finish_logger(logger)
     ppl = float(after["val/ppl"])

@@ -29,10 +29,12 @@ def run_sft_teacher(cfg: DictConfig, run: RunContext) -> dict:
     max_steps = int(cfg.trainer.max_steps)
     optim = from_config(OptimSettings, recipe, "stage")
     module = TeacherPretrainModule(teacher, optim, max_steps, loss_token_chunk=speed.loss_token_chunk)
-    trainer, logger = build_trainer(cfg, run, "sft_teacher", max_steps, recipe.grad_clip, recipe.val_every)
+    trainer, logger, ckpt_path = build_trainer(
+        cfg, run, "sft_teacher", module, max_steps, recipe.grad_clip, recipe.val_every
+    )
     params = teacher.num_parameters()
     console.print(f"sft_teacher: {cfg.model.name}, all {params:,} parameters train")
-    before, after = fit_and_validate(cfg, run, "sft_teacher", trainer, module, datamodule)
+    before, after = fit_and_validate(trainer, module, datamodule, ckpt_path)
     teacher_dir = save_trained(trainer, teacher, tokenizer, run.output_dir / "teacher") if recipe.save else None
     return {
         "params/total": params,

@@ -10,13 +10,13 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, open_dict
 from transformers import LlamaForCausalLM, PreTrainedTokenizerBase
 
-from ..console import console
-from ..atomic import publish_dir, remove_stale_temps
+from ..console import console, say
+from ..atomic import checksum_problem, publish_dir, record_checksums, remove_stale_temps
 from ..data.tokenizer import load_or_train_tokenizer
 from ..errors import UserError
 from ..lit.teacher_pretrain import TeacherPretrainModule
 from ..models.teacher import RANDOM_WEIGHTS, build_random_teacher, load_teacher
-from ..runtime import RunContext, build_trainer, finish_logger, resume_path
+from ..runtime import RunContext, build_trainer, finish_logger
 from ..data.build import build_datamodule
 from ..lit.settings import OptimSettings, from_config
 from .common import seed_everything
@@ -52,10 +52,13 @@ def _smollm2_dir() -> str:
 def pretraining_config(cfg: DictConfig) -> DictConfig:
     """The config of the teacher's pretraining as its own stage (what its W&B run records), also when a distill or
     seqkd run pretrains the teacher on the way: stage = the pretraining recipe, data = model.pretrain_data, no
-    student or distillation loss."""
+    student or distillation loss, and the checkpoint to continue (ckpt_path, weights_from) only when it is the
+    configured stage (on the way, they name the configured stage's)."""
     recipe = OmegaConf.to_container(cfg.model.recipe.pretrain_teacher, resolve=True)
     own = OmegaConf.masked_copy(cfg, [k for k in cfg if k not in ("student", "loss", "mamba_ratio", "stage", "data")])
     with open_dict(own):
+        if cfg.stage.name != "pretrain_teacher":
+            own.ckpt_path, own.weights_from = None, None
         own.stage = {"name": "pretrain_teacher", **recipe}
         own.data = cfg.model.pretrain_data
         own.trainer.max_steps = recipe["max_steps"]
@@ -82,18 +85,17 @@ def pretrain_teacher(cfg: DictConfig, run: RunContext, replace: bool = False) ->
     module = TeacherPretrainModule(
         model, from_config(OptimSettings, recipe, "model.recipe.pretrain_teacher"), recipe.max_steps
     )
-    trainer, logger = build_trainer(
+    trainer, logger, ckpt_path = build_trainer(
         pretraining_config(cfg),
         run,
         "pretrain_teacher",
+        module,
         recipe.max_steps,
         recipe.grad_clip,
         val_every=max(recipe.max_steps // 4, 1),
     )
     console.print(f"[bold]pretrain_teacher[/]: training the {cfg.model.name} teacher for {recipe.max_steps} steps")
-    trainer.fit(
-        module, datamodule=datamodule, ckpt_path=resume_path(cfg, run, "pretrain_teacher", module), weights_only=True
-    )
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     metrics = {k: float(v) for k, v in trainer.validate(module, datamodule=datamodule, verbose=False)[0].items()}
     finish_logger(logger)
     target = teacher_cache_dir(cfg)
@@ -101,6 +103,7 @@ def pretrain_teacher(cfg: DictConfig, run: RunContext, replace: bool = False) ->
     def save(staging: Path) -> None:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
+        record_checksums(staging)  # checked before every use: a damaged cache is noticed and pretrained again
 
     publish_dir(target, save, replace=replace)  # unless replacing: if another run finished first, its copy is kept
     console.print(f"teacher saved to {target}")
@@ -127,13 +130,24 @@ def obtain_teacher(cfg: DictConfig, run: RunContext) -> tuple[LlamaForCausalLM, 
         return load_teacher(str(path), cfg.model.gguf_file, cfg.model.dtype, expected)
     cached = teacher_cache_dir(cfg)
     remove_stale_temps(cached.parent)  # staging directories of pretraining runs that were killed
-    if cached.is_dir():
+    if intact(cached):
         console.print(f"teacher: reusing cached {cached}")
-        return load_teacher(str(cached), None, cfg.model.dtype, expected)
-    pretrain_teacher(cfg, run)
+    else:
+        pretrain_teacher(cfg, run, replace=cached.is_dir())
     # reload what was cached: the distillation then uses exactly the saved teacher, in a fresh module that
     # no strategy has wrapped (FSDP leaves its units inside a module it trained)
     return load_teacher(str(cached), None, cfg.model.dtype, expected)
+
+
+def intact(cached: Path) -> bool:
+    """Whether the cache holds this teacher as it was saved (its checksums.json); a damaged one (a truncated or
+    changed file, a cache written before checksums were recorded) is said so in one line, for pretraining again."""
+    if not cached.is_dir():
+        return False
+    problem = checksum_problem(cached)
+    if problem is not None:
+        say("[yellow]warning:[/]", f"the cached teacher {cached} is damaged ({problem}); pretraining it again")
+    return problem is None
 
 
 def run_pretrain_teacher(cfg: DictConfig, run: RunContext) -> dict:
@@ -142,7 +156,7 @@ def run_pretrain_teacher(cfg: DictConfig, run: RunContext) -> dict:
         console.print(f"pretrain_teacher: model={cfg.model.name} loads its weights; nothing to pretrain")
         return {"teacher_dir": str(cfg.model.path or cfg.model.gguf_file)}
     cached = teacher_cache_dir(cfg)
-    if cached.is_dir() and not cfg.stage.force:
+    if not cfg.stage.force and intact(cached):
         console.print(f"teacher already cached at {cached} (stage.force=true retrains)")
         return {"teacher_dir": str(cached)}
     metrics = pretrain_teacher(cfg, run, replace=cached.is_dir())  # the cached one stays until the new one is saved
