@@ -68,6 +68,14 @@ def train_cli(args: list[str], tmp_path: Path, cache_dir: Path, multirun: bool =
     )
 
 
+def eval_cli(args: list[str], cwd: Path, cache_dir: Path) -> subprocess.CompletedProcess:
+    """`python eval.py` in a child process, started in `cwd`, with the session's cache, W&B offline."""
+    env = {**os.environ, "HD_CACHE_DIR": str(cache_dir), "HD_LOG_DIR": str(cwd), "WANDB_MODE": "offline"}
+    return subprocess.run(
+        [sys.executable, str(REPO / "eval.py"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
 def compose_eval(tmp_path: Path, overrides: list[str]):
     """conf/eval.yaml composed like `python eval.py` would, with its own outputs under tmp_path."""
     return compose_config(tmp_path, overrides, shrink=False, config_name="eval")

@@ -5,6 +5,7 @@ config (conf/train.yaml, conf/eval.yaml); a stage of `stages/` runs it. Only Hyd
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 import hydra
@@ -110,9 +111,24 @@ def _eval(cfg: DictConfig) -> None:
     exit_on_user_error(evaluate, cfg)
 
 
+def hydra_node_in_context(argv: list[str]) -> list[str]:
+    """`--cfg hydra --resolve` as `--cfg all --package hydra --resolve`: Hydra resolves the `hydra` node after removing
+    the job's keys, which hydra/default.yaml and the launchers interpolate (paths.log_dir, task_name, stage.name,
+    trainer.devices, ...); as a package of the whole config they resolve (e.g. a Slurm request previewed with
+    `hydra/launcher=submitit_slurm`). Other arguments pass unchanged."""
+    pairs = list(zip(argv, argv[1:]))
+    if "--resolve" not in argv or not any(flag in ("--cfg", "-c") and value == "hydra" for flag, value in pairs):
+        return argv
+    i = next(i for i, (flag, value) in enumerate(pairs) if flag in ("--cfg", "-c") and value == "hydra")
+    has_package = any(a in ("--package", "-p") or a.startswith("--package=") for a in argv)
+    return [*argv[:i], "--cfg", "all", *([] if has_package else ["--package", "hydra"]), *argv[i + 2 :]]
+
+
 def train_main() -> None:
+    sys.argv[1:] = hydra_node_in_context(sys.argv[1:])
     _train()
 
 
 def eval_main() -> None:
+    sys.argv[1:] = hydra_node_in_context(sys.argv[1:])
     _eval()

@@ -63,11 +63,13 @@ def run_eval(cfg: DictConfig, run: RunContext) -> dict:
 
 def run_identity(ck: Checkpoint, output_dir: Path) -> RunContext:
     """The eval's W&B name and group: those of the evaluated training run (from its saved .hydra/hydra.yaml, as the
-    run derived them), so an evaluation sits beside its training runs."""
+    run derived them), so an evaluation sits beside its training runs. The saved hydra node is read beside the run's
+    config, as Hydra held it in training, so that its interpolations of the job's keys resolve."""
     hydra_yaml = ck.run_dir / ".hydra" / "hydra.yaml" if ck.run_dir else None
     if hydra_yaml is None or not hydra_yaml.is_file():
         return RunContext(output_dir, "default", "eval")
-    return RunContext(output_dir, *name_and_group(OmegaConf.load(hydra_yaml).hydra, ck.run_cfg))
+    saved = OmegaConf.merge(ck.run_cfg, OmegaConf.load(hydra_yaml))
+    return RunContext(output_dir, *name_and_group(saved.hydra, ck.run_cfg))
 
 
 def training_settings(ck: Checkpoint) -> dict[str, Any]:
