@@ -1,5 +1,8 @@
 """Stage `eval` and `python eval.py`: load what `ckpt` names (the student, and its teacher: the training run's own,
-pretrained again if it is not cached, or a HF directory) and run the evaluation suite of `eval/` on it."""
+pretrained again if it is not cached, or a HF directory) and run the evaluation suite of `eval/` on it. Nothing a
+run directory's config names is instantiated: the student comes from its config.json (or the run's student settings
+through this package's builders), data from `data.build.DATAMODULES`, a teacher's pretraining from this package's
+own trainer and callbacks."""
 
 from __future__ import annotations
 
@@ -8,13 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ..atomic import check_writable
 from ..console import print_summary
 from ..eval.loading import Checkpoint, load_student, resolve_checkpoint
 from ..eval.suite import evaluate, print_recall
 from ..models.teacher import load_teacher
+from ..paths import config_dir
 from ..runtime import RunContext, job_config, name_and_group, swept_settings
 from .student import student_from_config
 from .teacher import obtain_teacher
@@ -25,10 +29,21 @@ def load_teacher_for(ck: Checkpoint, spec: str | None, ctx: RunContext):
     if spec is None:
         return None, None
     if spec != "auto":
-        return load_teacher(str(spec))
+        return load_teacher(str(spec), key="suite.teacher")
     if ck.run_cfg is None or ck.run_cfg.stage.name == "scratch":  # a model trained from scratch has no teacher
         return None, None
-    return obtain_teacher(ck.run_cfg, ctx)
+    return obtain_teacher(with_own_trainer(ck.run_cfg), ctx)
+
+
+def with_own_trainer(run_cfg: DictConfig) -> DictConfig:
+    """The run's config with this package's CPU trainer and default callbacks in place of the run's: pretraining its
+    tiny teacher (where it is not cached) builds them, and a run directory may come from someone else, whose config
+    must not choose the classes built here."""
+    cfg = run_cfg.copy()
+    with open_dict(cfg):
+        for group, option in (("trainer", "cpu"), ("callbacks", "default")):
+            cfg[group] = OmegaConf.load(Path(config_dir()) / group / f"{option}.yaml")
+    return cfg
 
 
 def evaluate_checkpoint(
