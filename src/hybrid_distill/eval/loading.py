@@ -67,23 +67,34 @@ def load_run_config(run_dir: Path) -> DictConfig:
     launching process (`${launch_dir:}`, `${hydra:runtime.output_dir}`) are pinned to the training run's values,
     so its teacher cache and data cache are found wherever the evaluation is started."""
     cfg = OmegaConf.load(run_dir / RUN_CONFIG)
+    saved = saved_hydra(run_dir)
     if "paths" in cfg:
         cfg.paths.output_dir = str(run_dir)
-        hydra_yaml = run_dir / ".hydra" / "hydra.yaml"
-        if hydra_yaml.is_file() and not os.environ.get("HD_ROOT_DIR"):
-            cfg.paths.root_dir = str(OmegaConf.load(hydra_yaml).hydra.runtime.cwd)
+        if saved is not None and not os.environ.get("HD_ROOT_DIR"):
+            cfg.paths.root_dir = str(saved.runtime.cwd)
     return cfg
+
+
+def saved_hydra(run_dir: Path) -> DictConfig | None:
+    """The `hydra` node the run saved (.hydra/hydra.yaml), None without one."""
+    hydra_yaml = run_dir / ".hydra" / "hydra.yaml"
+    return OmegaConf.load(hydra_yaml).hydra if hydra_yaml.is_file() else None
 
 
 def student_in_run(run_dir: Path) -> Path:
     """The run's final student: the `*student_dir` its metrics.json names (a pipeline's DPO student before its
-    distilled one), else `<run dir>/student`."""
+    distilled one), else `<run dir>/student`. A path inside the directory the run was written in is read inside
+    `run_dir`, where that directory is now (it may have been copied or moved since)."""
     metrics = run_dir / "metrics.json"
     named = json.loads(metrics.read_text()) if metrics.is_file() else {}
     dirs = sorted(
         (key for key, value in named.items() if key.endswith("student_dir") and value), key=lambda key: "dpo" not in key
     )
-    for path in [*(Path(named[key]) for key in dirs), run_dir / "student"]:
+    saved = saved_hydra(run_dir)
+    written_in = Path(str(saved.runtime.output_dir)) if saved is not None else run_dir
+    named_dirs = [Path(named[key]) for key in dirs]
+    here = [run_dir / p.relative_to(written_in) if p.is_relative_to(written_in) else p for p in named_dirs]
+    for path in [*here, run_dir / "student"]:
         if _is_student_dir(path):
             return path
     raise UserError(

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ..atomic import check_writable
 from ..console import print_summary
-from ..eval.loading import Checkpoint, load_student, resolve_checkpoint
+from ..eval.loading import Checkpoint, load_student, resolve_checkpoint, saved_hydra
 from ..eval.suite import evaluate, print_recall
 from ..models.teacher import load_teacher
 from ..paths import config_dir
@@ -80,11 +80,10 @@ def run_identity(ck: Checkpoint, output_dir: Path) -> RunContext:
     """The eval's W&B name and group: those of the evaluated training run (from its saved .hydra/hydra.yaml, as the
     run derived them), so an evaluation sits beside its training runs. The saved hydra node is read beside the run's
     config, as Hydra held it in training, so that its interpolations of the job's keys resolve."""
-    hydra_yaml = ck.run_dir / ".hydra" / "hydra.yaml" if ck.run_dir else None
-    if hydra_yaml is None or not hydra_yaml.is_file():
+    saved = saved_hydra(ck.run_dir) if ck.run_dir else None
+    if saved is None:
         return RunContext(output_dir, "default", "eval")
-    saved = OmegaConf.merge(ck.run_cfg, OmegaConf.load(hydra_yaml))
-    return RunContext(output_dir, *name_and_group(saved.hydra, ck.run_cfg))
+    return RunContext(output_dir, *name_and_group(OmegaConf.merge(ck.run_cfg, {"hydra": saved}).hydra, ck.run_cfg))
 
 
 def training_settings(ck: Checkpoint) -> dict[str, Any]:
