@@ -13,11 +13,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from helpers import compose_eval
+from helpers import QUICK_SUITE, compose_eval
 from hybrid_distill import cli
 from hybrid_distill.errors import UserError
 from hybrid_distill.stages.eval import evaluate_from_config
-from test_eval_sweep import QUICK
 
 
 def payload(marker: Path) -> dict:
@@ -52,7 +51,7 @@ def test_a_run_config_carrying_payloads_is_evaluated_without_running_them(tiny_s
         cfg.model.recipe.pretrain_teacher.max_steps = 2  # a quick pretraining
 
     run = crafted_member(tiny_sweep, tmp_path, edit)
-    summary = evaluate_from_config(compose_eval(tmp_path / "out", [f"ckpt={run}", "logger=none", *QUICK]))
+    summary = evaluate_from_config(compose_eval(tmp_path / "out", [f"ckpt={run}", "logger=none", *QUICK_SUITE]))
     assert Path(summary["eval_json"]).parent == run and math.isfinite(summary["quality/kl"])
     assert len(list((cache / "teachers").iterdir())) == 1  # pretrained, with this package's trainer and callbacks
     assert list(tmp_path.glob("pwned*")) == []
@@ -73,7 +72,7 @@ def test_a_data_config_naming_code_is_one_clear_error(tiny_sweep, tmp_path, wher
     marker = tmp_path / "pwned"
     run = crafted_member(tiny_sweep, tmp_path, lambda cfg: setattr(cfg, "data", data(marker)))
     with pytest.raises(UserError, match=message):
-        evaluate_from_config(compose_eval(tmp_path / "out", [f"ckpt={run}", "logger=none", *QUICK]))
+        evaluate_from_config(compose_eval(tmp_path / "out", [f"ckpt={run}", "logger=none", *QUICK_SUITE]))
     assert not marker.exists()
 
 
@@ -94,7 +93,8 @@ def test_a_teacher_with_code_in_its_pickled_weights_is_one_line(tiny_sweep, tiny
     marker = tmp_path / "pwned"
     torch.save({"model.embed_tokens.weight": Payload(marker)}, teacher / "pytorch_model.bin")
     cfg = compose_eval(
-        tmp_path / "out", [f"ckpt={tiny_sweep / '0' / 'student'}", f"suite.teacher={teacher}", "logger=none", *QUICK]
+        tmp_path / "out",
+        [f"ckpt={tiny_sweep / '0' / 'student'}", f"suite.teacher={teacher}", "logger=none", *QUICK_SUITE],
     )
     with pytest.raises(SystemExit) as stopped:
         cli.exit_on_user_error(cli.evaluate, cfg)

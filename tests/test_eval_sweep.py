@@ -14,16 +14,9 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from helpers import REPO, compose_eval, eval_cli
+from helpers import QUICK_SUITE, REPO, compose_eval, eval_cli
 from hybrid_distill.eval.loading import resolve_checkpoint
 from hybrid_distill.stages.eval import evaluate_from_config, run_identity
-
-# quality on one held-out batch, nothing else: what the loop needs, in seconds
-QUICK = [
-    "suite.quality.max_batches=1",
-    "suite.quality.batch_size=2",
-    *(f"suite.{section}.enabled=false" for section in ("recall", "throughput", "speculative", "samples")),
-]
 
 
 def forms(member: Path) -> list[Path]:
@@ -62,7 +55,9 @@ def test_each_member_of_a_real_sweep_evaluates_in_every_form_and_reports(tiny_sw
         assert identity.group == f"sweep-{tiny_sweep.name}" and "mamba_ratio=" in identity.name
         written = []
         for ckpt in forms(member):
-            summary = evaluate_from_config(compose_eval(tmp_path / "eval", [f"ckpt={ckpt}", "logger=none", *QUICK]))
+            summary = evaluate_from_config(
+                compose_eval(tmp_path / "eval", [f"ckpt={ckpt}", "logger=none", *QUICK_SUITE])
+            )
             written.append(Path(summary["eval_json"]))
             assert math.isfinite(summary["quality/student_ppl"]) and math.isfinite(summary["quality/kl"])
         assert written == [member / "eval.json", member / "eval-2.json", member / "eval-3.json"]
@@ -84,7 +79,7 @@ def test_the_readme_loop_through_the_command_line(tiny_sweep, cache_dir, tmp_pat
     """As a user types it: eval.py on every member in every form, then the report."""
     for member in members(tiny_sweep):
         for ckpt in forms(member):
-            proc = eval_cli([f"ckpt={ckpt}", "logger=csv", *QUICK], tmp_path, cache_dir)
+            proc = eval_cli([f"ckpt={ckpt}", "logger=csv", *QUICK_SUITE], tmp_path, cache_dir)
             assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert all(len(list(member.glob("eval*.json"))) >= 3 for member in members(tiny_sweep))
     rows = reported_rows(tiny_sweep, tmp_path / "report")

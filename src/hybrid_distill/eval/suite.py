@@ -15,6 +15,7 @@ from rich.table import Table
 
 from ..console import console
 from ..data.build import build_datamodule
+from ..errors import TrainingDiverged
 from ..models import param_counts
 from ..models.allocation import MAMBA
 from ..models.teacher import freeze
@@ -23,7 +24,7 @@ from ..runtime import RunContext, run_tags
 from .loading import RUN_CONFIG, Checkpoint, load_student, resolve_checkpoint, train_length
 from .quality import heldout_quality
 from .recall import logits_fn, recall_suite, recall_vs_items
-from .results import log_wandb, summary_metrics, write_new_json
+from .results import finite_or_none, log_wandb, summary_metrics, write_new_json
 from .samples import greedy_samples, held_out_prompts
 from .speculative import speculative_benchmark
 from ..data.recall_tasks import haystack_lines
@@ -145,6 +146,8 @@ def evaluate(
         "mamba_ratio": student.config.pattern.count(MAMBA) / len(student.config.pattern),
         "params": param_counts(student)["total"],
         "teacher": teacher is not None,
+        "seed": seed,
+        "suite": OmegaConf.to_container(suite, resolve=True),  # what was measured (the file records its own config)
     }
     models = {"student": student, **({"teacher": teacher} if teacher is not None else {})}
     vocab = min(student.config.vocab_size, len(tokenizer))  # ids the tokenizer can produce and the model embeds
@@ -204,6 +207,9 @@ def evaluate(
             results[name] = run()
             results["seconds"][name] = time.perf_counter() - start
             console.print(f"{name}: done in {results['seconds'][name]:.1f} s")
+    non_finite: list[str] = []
+    results = finite_or_none(results, non_finite)
+    results["non_finite"] = non_finite  # metrics that came out NaN or inf (null in the file): diverged weights
     results["summary"] = summary_metrics(results)
     directory = ck.run_dir or ctx.output_dir
     run_cfg = ck.run_cfg if ck.run_cfg is not None else OmegaConf.create()
@@ -223,5 +229,9 @@ def evaluate(
         tags=tags,
     )
     path = write_new_json(directory, results)
-    console.print(f"results: {path}")
+    if non_finite:
+        raise TrainingDiverged(
+            f"the evaluation of {ck.name} gave non-finite metrics: {', '.join(non_finite)} are NaN or inf (null in "
+            f"{path}, listed under non_finite); its weights have diverged"
+        )
     return {**results["summary"], "eval_json": str(path), "wandb_dir": results["wandb_dir"]}

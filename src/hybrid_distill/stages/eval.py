@@ -113,8 +113,7 @@ def evaluate_from_config(cfg: DictConfig) -> dict:
     summary = evaluate_checkpoint(
         ck, cfg.suite, cfg.logger, run_identity(ck, output_dir), int(cfg.seed), str(cfg.paths.cache_dir), config
     )
-    print_summary(
-        {k: v for k, v in summary.items() if not k.startswith("recall/")}, output_dir, time.perf_counter() - start
-    )
     print_recall(summary)
+    shown = {k: v for k, v in summary.items() if not k.startswith("recall/") and k != "eval_json"}
+    print_summary(shown, Path(summary["eval_json"]), time.perf_counter() - start, where="results")
     return summary
