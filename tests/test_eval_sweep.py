@@ -81,7 +81,9 @@ def test_the_readme_loop_through_the_command_line(tiny_sweep, cache_dir, tmp_pat
         for ckpt in forms(member):
             proc = eval_cli([f"ckpt={ckpt}", "logger=csv", *QUICK_SUITE], tmp_path, cache_dir)
             assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    assert all(len(list(member.glob("eval*.json"))) >= 3 for member in members(tiny_sweep))
+            results = Path(proc.stdout.strip().splitlines()[-1].removeprefix("results: "))
+            assert results.parent == member and results.is_file()
+    assert not any((tmp_path / "eval" / "runs").iterdir())  # no directory of eval.py's own is left
     rows = reported_rows(tiny_sweep, tmp_path / "report")
     assert len(rows) == 2 and all(row["eval/quality/student_ppl"] for row in rows.values())
 

@@ -18,12 +18,13 @@ from omegaconf import DictConfig, OmegaConf
 from .atomic import check_writable
 from .config_checks import check_numbers
 from .console import print_summary
-from .errors import UserError
+from .errors import Preempted, UserError
 from .exits import FAILED, exit_on_user_error, exiting_on_user_error, remove_if_setup_only
 from .launcher import register_launch_resolvers
 from .paths import config_dir
 from .reliability.recorded_config import check_recorded_config, record_resume
 from .reliability.rundir import check_resume_dir, register_resolvers
+from .reliability.signals import handled_signals
 
 # the directory train.py was started from; unlike ${hydra:runtime.cwd} it also resolves while a multirun
 # computes its sweep directory, before any job (and its HydraConfig) exists
@@ -96,8 +97,6 @@ def run_and_score(cfg: DictConfig) -> float | None:
 def evaluate(cfg: DictConfig) -> dict:
     """What `python eval.py` does with its composed config: evaluate the checkpoint `ckpt` names. A stop signal
     (SIGTERM, SIGUSR1/2, Ctrl-C) ends it at once as preempted: its results are written only at its end."""
-    from .errors import Preempted
-    from .reliability.signals import handled_signals
 
     def stop(signum, frame):
         raise Preempted(f"{signal.Signals(signum).name} during the evaluation")
@@ -136,12 +135,11 @@ def hydra_node_in_context(argv: list[str]) -> list[str]:
     the job's keys, which hydra/default.yaml and the launchers interpolate (paths.log_dir, task_name, stage.name,
     trainer.devices, ...); as a package of the whole config they resolve (e.g. a Slurm request previewed with
     `hydra/launcher=submitit_slurm`). Other arguments pass unchanged."""
-    pairs = list(zip(argv, argv[1:]))
-    if "--resolve" not in argv or not any(flag in ("--cfg", "-c") and value == "hydra" for flag, value in pairs):
-        return argv
-    i = next(i for i, (flag, value) in enumerate(pairs) if flag in ("--cfg", "-c") and value == "hydra")
-    has_package = any(a in ("--package", "-p") or a.startswith("--package=") for a in argv)
-    return [*argv[:i], "--cfg", "all", *([] if has_package else ["--package", "hydra"]), *argv[i + 2 :]]
+    for i, (flag, value) in enumerate(zip(argv, argv[1:])):
+        if flag in ("--cfg", "-c") and value == "hydra" and "--resolve" in argv:
+            has_package = any(a in ("--package", "-p") or a.startswith("--package=") for a in argv)
+            return [*argv[:i], "--cfg", "all", *([] if has_package else ["--package", "hydra"]), *argv[i + 2 :]]
+    return argv
 
 
 def train_main() -> None:
