@@ -17,7 +17,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # each a JIT compile, per kernel and shape; read when its kernels are defined. The tests check values, not speed.
 os.environ.setdefault("MAMBA_DETERMINISTIC", "1")
 
-from helpers import compose_config  # noqa: E402
+from helpers import compose_config, train_cli  # noqa: E402
 import hybrid_distill.cli  # noqa: E402,F401  (registers the resolvers the configs use, ${launch_dir:} ...)
 
 
@@ -72,3 +72,15 @@ def smollm2(tmp_path_factory):
 
     cfg = compose_config(tmp_path_factory.mktemp("smol"), ["model=smollm2_135m", "logger=none"], shrink=False)
     return obtain_teacher(cfg, run_context(cfg))
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(tiny_teacher, cache_dir, tmp_path_factory) -> Path:
+    """A real two-member sweep, `python train.py -m mamba_ratio=0.5,0.75` (2 distillation steps each, CSV logs), as
+    a user leaves it: <sweep dir>/{0,1}/ with Hydra's saved .hydra/, the student and last.ckpt. Tests that change a
+    member work on a copy."""
+    root = tmp_path_factory.mktemp("sweep")
+    proc = train_cli(["mamba_ratio=0.5,0.75", "trainer.max_steps=2", "logger=csv"], root, cache_dir, multirun=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (sweep,) = (root / "train" / "multiruns").iterdir()
+    return sweep

@@ -55,6 +55,14 @@ def compose_config(
     return cfg
 
 
+# an evaluation suite of quality on one held-out batch, nothing else: seconds, for tests of what surrounds the suite
+QUICK_SUITE = [
+    "suite.quality.max_batches=1",
+    "suite.quality.batch_size=2",
+    *(f"suite.{section}.enabled=false" for section in ("recall", "throughput", "speculative", "samples")),
+]
+
+
 def train_cli(args: list[str], tmp_path: Path, cache_dir: Path, multirun: bool = False) -> subprocess.CompletedProcess:
     """`python train.py` in a child process, outputs under tmp_path, the shrunk tiny preset, W&B offline."""
     env = {**os.environ, "HD_CACHE_DIR": str(cache_dir), "HD_LOG_DIR": str(tmp_path), "WANDB_MODE": "offline"}
@@ -66,6 +74,14 @@ def train_cli(args: list[str], tmp_path: Path, cache_dir: Path, multirun: bool =
         capture_output=True,
         text=True,
         timeout=600,
+    )
+
+
+def eval_cli(args: list[str], cwd: Path, cache_dir: Path) -> subprocess.CompletedProcess:
+    """`python eval.py` in a child process, started in `cwd`, with the session's cache, W&B offline."""
+    env = {**os.environ, "HD_CACHE_DIR": str(cache_dir), "HD_LOG_DIR": str(cwd), "WANDB_MODE": "offline"}
+    return subprocess.run(
+        [sys.executable, str(REPO / "eval.py"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
     )
 
 

@@ -48,33 +48,6 @@ def test_resuming_from_a_crafted_checkpoint_runs_no_code(tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize(
-    "data",
-    [
-        "{_target_: os.system, command: 'touch pwned'}",
-        "{_target_: hybrid_distill.data.datamodules.ChatDataModule, source: {_target_: hydra.utils.get_method, path: os.system}}",
-        "{_target_: '${oc.env:WHATEVER}'}",
-    ],
-)
-def test_eval_refuses_a_run_config_naming_code_outside_the_package_configs(tmp_path, data):
-    from hybrid_distill.eval.loading import load_run_config
-
-    run_dir = tmp_path / "run"
-    (run_dir / ".hydra").mkdir(parents=True)
-    (run_dir / ".hydra" / "config.yaml").write_text(f"stage: {{name: distill}}\ndata: {data}\n")
-    with pytest.raises(UserError, match=r"data\..*is not named by any of hybrid_distill's own configs"):
-        load_run_config(run_dir)
-
-
-def test_a_run_config_of_this_package_passes_the_check(tmp_path):
-    from helpers import compose_config, save_run_config
-    from hybrid_distill.eval.loading import load_run_config
-
-    run_dir = tmp_path / "run"
-    save_run_config(compose_config(run_dir, ["data=chat", "trainer=ddp", "callbacks=preemption_drill"]), run_dir)
-    assert load_run_config(run_dir).data.source == "builtin"
-
-
 def test_a_missing_teacher_path_is_not_taken_for_a_hub_id(monkeypatch):
     from hybrid_distill.models.teacher import resolve_weights_path
 

@@ -22,9 +22,13 @@ def _sweep_member(tmp_path: Path) -> Checkpoint:
         {
             "hydra": {
                 "mode": "MULTIRUN",
-                "sweep": {"dir": str(run_dir.parent)},
-                "job": {"override_dirname": "loss=kl,mamba_ratio=0.75"},
-                "runtime": {"cwd": str(tmp_path)},
+                # as Hydra saves it: sweep.dir unresolved (it interpolates the job's keys), the member's dir resolved
+                "sweep": {
+                    "dir": "${unique_dir:${paths.log_dir}/${task_name}/multiruns/${now:%H}}",
+                    "subdir": "${hydra.job.num}",
+                },
+                "job": {"override_dirname": "loss=kl,mamba_ratio=0.75", "num": 3},
+                "runtime": {"cwd": str(tmp_path), "output_dir": str(run_dir)},
             }
         },
         run_dir / ".hydra" / "hydra.yaml",

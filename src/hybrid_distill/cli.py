@@ -5,6 +5,9 @@ config (conf/train.yaml, conf/eval.yaml); a stage of `stages/` runs it. Only Hyd
 from __future__ import annotations
 
 import os
+import shlex
+import signal
+import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -17,13 +20,14 @@ from omegaconf import DictConfig, OmegaConf
 from .atomic import check_writable
 from .config_checks import check_config
 from .console import print_summary
-from .errors import UserError
-from .exits import FAILED, exit_on_user_error, exiting_on_user_error
+from .errors import Preempted, UserError
+from .exits import FAILED, exit_on_user_error, exiting_on_user_error, remove_if_setup_only
 from .launcher import register_launch_resolvers
 from .noise import quiet_hydra_noise
 from .paths import config_dir
 from .reliability.recorded_config import check_recorded_config, record_resume, resume_checked
 from .reliability.rundir import check_resume_dir, holding, register_resolvers
+from .reliability.signals import handled_signals
 
 if TYPE_CHECKING:
     from .runtime import RunContext
@@ -110,12 +114,21 @@ def run_and_score(cfg: DictConfig) -> float | None:
 
 
 def evaluate(cfg: DictConfig) -> dict:
-    """What `python eval.py` does with its composed config: evaluate the checkpoint `ckpt` names."""
-    from .noise import quiet_known_noise
-    from .stages.eval import evaluate_from_config
+    """What `python eval.py` does with its composed config: evaluate the checkpoint `ckpt` names. A stop signal
+    (SIGTERM, SIGUSR1/2, Ctrl-C) ends it at once as preempted: its results are written only at its end."""
 
-    quiet_known_noise()
-    return evaluate_from_config(cfg)
+    def stop(signum, frame):
+        raise Preempted(f"{signal.Signals(signum).name} during the evaluation")
+
+    with handled_signals(stop):
+        try:
+            from .noise import quiet_known_noise
+            from .stages.eval import evaluate_from_config
+
+            quiet_known_noise()
+            return evaluate_from_config(cfg)
+        finally:  # results go into the evaluated run's directory: Hydra's own for this call would stay empty
+            remove_if_setup_only(Path(cfg.paths.output_dir))
 
 
 @hydra.main(config_path=config_dir(), config_name="train", version_base="1.3")
@@ -127,12 +140,32 @@ def _train(cfg: DictConfig) -> float | None:
 @hydra.main(config_path=config_dir(), config_name="eval", version_base="1.3")
 def _eval(cfg: DictConfig) -> None:
     OmegaConf.resolve(cfg)
-    exit_on_user_error(evaluate, cfg)
+    evaluate_or_exit(cfg)
+
+
+def evaluate_or_exit(cfg: DictConfig) -> dict:
+    """`evaluate`, ending with one line and an exit status on bad input, NaN metrics or a stop signal."""
+    again = shlex.join(["python", "eval.py", *HydraConfig.get().overrides.task])
+    return exit_on_user_error(evaluate, cfg, after_preemption=f"no results were written; evaluate again: {again}")
+
+
+def hydra_node_in_context(argv: list[str]) -> list[str]:
+    """`--cfg hydra --resolve` as `--cfg all --package hydra --resolve`: Hydra resolves the `hydra` node after removing
+    the job's keys, which hydra/default.yaml and the launchers interpolate (paths.log_dir, task_name, stage.name,
+    trainer.devices, ...); as a package of the whole config they resolve (e.g. a Slurm request previewed with
+    `hydra/launcher=submitit_slurm`). Other arguments pass unchanged."""
+    for i, (flag, value) in enumerate(zip(argv, argv[1:])):
+        if flag in ("--cfg", "-c") and value == "hydra" and "--resolve" in argv:
+            has_package = any(a in ("--package", "-p") or a.startswith("--package=") for a in argv)
+            return [*argv[:i], "--cfg", "all", *([] if has_package else ["--package", "hydra"]), *argv[i + 2 :]]
+    return argv
 
 
 def train_main() -> None:
+    sys.argv[1:] = hydra_node_in_context(sys.argv[1:])
     _train()
 
 
 def eval_main() -> None:
+    sys.argv[1:] = hydra_node_in_context(sys.argv[1:])
     _eval()

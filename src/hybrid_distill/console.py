@@ -37,8 +37,8 @@ def say(label: str, message: str) -> None:
     console.print(f"{label} {escape(message)}", highlight=False, soft_wrap=True)
 
 
-def print_summary(results: dict, run_dir: Path, seconds: float) -> None:
-    """The run's metrics as a table, then its directory and every `*_dir` it produced."""
+def print_summary(results: dict, run_dir: Path, seconds: float, where: str = "run directory") -> None:
+    """The run's metrics as a table, then its directory (`where: run_dir`) and every `*_dir` it produced."""
     rows = [
         (key, f"{value:.4g}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int) else str(value))
         for key, value in results.items()
@@ -53,7 +53,7 @@ def print_summary(results: dict, run_dir: Path, seconds: float) -> None:
     needed = max((len(k) for k, _ in rows), default=0) + max((len(v) for _, v in rows), default=0) + 7  # + borders
     wide = console if console.is_terminal else Console(width=max(console.width, needed))  # a log file has no edge
     wide.print(table)
-    console.print(f"run directory: {run_dir}", soft_wrap=True)  # paths whole, for copy and paste
+    console.print(f"{where}: {run_dir}", soft_wrap=True)  # paths whole, for copy and paste
     for key, value in results.items():
         if key.endswith("_dir") and value:
             console.print(f"{key.replace('_', ' ')}: {value}", soft_wrap=True)

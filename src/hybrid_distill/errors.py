@@ -11,8 +11,8 @@ class UserError(Exception):
 
 
 class TrainingDiverged(Exception):
-    """A non-finite loss or gradient stopped training; the message names the step, the value and the last good
-    checkpoint."""
+    """A non-finite loss or gradient stopped training (the message names the step, the value and the last good
+    checkpoint), or an evaluation found the weights diverged (its metrics are NaN or inf)."""
 
 
 class Preempted(Exception):
@@ -22,8 +22,8 @@ class Preempted(Exception):
 # the exit statuses of the above (besides 0, finished, and Hydra's 1, config composition error), for scripts and
 # schedulers; every command line (train.py, eval.py, python -m hybrid_distill.export) uses these
 EXIT_BAD_INPUT = 2  # a UserError: a config value, file or data row is wrong: fix it and rerun
-EXIT_DIVERGED = 3  # a non-finite loss or gradient stopped training: its last good checkpoint is kept
-EXIT_PREEMPTED = 75  # stopped by a signal after saving last.ckpt: rerun with resume=<run dir> (EX_TEMPFAIL)
+EXIT_DIVERGED = 3  # a non-finite loss or gradient stopped training (last good checkpoint kept), or NaN/inf eval metrics
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL: a signal stopped it after saving last.ckpt: resume=<run dir> (eval.py: run again)
 
 
 @contextmanager

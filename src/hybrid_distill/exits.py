@@ -23,9 +23,10 @@ from .reliability.rundir import holding, setup_only
 T = TypeVar("T")
 
 
-def exit_on_user_error(fn: Callable[[DictConfig], T], cfg: DictConfig) -> T:
+def exit_on_user_error(fn: Callable[[DictConfig], T], cfg: DictConfig, after_preemption: str | None = None) -> T:
     """Bad input (config value, file, data row), divergence and preemption end the run with one clear line and an
-    exit status, not a traceback (HYDRA_FULL_ERROR=1 shows the traceback, as for Hydra's own errors)."""
+    exit status, not a traceback (HYDRA_FULL_ERROR=1 shows the traceback, as for Hydra's own errors).
+    `after_preemption`: what to do after a preemption (default: resume the run in its directory)."""
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from .data.schemas import DataRowError
@@ -40,11 +41,10 @@ def exit_on_user_error(fn: Callable[[DictConfig], T], cfg: DictConfig) -> T:
         mark_failed(Path(cfg.paths.output_dir), str(err), status)
         sys.exit(status)
     except (Preempted, SIGTERMException) as err:  # Lightning's: SIGTERM outside the training loop, nothing to save
-        say(
-            "[yellow]preempted:[/]",
-            f"{str(err) or 'SIGTERM outside training'}; continue with "
-            f"`python train.py resume={cfg.paths.output_dir}` (a requeued job resumes by itself)",
+        after_preemption = after_preemption or (
+            f"continue with `python train.py resume={cfg.paths.output_dir}` (a requeued job resumes by itself)"
         )
+        say("[yellow]preempted:[/]", f"{str(err) or 'SIGTERM outside training'}; {after_preemption}")
         sys.exit(EXIT_PREEMPTED)
 
 
@@ -59,7 +59,7 @@ def mark_failed(run_dir: Path, error: str, status: int) -> None:
     from lightning.fabric.utilities.rank_zero import rank_zero_only  # here: cli (--help, TAB) never loads Lightning
 
     if rank_zero_only.rank != 0 or not run_dir.is_dir() or not is_new_run(run_dir):
-        return
+        return  # another rank's, gone already, or a continued run's
     try:
         with holding(run_dir):
             if setup_only(run_dir):
@@ -88,6 +88,18 @@ class OutputDirChecks(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         exiting_on_user_error(check_writable)(Path(config.hydra.sweep.dir), "hydra.sweep.dir")
+
+
+def remove_if_setup_only(run_dir: Path) -> bool:
+    """Remove `run_dir` if this process started it and it holds only what was written before the job (Hydra's
+    .hydra/, its log, the lock): nothing to resume or inspect. Returns whether it was removed."""
+    try:
+        if not run_dir.is_dir() or not is_new_run(run_dir) or not setup_only(run_dir):
+            return False
+        shutil.rmtree(run_dir)
+        return True
+    except OSError:  # a read-only file system: the directory stays
+        return False
 
 
 def exiting_on_user_error(resolver: Callable) -> Callable:

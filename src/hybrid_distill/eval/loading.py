@@ -7,21 +7,20 @@
   and the checkpoint's weights are loaded into it.
 The training run (found upwards from a student directory or checkpoint) supplies the teacher, the held-out data and
 the training length; a student directory outside any run still evaluates, without teacher metrics unless
-`teacher=<HF dir>` is given.
+`suite.teacher=<HF dir>` is given.
 
-A run directory may come from someone else: its config may name only the `_target_`s (and `hydra.utils.get_method`
-paths) that this package's own configs name, since evaluating it instantiates its data module (and, when its teacher
-is not cached, the trainer and callbacks that pretrain it).
+A run directory may come from someone else: its config is read as data. The student is built from its saved
+config.json (or, for a Lightning checkpoint, from the run's student settings by this package's builders), never from
+a `_target_` of the run's config (see stages/eval.py).
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -31,7 +30,6 @@ from ..errors import UserError
 from ..export import load_saved_student
 from ..models import HybridForCausalLM
 from ..models.checkpoint import CONFIG_NAME, TIED_KEY, WEIGHTS_NAME
-from ..paths import config_dir
 
 RUN_CONFIG = Path(".hydra") / "config.yaml"
 # the state_dict prefix of the student in each stage's LightningModule
@@ -64,82 +62,39 @@ def find_run_dir(start: Path, levels: int = 3) -> Path | None:
     return None
 
 
-# instantiating these returns the callable their `path` names: the path is checked like a target
-HYDRA_GETTERS = ("hydra.utils.get_method", "hydra.utils.get_class", "hydra.utils.get_object")
-
-
-def _target_nodes(node, key: str = "") -> Iterator[tuple[str, dict]]:
-    """(dotted key, mapping) of every mapping with a `_target_` inside plain config data (interpolations unresolved)."""
-    if isinstance(node, dict):
-        if "_target_" in node:
-            yield key, node
-        for child, value in node.items():
-            yield from _target_nodes(value, f"{key}.{child}" if key else str(child))
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            yield from _target_nodes(value, f"{key}[{i}]")
-
-
-def _named_callables(node: dict) -> dict[str, object]:
-    """What instantiating `node` would call: its `_target_`, and the `path` a hydra.utils getter returns."""
-    named = {"_target_": node["_target_"]}
-    if node["_target_"] in HYDRA_GETTERS and "path" in node:
-        named["path"] = node["path"]
-    return named
-
-
-def _plain(cfg: DictConfig) -> dict:
-    return OmegaConf.to_container(cfg, resolve=False)
-
-
-@functools.cache
-def package_targets(conf_dir: str) -> frozenset[str]:
-    """Every `_target_` and getter `path` named by the configs in `conf_dir` (the package's own, or HD_CONFIG_DIR)."""
-    return frozenset(
-        str(value)
-        for path in Path(conf_dir).rglob("*.yaml")
-        for _, node in _target_nodes(_plain(OmegaConf.load(path)))
-        for value in _named_callables(node).values()
-    )
-
-
-def check_targets(cfg: DictConfig, source: Path) -> None:
-    """Refuse a run config that would instantiate anything this package's own configs do not name (an
-    interpolation, `${...}`, is refused too: it could resolve to anything)."""
-    allowed = package_targets(config_dir())
-    for key, node in _target_nodes(_plain(cfg)):
-        for field, value in _named_callables(node).items():
-            if not isinstance(value, str) or value not in allowed:
-                raise UserError(
-                    f"{source}: {key}.{field}={value!r} is not named by any of hybrid_distill's own "
-                    "configs; eval.py instantiates only those (a run directory may come from someone "
-                    "else, and its config would run code)"
-                )
-
-
 def load_run_config(run_dir: Path) -> DictConfig:
     """The training run's composed config as Hydra saved it (interpolations unresolved). Paths that interpolate the
     launching process (`${launch_dir:}`, `${hydra:runtime.output_dir}`) are pinned to the training run's values,
     so its teacher cache and data cache are found wherever the evaluation is started."""
     cfg = OmegaConf.load(run_dir / RUN_CONFIG)
-    check_targets(cfg, run_dir / RUN_CONFIG)
+    saved = saved_hydra(run_dir)
     if "paths" in cfg:
         cfg.paths.output_dir = str(run_dir)
-        hydra_yaml = run_dir / ".hydra" / "hydra.yaml"
-        if hydra_yaml.is_file() and not os.environ.get("HD_ROOT_DIR"):
-            cfg.paths.root_dir = str(OmegaConf.load(hydra_yaml).hydra.runtime.cwd)
+        if saved is not None and not os.environ.get("HD_ROOT_DIR"):
+            cfg.paths.root_dir = str(saved.runtime.cwd)
     return cfg
+
+
+def saved_hydra(run_dir: Path) -> DictConfig | None:
+    """The `hydra` node the run saved (.hydra/hydra.yaml), None without one."""
+    hydra_yaml = run_dir / ".hydra" / "hydra.yaml"
+    return OmegaConf.load(hydra_yaml).hydra if hydra_yaml.is_file() else None
 
 
 def student_in_run(run_dir: Path) -> Path:
     """The run's final student: the `*student_dir` its metrics.json names (a pipeline's DPO student before its
-    distilled one), else `<run dir>/student`."""
+    distilled one), else `<run dir>/student`. A path inside the directory the run was written in is read inside
+    `run_dir`, where that directory is now (it may have been copied or moved since)."""
     metrics = run_dir / "metrics.json"
     named = json.loads(metrics.read_text()) if metrics.is_file() else {}
     dirs = sorted(
         (key for key, value in named.items() if key.endswith("student_dir") and value), key=lambda key: "dpo" not in key
     )
-    for path in [*(Path(named[key]) for key in dirs), run_dir / "student"]:
+    saved = saved_hydra(run_dir)
+    written_in = Path(str(saved.runtime.output_dir)) if saved is not None else run_dir
+    named_dirs = [Path(named[key]) for key in dirs]
+    here = [run_dir / p.relative_to(written_in) if p.is_relative_to(written_in) else p for p in named_dirs]
+    for path in [*here, run_dir / "student"]:
         if _is_student_dir(path):
             return path
     raise UserError(
@@ -205,7 +160,9 @@ def _student_from_lightning(
     if cfg.stage.name == "dpo":  # DPO trains a copy of the student it starts from
         student = load_saved_student(str(cfg.stage.init_from), scan_backend)
     elif teacher is None or build is None:
-        raise UserError(f"ckpt '{ck.lightning_ckpt}': rebuilding a distill student needs its teacher (teacher=auto)")
+        raise UserError(
+            f"ckpt '{ck.lightning_ckpt}': rebuilding a distill student needs its teacher (suite.teacher=auto)"
+        )
     else:
         student = build(cfg, teacher)
     for prefix in MODULE_PREFIXES:
@@ -260,7 +217,7 @@ def load_student(
     if ck.lightning_ckpt is not None:
         student = _student_from_lightning(ck, teacher, scan_backend, build)
         if teacher_tokenizer is None:
-            raise UserError(f"ckpt '{ck.lightning_ckpt}': no tokenizer (evaluate with teacher=auto)")
+            raise UserError(f"ckpt '{ck.lightning_ckpt}': no tokenizer (evaluate with suite.teacher=auto)")
         return student.eval(), teacher_tokenizer
     try:
         student = load_saved_student(ck.student_dir, scan_backend)  # a student dir or an export of one
@@ -270,7 +227,7 @@ def load_student(
     if teacher is not None and teacher.config.vocab_size != student.config.vocab_size:
         raise UserError(
             f"teacher vocabulary ({teacher.config.vocab_size}) differs from the student's at "
-            f"'{ck.student_dir}' ({student.config.vocab_size}); pass the matching teacher=<dir>"
+            f"'{ck.student_dir}' ({student.config.vocab_size}); pass the matching suite.teacher=<dir>"
         )
     return student.eval(), tokenizer
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
 import re
 from pathlib import Path
@@ -24,10 +26,24 @@ TABLES = (
 
 def write_new_json(directory: Path, payload: dict[str, Any], stem: str = RESULTS_STEM) -> Path:
     """Write `payload` as <stem>.json, or <stem>-2.json, -3, ... if earlier evaluations are there; never overwrites,
-    never leaves half a file (atomic.write_new_file)."""
+    never leaves half a file (atomic.write_new_file). NaN / inf is refused: JSON has neither (see finite_or_none)."""
     directory.mkdir(parents=True, exist_ok=True)
     names = (directory / (f"{stem}.json" if n == 1 else f"{stem}-{n}.json") for n in range(1, 10_000))
-    return write_new_file(names, lambda tmp: tmp.write_text(json.dumps(payload, indent=2, default=float)))
+    text = json.dumps(payload, indent=2, default=float, allow_nan=False)
+    return write_new_file(names, lambda tmp: tmp.write_text(text))
+
+
+def finite_or_none(node: Any, found: list[str], key: str = "") -> Any:
+    """`node` with None (JSON's null) in place of each NaN / inf number, whose dotted key (list rows as [i]) is
+    appended to `found`: Python's json would write them as `NaN`, which is not JSON."""
+    if isinstance(node, dict):
+        return {k: finite_or_none(v, found, f"{key}.{k}" if key else str(k)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [finite_or_none(v, found, f"{key}[{i}]") for i, v in enumerate(node)]
+    if isinstance(node, numbers.Real) and not math.isfinite(node):
+        found.append(key)
+        return None
+    return node
 
 
 def results_files(directory: Path, stem: str = RESULTS_STEM) -> list[Path]:

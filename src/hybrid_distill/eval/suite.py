@@ -15,15 +15,16 @@ from rich.table import Table
 
 from ..console import console
 from ..data.build import build_datamodule
+from ..errors import TrainingDiverged
 from ..models import param_counts
 from ..models.allocation import MAMBA
 from ..models.teacher import freeze
 from ..paths import config_dir
 from ..runtime import RunContext, run_tags
-from .loading import Checkpoint, load_student, resolve_checkpoint, train_length
+from .loading import RUN_CONFIG, Checkpoint, load_student, resolve_checkpoint, train_length
 from .quality import heldout_quality
 from .recall import logits_fn, recall_suite, recall_vs_items
-from .results import log_wandb, summary_metrics, write_new_json
+from .results import finite_or_none, log_wandb, summary_metrics, write_new_json
 from .samples import greedy_samples, held_out_prompts
 from .speculative import speculative_benchmark
 from ..data.recall_tasks import haystack_lines
@@ -36,32 +37,29 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def quality_data(ck: Checkpoint, source: str | None) -> tuple[DictConfig, str]:
-    """The data config whose validation split quality is measured on, and a description of it: chat data from
-    `source` when given, else the run's own data config (a bare student dir: the default text data)."""
+def quality_data(ck: Checkpoint, source: str | None) -> tuple[DictConfig, str, str]:
+    """The data config whose validation split quality is measured on, a description of it, and the config key it
+    comes from: chat data from `source` when given, else the run's own data config (a bare student dir: the default
+    text data)."""
     if source:
         data_cfg = OmegaConf.merge(OmegaConf.load(Path(config_dir()) / "data" / "chat.yaml"), {"source": str(source)})
+        key = "suite.quality.source"
+    elif ck.run_cfg is not None:
+        data_cfg, key = ck.run_cfg.data, f"{ck.run_dir / RUN_CONFIG}: data"
     else:
-        data_cfg = (
-            ck.run_cfg.data if ck.run_cfg is not None else OmegaConf.load(Path(config_dir()) / "data" / "text.yaml")
-        )
+        data_cfg, key = OmegaConf.load(Path(config_dir()) / "data" / "text.yaml"), "data"
     kind = str(data_cfg._target_).rsplit(".", 1)[-1].removesuffix("DataModule").lower()
-    return data_cfg, f"{kind}" + (f" from {data_cfg.source}" if data_cfg.get("source") else "") + ", validation split"
+    described = f"{kind}" + (f" from {data_cfg.source}" if data_cfg.get("source") else "") + ", validation split"
+    return data_cfg, described, key
 
 
 def quality_section(
     ck: Checkpoint, suite: DictConfig, student, teacher, tokenizer, length: int, cache_dir: str, seed: int
 ) -> dict:
-    data_cfg, described = quality_data(ck, suite.quality.get("source"))
+    data_cfg, described, key = quality_data(ck, suite.quality.get("source"))
     console.print(f"quality: held-out {described}")
     datamodule = build_datamodule(
-        data_cfg,
-        tokenizer,
-        int(suite.quality.batch_size),
-        length,
-        str(Path(cache_dir) / "datasets"),
-        seed,
-        key="suite.quality.source",
+        data_cfg, tokenizer, int(suite.quality.batch_size), length, str(Path(cache_dir) / "datasets"), seed, key=key
     )
     datamodule.setup("validate")
     return {
@@ -77,7 +75,7 @@ def speculative_section(suite: DictConfig, student, teacher, tokenizer, device: 
     else:
         draft = load_student(resolve_checkpoint(spec.draft), None, None, suite.scan_backend)[0].to(device)
     if draft is None:
-        console.print("speculative decoding skipped: no teacher to draft with (teacher=null)")
+        console.print("speculative decoding skipped: no teacher to draft with (suite.teacher=null)")
         return None
     # prompts: held-out text at evenly spaced places (8 characters a token is more than enough text for prompt_len)
     text = "".join(haystack_lines())
@@ -148,6 +146,8 @@ def evaluate(
         "mamba_ratio": student.config.pattern.count(MAMBA) / len(student.config.pattern),
         "params": param_counts(student)["total"],
         "teacher": teacher is not None,
+        "seed": seed,
+        "suite": OmegaConf.to_container(suite, resolve=True),  # what was measured (the file records its own config)
     }
     models = {"student": student, **({"teacher": teacher} if teacher is not None else {})}
     vocab = min(student.config.vocab_size, len(tokenizer))  # ids the tokenizer can produce and the model embeds
@@ -208,6 +208,9 @@ def evaluate(
             results[name] = run()
             results["seconds"][name] = time.perf_counter() - start
             console.print(f"{name}: done in {results['seconds'][name]:.1f} s")
+    non_finite: list[str] = []
+    results = finite_or_none(results, non_finite)
+    results["non_finite"] = non_finite  # metrics that came out NaN or inf (null in the file): diverged weights
     results["summary"] = summary_metrics(results)
     directory = ck.run_dir or ctx.output_dir
     run_cfg = ck.run_cfg if ck.run_cfg is not None else OmegaConf.create()
@@ -227,5 +230,9 @@ def evaluate(
         tags=tags,
     )
     path = write_new_json(directory, results)
-    console.print(f"results: {path}")
+    if non_finite:
+        raise TrainingDiverged(
+            f"the evaluation of {ck.name} gave non-finite metrics: {', '.join(non_finite)} are NaN or inf (null in "
+            f"{path}, listed under non_finite); its weights have diverged"
+        )
     return {**results["summary"], "eval_json": str(path), "wandb_dir": results["wandb_dir"]}

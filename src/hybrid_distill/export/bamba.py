@@ -202,6 +202,7 @@ def to_bamba_config(config: HybridConfig) -> BambaConfig:
     heads, head_dim = config.num_attention_heads, config.head_dim
     values = config.to_dict()
     return BambaConfig(
+        architectures=[BambaForCausalLM.__name__],  # what serving engines (vLLM, TGI) pick the model class by
         vocab_size=config.vocab_size,
         hidden_size=config.hidden_size,
         intermediate_size=config.intermediate_size,

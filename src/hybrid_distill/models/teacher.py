@@ -6,6 +6,7 @@ The tiny embedded teacher is built here from its preset's architecture values an
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -45,8 +46,8 @@ def build_random_teacher(architecture: Mapping[str, Any], seed: int = 0, dtype: 
     return LlamaForCausalLM(llama_config(architecture)).to(DTYPES[dtype])
 
 
-def resolve_weights_path(path: str, gguf_file: str | None = None) -> str:
-    """Check that `model.path` points at weights; raise one clear UserError if it does not."""
+def resolve_weights_path(path: str, gguf_file: str | None = None, key: str = "model.path") -> str:
+    """Check that `path` (config key `key`) points at weights; raise one clear UserError if it does not."""
     hub = hub_id(path)
     if hub is not None:
         return hub  # transformers downloads it (or finds it in the HF cache)
@@ -54,12 +55,12 @@ def resolve_weights_path(path: str, gguf_file: str | None = None) -> str:
     if p.is_dir():
         if gguf_file:
             if not (p / gguf_file).is_file():
-                raise UserError(f"model.gguf_file '{gguf_file}' not found in model.path '{p}'")
+                raise UserError(f"model.gguf_file '{gguf_file}' not found in {key} '{p}'")
         elif not (p / "config.json").is_file():
-            raise UserError(f"model.path '{p}' has no config.json: it is not a HF transformers checkpoint directory")
+            raise UserError(f"{key} '{p}' has no config.json: it is not a HF transformers checkpoint directory")
         return str(p)
     raise UserError(
-        f"model.path '{path}' does not exist: point it at a local HF checkpoint directory (config.json + "
+        f"{key} '{path}' does not exist: point it at a local HF checkpoint directory (config.json + "
         f"*.safetensors + tokenizer files), or name a hub model explicitly as {HUB_PREFIX}<org>/<name>"
     )
 
@@ -81,9 +82,11 @@ def load_teacher(
     gguf_file: str | None = None,
     dtype: str = "float32",
     expected_architecture: Mapping[str, Any] | None = None,
+    key: str = "model.path",
 ) -> tuple[LlamaForCausalLM, PreTrainedTokenizerBase]:
-    """Load a frozen-ready teacher and its tokenizer from `path` (dir, dir + gguf file, or hf://<hub id>)."""
-    where = resolve_weights_path(path, gguf_file)
+    """Load a frozen-ready teacher and its tokenizer from `path` (dir, dir + gguf file, or hf://<hub id>; config key
+    `key`)."""
+    where = resolve_weights_path(path, gguf_file, key)
     kwargs: dict[str, Any] = {"dtype": DTYPES[dtype]}
     if gguf_file:
         kwargs["gguf_file"] = gguf_file
@@ -91,7 +94,12 @@ def load_teacher(
         model = AutoModelForCausalLM.from_pretrained(where, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(where, **({"gguf_file": gguf_file} if gguf_file else {}))
     except (OSError, ValueError) as err:
-        raise UserError(f"model.path '{path}': could not load the teacher from '{where}': {err}") from err
+        raise UserError(f"{key} '{path}': could not load the teacher from '{where}': {err}") from err
+    except pickle.UnpicklingError as err:  # torch.load(weights_only=True) met more than tensors in a .bin pickle
+        raise UserError(
+            f"{key} '{path}': the pickled weights in '{where}' hold more than tensors (or are damaged) and were not "
+            "unpickled, since that could run code; use a checkpoint with safetensors weights"
+        ) from err
     if model.config.model_type != "llama":
         raise UserError(
             f"teacher at '{where}' is a '{model.config.model_type}' model; hybrid_distill needs a Llama-family model"

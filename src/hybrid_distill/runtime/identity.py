@@ -47,10 +47,18 @@ def name_and_group(hc: DictConfig, cfg: DictConfig) -> tuple[str, str]:
     """A run's W&B name (its command-line overrides) and group (experiment_name, else one per sweep, else one per
     stage), from its Hydra node (HydraConfig.get(), or the `hydra` node of a run's saved .hydra/hydra.yaml)."""
     name = str(hc.job.override_dirname or "default")
-    if cfg.get("experiment_name"):  # first: a saved sweep.dir may interpolate keys its hydra node alone lacks
+    if cfg.get("experiment_name"):
         return name, str(cfg.experiment_name)
-    group = f"sweep-{Path(str(hc.sweep.dir)).name}" if is_multirun(hc.mode) else f"{cfg.task_name}-{cfg.stage.name}"
+    group = f"sweep-{sweep_dir(hc).name}" if is_multirun(hc.mode) else f"{cfg.task_name}-{cfg.stage.name}"
     return name, group
+
+
+def sweep_dir(hc: DictConfig) -> Path:
+    """A sweep member's sweep directory: its output directory less its `sweep.subdir`. Not `sweep.dir` itself: that
+    interpolates keys of the job's config (paths.log_dir, task_name), which a saved hydra.yaml lacks, and resolving
+    it again would claim a new directory named after the current time (${unique_dir:...${now:...}})."""
+    levels = len(Path(str(hc.sweep.subdir)).parts)
+    return Path(str(hc.runtime.output_dir)).parents[levels - 1]
 
 
 def job_config(cfg: DictConfig) -> dict[str, Any]:

@@ -1,5 +1,8 @@
 """Stage `eval` and `python eval.py`: load what `ckpt` names (the student, and its teacher: the training run's own,
-pretrained again if it is not cached, or a HF directory) and run the evaluation suite of `eval/` on it."""
+pretrained again if it is not cached, or a HF directory) and run the evaluation suite of `eval/` on it. Nothing a
+run directory's config names is instantiated: the student comes from its config.json (or the run's student settings
+through this package's builders), data from `data.build.DATAMODULES`, a teacher's pretraining from this package's
+own trainer and callbacks."""
 
 from __future__ import annotations
 
@@ -8,13 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ..atomic import check_writable
 from ..console import print_summary
-from ..eval.loading import Checkpoint, load_student, resolve_checkpoint
+from ..eval.loading import Checkpoint, load_student, resolve_checkpoint, saved_hydra
 from ..eval.suite import evaluate, print_recall
 from ..models.teacher import load_teacher
+from ..paths import config_dir
 from ..runtime import RunContext, job_config, name_and_group, swept_settings
 from .student import student_from_config
 from .teacher import obtain_teacher
@@ -25,10 +29,21 @@ def load_teacher_for(ck: Checkpoint, spec: str | None, ctx: RunContext):
     if spec is None:
         return None, None
     if spec != "auto":
-        return load_teacher(str(spec))
+        return load_teacher(str(spec), key="suite.teacher")
     if ck.run_cfg is None or ck.run_cfg.stage.name == "scratch":  # a model trained from scratch has no teacher
         return None, None
-    return obtain_teacher(ck.run_cfg, ctx)
+    return obtain_teacher(with_own_trainer(ck.run_cfg), ctx)
+
+
+def with_own_trainer(run_cfg: DictConfig) -> DictConfig:
+    """The run's config with this package's CPU trainer and default callbacks in place of the run's: pretraining its
+    tiny teacher (where it is not cached) builds them, and a run directory may come from someone else, whose config
+    must not choose the classes built here."""
+    cfg = run_cfg.copy()
+    with open_dict(cfg):
+        for group, option in (("trainer", "cpu"), ("callbacks", "default")):
+            cfg[group] = OmegaConf.load(Path(config_dir()) / group / f"{option}.yaml")
+    return cfg
 
 
 def evaluate_checkpoint(
@@ -63,11 +78,12 @@ def run_eval(cfg: DictConfig, run: RunContext) -> dict:
 
 def run_identity(ck: Checkpoint, output_dir: Path) -> RunContext:
     """The eval's W&B name and group: those of the evaluated training run (from its saved .hydra/hydra.yaml, as the
-    run derived them), so an evaluation sits beside its training runs."""
-    hydra_yaml = ck.run_dir / ".hydra" / "hydra.yaml" if ck.run_dir else None
-    if hydra_yaml is None or not hydra_yaml.is_file():
+    run derived them), so an evaluation sits beside its training runs. The saved hydra node is read beside the run's
+    config, as Hydra held it in training, so that its interpolations of the job's keys resolve."""
+    saved = saved_hydra(ck.run_dir) if ck.run_dir else None
+    if saved is None:
         return RunContext(output_dir, "default", "eval")
-    return RunContext(output_dir, *name_and_group(OmegaConf.load(hydra_yaml).hydra, ck.run_cfg))
+    return RunContext(output_dir, *name_and_group(OmegaConf.merge(ck.run_cfg, {"hydra": saved}).hydra, ck.run_cfg))
 
 
 def training_settings(ck: Checkpoint) -> dict[str, Any]:
@@ -97,8 +113,7 @@ def evaluate_from_config(cfg: DictConfig) -> dict:
     summary = evaluate_checkpoint(
         ck, cfg.suite, cfg.logger, run_identity(ck, output_dir), int(cfg.seed), str(cfg.paths.cache_dir), config
     )
-    print_summary(
-        {k: v for k, v in summary.items() if not k.startswith("recall/")}, output_dir, time.perf_counter() - start
-    )
     print_recall(summary)
+    shown = {k: v for k, v in summary.items() if not k.startswith("recall/") and k != "eval_json"}
+    print_summary(shown, Path(summary["eval_json"]), time.perf_counter() - start, where="results")
     return summary
