@@ -1,11 +1,11 @@
 """Decoding tokens/s of the ratio study's students beside their teacher, on the static engine (preallocated caches,
 CUDA graphs on CUDA), in one process so the teacher loads once and every model is timed on the same GPU state.
 
-    python experiments/smollm2/decode_speed.py <study dir> [model.path=DIR] [--prompt-lens 512 2048] [--batches 1 16]
+    python experiments/smollm2/decode_speed.py <study dir> [--prompt-lens 512 2048] [--batches 1 16]
 
 Writes <study dir>/decode_speed.json (eval.throughput rows: medians over repeats, their range, and each student's
-speed-up over the teacher) and decode_speed.md (a table). The teacher is the study's (model.path, model.gguf_file of
-the first run's config, or model.path=... given here).
+speed-up over the teacher) and decode_speed.md (a table). The teacher is the study's: model.path and model.gguf_file
+of its first run's config (where that run was trained).
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ def students(study: Path) -> dict[str, Path]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("study", type=Path)
-    parser.add_argument("overrides", nargs="*", help="model.path=DIR (where the GGUF lies on this machine)")
     parser.add_argument("--prompt-lens", type=int, nargs="+", default=[512, 2048])
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--new-tokens", type=int, default=64)
@@ -44,10 +43,7 @@ def main() -> None:
     runs = students(args.study)
     if not runs:
         raise SystemExit(f"{args.study}: no finished run (no */student)")
-    cfg = OmegaConf.merge(
-        OmegaConf.load(next(iter(runs.values())).parent / ".hydra" / "config.yaml"),
-        OmegaConf.from_dotlist([o for o in args.overrides if o.startswith("model.")]),
-    )
+    cfg = OmegaConf.load(next(iter(runs.values())).parent / ".hydra" / "config.yaml")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     teacher, _ = load_teacher(cfg.model.path, cfg.model.gguf_file)

@@ -8,15 +8,17 @@
 #   PHASE=report    python -m hybrid_distill.report for each study
 #   PHASE=collect   the small result files (no weights) as $COLLECT_TO/results.tgz
 # usage: PHASE=train bash experiments/smollm2/run_study.sh [hydra overrides for every run, e.g. model.path=/tmp/stage]
-#   STEPS=300 BATCH=32     one run's budget: STEPS x BATCH rows of 512 tokens (every run of a study the same; a
+#   STEPS=120 BATCH=32     one run's budget: STEPS x BATCH rows of 512 tokens (every run of a study the same; a
 #                          stepwise step gets STEPS / 3, so take a multiple of 3)
 #   PARALLEL=4             training or evaluation processes at once
-#   DEADLINE=<epoch s>     no new job starts after this time (the call's limit); running ones go on
+#   DEADLINE=<epoch s>     no new job starts after this time; running ones go on
+#   STOP_AT=<epoch s>      runs still training then save a checkpoint and stop (SIGTERM); PHASE=train resumes them
 #   EVAL_RECALL="..."      eval.py recall overrides where the teacher is above chance (recall_calibration.md)
+#   EVAL_ARGS="..."        more eval.py overrides for every evaluation
 #   DECODE_ARGS="..."      decode_speed.py's options (prompt lengths, batches, new tokens, repeats)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-export LOG=${HD_LOG_DIR:-outputs}/smollm2 PY=${PYTHON:-python} STEPS=${STEPS:-300} BATCH=${BATCH:-32}
+export LOG=${HD_LOG_DIR:-outputs}/smollm2 PY=${PYTHON:-python} STEPS=${STEPS:-120} BATCH=${BATCH:-32}
 export DEADLINE=${DEADLINE:-0} COMMON="$*"
 PARALLEL=${PARALLEL:-4}
 EVAL_RECALL=${EVAL_RECALL:-"suite.recall.enabled=false"}
@@ -35,9 +37,9 @@ jobs() {
   echo "init random_s0 mamba_ratio=0.5 student.init=random"
   # Mamba-1's selective scan has no own GPU kernel (torch_chunked; mamba-ssm is not on the image): at 32 rows it ran
   # out of memory before, so it takes BATCH/8 rows at a time and accumulates 8 (the same tokens per optimizer step;
-  # validation every 400 batches = 50 steps, on the same 320 held-out rows as the others)
+  # validation every 320 batches = 40 steps, on the same 320 held-out rows as the others)
   echo "mixer mamba1_s0 mamba_ratio=0.5 student=mamba1 model.recipe.distill.batch_size=$((BATCH / 8)) \
-    +trainer.accumulate_grad_batches=8 stage.val_every=400 trainer.limit_val_batches=80"
+    +trainer.accumulate_grad_batches=8 stage.val_every=320 trainer.limit_val_batches=80"
   echo "ratio r0 mamba_ratio=0"
   echo "stepwise stepwise_s1 experiment=smollm2/stepwise seed=1"
   echo "stepwise direct_s1 mamba_ratio=0.875 seed=1"
@@ -81,29 +83,40 @@ case $PHASE in
     stamp "seqkd done" ;;
   train)
     stamp "train: $PARALLEL at a time, $STEPS steps x $BATCH x 512 tokens per run"
-    jobs | xargs -P "$PARALLEL" -L 1 bash -c 'run_job "$@"' _ || { stamp "some runs failed"; exit 1; } ;;
+    jobs | xargs -P "$PARALLEL" -L 1 bash -c 'run_job "$@"' _ &
+    queue=$!
+    # STOP_AT (epoch s): runs still training then get SIGTERM, save last.ckpt and exit 75; PHASE=train resumes them
+    while [ -n "${STOP_AT:-}" ] && kill -0 "$queue" 2>/dev/null && [ "$(date +%s)" -lt "$STOP_AT" ]; do sleep 5; done
+    if kill -0 "$queue" 2>/dev/null && [ -n "${STOP_AT:-}" ]; then
+      stamp "STOP_AT reached: runs still training save a checkpoint and stop"
+      pkill -TERM -f "train.py .*experiment_name=smollm2-" || true
+    fi
+    wait "$queue" || { stamp "some runs failed or were stopped"; exit 1; } ;;
   eval)
     ratio05=$LOG/smollm2-ratio/r0.5
     stamp "dpo from $ratio05 (beside the evaluations)"
     $PY train.py experiment=smollm2/dpo "stage.init_from=$ratio05/student" "hydra.run.dir=$LOG/smollm2-dpo/dpo_s0" \
       "$@" > "$LOG/dpo.log" 2>&1 &
     dpo=$!
+    # eval.py finds each run's teacher and data in the run's own config (model.path as trained)
+    evaluate="$PY eval.py $EVAL_RECALL suite.throughput.enabled=false suite.speculative.enabled=false \
+      suite.samples.source=shakespeare_instruct suite.samples.num_prompts=6 suite.samples.max_new_tokens=64 ${EVAL_ARGS:-}"
     # shellcheck disable=SC2207
     runs=($(finished_runs "$LOG"))
     stamp "eval of ${#runs[@]} runs, $PARALLEL at a time"
-    printf '%s\n' "${runs[@]}" | xargs -P "$PARALLEL" -I{} bash -c "$PY eval.py ckpt={} $EVAL_RECALL \
-      suite.throughput.enabled=false suite.speculative.enabled=false suite.samples.source=shakespeare_instruct \
-      suite.samples.num_prompts=6 suite.samples.max_new_tokens=64 $* > {}/eval.log 2>&1 || echo 'eval failed: {}'"
-    wait "$dpo" && $PY eval.py "ckpt=$LOG/smollm2-dpo/dpo_s0" $EVAL_RECALL suite.throughput.enabled=false \
-      suite.speculative.enabled=false suite.samples.source=shakespeare_instruct "$@" > "$LOG/smollm2-dpo/eval.log" 2>&1 \
-      || echo "dpo or its eval failed: $LOG/dpo.log"
+    printf '%s\n' "${runs[@]}" | xargs -P "$PARALLEL" -I{} bash -c "$evaluate ckpt={} > {}/eval.log 2>&1 || echo 'eval failed: {}'"
+    if wait "$dpo"; then
+      $evaluate "ckpt=$LOG/smollm2-dpo/dpo_s0" > "$LOG/smollm2-dpo/eval.log" 2>&1 || echo "eval failed: dpo"
+    else
+      echo "dpo failed: $LOG/dpo.log"
+    fi
     stamp "decoding tokens/s of the ratio runs (static engine)"
     # shellcheck disable=SC2086
-    $PY experiments/smollm2/decode_speed.py "$LOG/smollm2-ratio" ${DECODE_ARGS:-} "$@" > "$LOG/decode_speed.log" 2>&1 \
+    $PY experiments/smollm2/decode_speed.py "$LOG/smollm2-ratio" ${DECODE_ARGS:-} > "$LOG/decode_speed.log" 2>&1 \
       || echo "decode_speed failed: $LOG/decode_speed.log"
     stamp "eval done" ;;
   report)
-    report "$LOG" smollm2-ratio smollm2-stepwise smollm2-init smollm2-mixer smollm2-dpo ;;
+    report "$LOG" smollm2-ratio smollm2-stepwise smollm2-init smollm2-mixer smollm2-dpo || true ;;
   collect)
     collect "$LOG" "${COLLECT_TO:-.}" ;;
   *) echo "PHASE=$PHASE: one of seqkd, train, eval, report, collect" >&2; exit 2 ;;
