@@ -21,7 +21,12 @@ cd "$(dirname "$0")/../.."
 export LOG=${HD_LOG_DIR:-outputs}/smollm2 PY=${PYTHON:-python} STEPS=${STEPS:-120} BATCH=${BATCH:-32}
 export DEADLINE=${DEADLINE:-0} COMMON="$*"
 PARALLEL=${PARALLEL:-4}
-EVAL_RECALL=${EVAL_RECALL:-"suite.recall.enabled=false"}
+# where the teacher itself is clearly above chance (experiments/smollm2/recall_calibration.md): plain-text phone book
+# and needle from 64 to 1,024 tokens, copying 2-8 words; at 512+ tokens in the chat format it scored 0.00-0.004
+EVAL_RECALL=${EVAL_RECALL:-"suite.recall.tasks=[phonebook,needle] suite.recall.text_format=plain \
+suite.recall.multiples=[0.125,0.25,0.5,1,2] suite.recall.num_examples=64 suite.recall_items.enabled=true \
+suite.recall_items.tasks=[copy] suite.recall_items.counts=[2,4,8] suite.recall_items.text_format=plain \
+suite.recall_items.num_examples=64"}
 mkdir -p "$LOG"
 # shellcheck source=experiments/lib/study.sh
 source experiments/lib/study.sh
