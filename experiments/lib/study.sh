@@ -49,11 +49,14 @@ report() {
   return 0
 }
 
-# collect <log dir> <destination dir>: the small result files (configs, metrics, eval results, logs, reports, W&B
-# runs; no weights, datasets or code copies) as <destination>/results.tgz, what a time-limited box sends back
+# collect <log dir> <destination dir>: the small result files (configs, metrics, eval results, logs, reports) as
+# <destination>/results.tgz and the W&B offline runs as <destination>/wandb.tgz (no weights, datasets or code
+# copies): what a time-limited box sends back, in files small enough for its transfer limit
 collect() {
   local log=$1 dest=$2
   (cd "$log/.." && find "$(basename "$log")" \( -name '*.json' -o -name '*.csv' -o -name '*.yaml' -o -name '*.log' \
-     -o -name '*.md' -o -name '*.png' -o -path '*/wandb/*' \) -type f -size -5M \
-     | grep -v -e seqkd_dataset -e '/files/code/' | tar czf "$dest/results.tgz" -T -)
+     -o -name '*.md' -o -name '*.png' \) -not -path '*/wandb/*' -type f -size -5M | grep -v seqkd_dataset \
+     | tar czf "$dest/results.tgz" -T -)
+  (cd "$log/.." && find "$(basename "$log")" -path '*/wandb/*' -type f -size -5M | grep -v '/files/code/' \
+     | tar czf "$dest/wandb.tgz" -T -)
 }
