@@ -121,7 +121,13 @@ case $PHASE in
       || echo "decode_speed failed: $LOG/decode_speed.log"
     stamp "eval done" ;;
   report)
-    report "$LOG" smollm2-ratio smollm2-stepwise smollm2-init smollm2-mixer smollm2-dpo || true ;;
+    report "$LOG" smollm2-ratio smollm2-stepwise smollm2-init smollm2-mixer smollm2-dpo || true
+    # DPO's start measured on what DPO's evaluation measures (the held-out answers its pairs come from), after the
+    # reports, so that the ratio study's row keeps its quality on its own held-out data: <r0.5>/eval-2.json
+    $PY eval.py "ckpt=$LOG/smollm2-ratio/r0.5" "suite.quality.source=$LOG/seqkd/seqkd_dataset" \
+      suite.recall.enabled=false suite.recall_items.enabled=false suite.samples.enabled=false \
+      suite.throughput.enabled=false suite.speculative.enabled=false ${EVAL_ARGS:-} > "$LOG/dpo_reference_eval.log" 2>&1 \
+      || echo "eval of DPO's reference on its answers failed: $LOG/dpo_reference_eval.log" ;;
   collect)
     collect "$LOG" "${COLLECT_TO:-.}" ;;
   *) echo "PHASE=$PHASE: one of seqkd, train, eval, report, collect" >&2; exit 2 ;;

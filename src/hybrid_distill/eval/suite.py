@@ -15,7 +15,7 @@ from rich.table import Table
 
 from ..console import console
 from ..data.build import build_datamodule
-from ..errors import TrainingDiverged
+from ..errors import TrainingDiverged, UserError
 from ..models import param_counts
 from ..models.allocation import MAMBA
 from ..models.teacher import freeze
@@ -40,12 +40,21 @@ def resolve_device(name: str) -> torch.device:
 def quality_data(ck: Checkpoint, source: str | None) -> tuple[DictConfig, str, str]:
     """The data config whose validation split quality is measured on, a description of it, and the config key it
     comes from: chat data from `source` when given, else the run's own data config (a bare student dir: the default
-    text data)."""
+    text data). Preference pairs built from chat data (a DPO run's `pairs_from_chat`) are measured on that chat data:
+    perplexity and teacher agreement are per-token measures of answers, not of pairs."""
+    run_data = ck.run_cfg.data if ck.run_cfg is not None else None
+    if not source and run_data is not None and str(run_data._target_).endswith("PreferenceDataModule"):
+        if not run_data.get("pairs_from_chat"):
+            raise UserError(
+                f"{ck.run_dir}: a DPO run on preference pairs has no held-out answers to measure quality on; "
+                "pass suite.quality.source=<chat dataset> (or suite.quality.enabled=false)"
+            )
+        source = str(run_data.source)
     if source:
         data_cfg = OmegaConf.merge(OmegaConf.load(Path(config_dir()) / "data" / "chat.yaml"), {"source": str(source)})
         key = "suite.quality.source"
-    elif ck.run_cfg is not None:
-        data_cfg, key = ck.run_cfg.data, f"{ck.run_dir / RUN_CONFIG}: data"
+    elif run_data is not None:
+        data_cfg, key = run_data, f"{ck.run_dir / RUN_CONFIG}: data"
     else:
         data_cfg, key = OmegaConf.load(Path(config_dir()) / "data" / "text.yaml"), "data"
     kind = str(data_cfg._target_).rsplit(".", 1)[-1].removesuffix("DataModule").lower()
