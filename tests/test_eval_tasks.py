@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import random
 import re
 
 import pytest
@@ -10,7 +12,15 @@ import torch
 from hybrid_distill.data.tokenize import IGNORE_INDEX
 from hybrid_distill.data.tokenizer import load_or_train_tokenizer
 from hybrid_distill.eval.recall import recall_suite, score
-from hybrid_distill.data.recall_tasks import TaskDoesNotFit, build_task, mqar, mqar_pools
+from hybrid_distill.data.recall_tasks import (
+    Copying,
+    Phonebook,
+    PromptFormat,
+    TaskDoesNotFit,
+    build_task,
+    mqar,
+    mqar_pools,
+)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +53,7 @@ def test_mqar_reserved_ids_and_filler():
         mqar(32, 10, 4, 1, torch.Generator())
 
 
-@pytest.mark.parametrize("text_format", ["chat", "plain"])
+@pytest.mark.parametrize("text_format", ["chat", "plain", "chat_cue"])
 def test_text_tasks_fit_the_budget_and_answer_from_the_context(tokenizer, text_format):
     for length in (96, 300):
         for task in ("phonebook", "needle", "copy"):
@@ -68,6 +78,23 @@ def test_text_tasks_fit_the_budget_and_answer_from_the_context(tokenizer, text_f
     # more budget, more items
     long, short = (build_task("phonebook", tokenizer, len(tokenizer), n, 1, 0, text_format) for n in (300, 96))
     assert long.input_ids.shape[1] > 2 * short.input_ids.shape[1]
+
+
+def test_chat_cue_starts_the_assistant_reply_with_the_plain_cue(tokenizer):
+    """`chat_cue`: the chat prompt, then the plain format's cue as the reply's first words; the answer as in plain."""
+    chat, plain, chat_cue = (PromptFormat(tokenizer, style) for style in ("chat", "plain", "chat_cue"))
+    assert chat_cue.chat and chat_cue.style == "chat_cue" and chat.style == "chat" and plain.style == "plain"
+    for task in (Phonebook(random.Random(0)), Copying(random.Random(1))):
+        p = task.prompt(4)
+        (chat_prompt, chat_answer), (_, plain_answer) = chat.tokens(p), plain.tokens(p)
+        prompt, answer = chat_cue.tokens(p)
+        assert prompt[: len(chat_prompt)] == chat_prompt and answer == plain_answer != chat_answer
+        assert tokenizer.decode(prompt[len(chat_prompt) :]) == p.cue.lstrip("\n")  # "Alice Adams:" / "Again:"
+    no_template = copy.copy(tokenizer)
+    no_template.chat_template = None
+    with pytest.raises(ValueError, match="chat_cue"):
+        PromptFormat(no_template, "chat_cue")
+    assert PromptFormat(no_template, "auto").style == "plain"
 
 
 def test_text_task_too_short_is_reported(tokenizer):

@@ -28,7 +28,7 @@ from .collate import RightPadCollator, pad_token_id
 from .corpus import shakespeare_documents
 from .tokenize import IGNORE_INDEX
 
-TEXT_FORMATS = ("auto", "chat", "plain")
+TEXT_FORMATS = ("auto", "chat", "plain", "chat_cue")
 
 
 class TaskDoesNotFit(ValueError):
@@ -204,16 +204,22 @@ TEXT_TASKS: dict[str, Callable[[random.Random], TextTask]] = {
 
 
 class PromptFormat:
-    """Turns a TextPrompt into token ids for one tokenizer: as one chat user turn answered by the assistant, or as
-    plain text where the answer continues a cue ("Bob Jones: 555-0142")."""
+    """Turns a TextPrompt into token ids for one tokenizer: as one chat user turn answered by the assistant (`chat`),
+    as plain text where the answer continues a cue ("Bob Jones: 555-0142", `plain`), or as the chat turn whose
+    answer starts with that cue (`chat_cue`: "<assistant> Bob Jones: 555-0142"; an instruction-tuned model words its
+    answer its own way, "The number of Bob Jones is ...", which a teacher-forced score of the bare answer counts as
+    wrong). `auto`: chat when the tokenizer has a chat template, else plain."""
 
     SENTINEL = "\x00USER\x00"
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, style: str = "auto"):
         if style not in TEXT_FORMATS:
             raise ValueError(f"unknown text format '{style}'; choose one of {', '.join(TEXT_FORMATS)}")
-        self.chat = style == "chat" or (style == "auto" and bool(tokenizer.chat_template))
-        self.style = "chat" if self.chat else "plain"
+        self.chat = style in ("chat", "chat_cue") or (style == "auto" and bool(tokenizer.chat_template))
+        self.cue_in_reply = style == "chat_cue"
+        if self.cue_in_reply and not tokenizer.chat_template:
+            raise ValueError("text format 'chat_cue' needs a tokenizer with a chat template")
+        self.style = style if style != "auto" else ("chat" if self.chat else "plain")
         self._encode = functools.lru_cache(maxsize=1 << 16)(
             lambda s: tuple(tokenizer(s, add_special_tokens=False)["input_ids"])
         )
@@ -236,6 +242,9 @@ class PromptFormat:
         if self.chat:
             if p.question:
                 ids += self._encode("\n" + p.question)
+            if self.cue_in_reply:  # the reply opens with the cue (copying's "\nAgain:" without its line break)
+                cue = self._encode(p.cue.lstrip("\n"))
+                return ids + list(self.tail) + list(cue), list(self._encode(" " + p.answer))
             return ids + list(self.tail), list(self._encode(p.answer))
         return ids + list(self._encode(p.cue)), list(self._encode(" " + p.answer))
 
