@@ -11,15 +11,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from lm_eval.api.instance import Instance
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from helpers import REPO
 from hybrid_distill.data.tokenizer import load_or_train_tokenizer
-from hybrid_distill.eval.lm_eval_adapter import HybridLM
 from hybrid_distill.eval.lm_eval_tasks import TASK_NAMES, TASKS_DIR
 from hybrid_distill.models.generation import generate
 from hybrid_distill.models import build_student
+
+# the lm-eval extra (.[eval]): the GPU image does not stage it, and `pytest -m gpu` must still collect there
+Instance = pytest.importorskip("lm_eval.api.instance", reason="optional extra: pip install -e '.[eval]'").Instance
+HybridLM = pytest.importorskip("hybrid_distill.eval.lm_eval_adapter").HybridLM
 
 
 @pytest.fixture(scope="module")
