@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -38,6 +39,30 @@ def test_kl_distillation_lowers_heldout_kl(tiny_teacher, tmp_path):
     assert results["kl"] < 0.5 * results["kl_before"], results
     # 40 steps of 4 packed (unpadded) blocks of the stage's length (conftest's shrunk recipe)
     assert results["tokens_seen"] == 40 * 4 * results["train_seq_len"]
+
+
+def validations(metrics_csv) -> dict[int, float]:
+    """{step: val/kl} of every validation a run logged."""
+    with open(metrics_csv) as f:
+        return {int(row["step"]): float(row["val/kl"]) for row in csv.DictReader(f) if row.get("val/kl")}
+
+
+@pytest.mark.parametrize("max_steps,passes", [(4, 3), (5, 4)])
+def test_the_final_weights_are_validated_once(tiny_teacher, tmp_path, monkeypatch, max_steps, passes):
+    """After fit, the held-out metrics are the fit loop's validation at the last step when there was one (4 steps,
+    val_every 2: before, 2, 4), not a second pass over the same weights; otherwise (5 steps) one more pass measures
+    them. Either way the curve ends at the step count: Lightning logs a validation inside fit at the index of the
+    batch it follows (after 2 steps: 1), outside fit at the steps taken (before: 0, after: max_steps)."""
+    counted, epoch_end = [], DistillModule.on_validation_epoch_end
+    monkeypatch.setattr(DistillModule, "on_validation_epoch_end", lambda self: counted.append(1) or epoch_end(self))
+    overrides = ["logger=csv", f"trainer.max_steps={max_steps}", "++stage.val_every=2"]
+    results = run(compose_config(tmp_path, overrides))
+    assert len(counted) == passes
+    logged = validations(tmp_path / "distill" / "metrics.csv")
+    assert sorted(logged) == [0, 1, 3, max_steps]
+    assert results["kl"] == pytest.approx(logged[max_steps], rel=1e-6) and results["kl"] != logged[0]
+    if max_steps == 4:  # the fit loop's own validation of the final weights, logged again at the step count
+        assert logged[3] == logged[4]
 
 
 def test_seqkd_dataset_holds_teacher_answers_for_every_prompt(random_teacher_dir, tmp_path):

@@ -1,6 +1,6 @@
 """What every stage's LightningModule shares: an optional frozen submodule (the distillation teacher or the
-DPO reference) that stays in eval mode and is left out of checkpoints, and gradient clipping that also
-works under FSDP."""
+DPO reference) that stays in eval mode and is left out of checkpoints, gradient clipping that also works under
+FSDP, and the metrics of the fit loop's last validation."""
 
 from __future__ import annotations
 
@@ -12,6 +12,14 @@ from lightning.pytorch.strategies import FSDPStrategy
 class StageModule(L.LightningModule):
     # attribute name of the frozen submodule, if any; it is reloaded from its own source, never checkpointed
     frozen: str | None = None
+    # the fit loop's last validation: (optimizer steps taken, every metric then); stages.common.fit_and_validate
+    # reuses it when it measured the final weights rather than validating them a second time
+    last_fit_validation: tuple[int, dict[str, float]] | None = None
+
+    def on_validation_end(self) -> None:
+        if self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:
+            metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items()}
+            self.last_fit_validation = (self.trainer.global_step, metrics)
 
     def train(self, mode: bool = True):
         super().train(mode)

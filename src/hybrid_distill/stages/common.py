@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..data.build import build_datamodule
+from ..lit.base import StageModule
 from ..models.trainable import float32_trainable
 
 
@@ -45,18 +46,32 @@ def validate_before_fit(trainer: L.Trainer, module: L.LightningModule, datamodul
     return trainer.validate(module, datamodule=datamodule, verbose=False)[0]
 
 
+def log_at_step_count(trainer: L.Trainer, metrics: dict[str, float]) -> None:
+    """Log `metrics` where a validation after fit logs them, at the optimizer steps taken (Lightning logs the fit
+    loop's validations at the index of the batch they follow, one less): curves end at the step count."""
+    for logger in trainer.loggers:
+        logger.log_metrics(metrics, step=trainer.global_step)
+        logger.save()
+
+
 def fit_and_validate(
     trainer: L.Trainer,
-    module: L.LightningModule,
+    module: StageModule,
     datamodule: L.LightningDataModule,
     ckpt_path: str | None,
     train: bool = True,
 ) -> tuple[dict, dict]:
     """(held-out metrics before, after) training `module`, resumed from `ckpt_path` (runtime.build_trainer's).
-    train=False only evaluates (after = before, unless FSDP skipped that)."""
+    train=False only evaluates (after = before, unless FSDP skipped that). When the fit loop's last validation
+    was at its last step, `after` is that validation's metrics, not a second pass over the same weights."""
     before = validate_before_fit(trainer, module, datamodule)
     if train:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        last = module.last_fit_validation
+        if before and last and last[0] == trainer.global_step and before.keys() <= last[1].keys():
+            after = {k: last[1][k] for k in before}
+            log_at_step_count(trainer, after)
+            return before, after
     elif before:
         return before, before
     return before, trainer.validate(module, datamodule=datamodule, verbose=False)[0]
