@@ -40,8 +40,14 @@ CUDA = pytest.param(
 DEVICES = [CPU, CUDA]
 
 
+# the bfloat16 cases under the interpreter are half its time (about 40 s on 2 cores): they run with the slow tests,
+# and natively on CUDA in `pytest -m gpu`; float32 and the dtype-free cases run in the default suite
+BF16 = "(bf16 or bfloat16)"
+
+
 @pytest.mark.skipif(KERNELS_RUN_HERE, reason="the kernel tests run directly in this process")
-def test_kernels_under_the_interpreter():
+@pytest.mark.parametrize("cases", [f"not {BF16}", pytest.param(BF16, marks=pytest.mark.slow)], ids=["fp32", "bf16"])
+def test_kernels_under_the_interpreter(cases):
     pytest.importorskip("triton")
     tests = Path(__file__).parent
     env = dict(os.environ, TRITON_INTERPRET="1")
@@ -54,7 +60,7 @@ def test_kernels_under_the_interpreter():
         "-p",
         "no:cacheprovider",
         "-k",
-        "triton and not selective and not interpreter",
+        f"triton and not selective and not interpreter and {cases}",
         str(tests / "test_ops_parity.py"),
         str(tests / "test_ops_triton.py"),
     ]
