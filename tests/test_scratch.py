@@ -219,6 +219,30 @@ def test_corpus_stage_writes_sampled_documents(random_teacher_dir, tmp_path):
     assert len({r["prompt"] for r in rows}) == 5
 
 
+def test_scratch_stage_trains_a_step_and_reports_its_perplexity(tmp_path):
+    """stage=scratch in-process on Shakespeare and recall rows (no corpus): one step of a toy hybrid, the held-out
+    perplexity under its own name (a positional name once landed in the fused-loss chunk and broke every run)."""
+    toy = [
+        "experiment=scratch/small",
+        "trainer=cpu",
+        "logger=none",
+        "scan_backend=torch_chunked",
+        "scratch.small.target_params=500000",
+        "scratch.small.hidden_size=64",
+        "scratch.small.num_layers=4",
+        "scratch.small.max_steps=1",
+        "stage.head_dim=16",
+        "stage.seq_len=64",
+        "stage.batch_size=2",
+        "data.mqar_pairs=[2,8]",
+        "data.num_workers=0",
+        "trainer.limit_val_batches=1",
+        "stage.arch=hybrid",
+    ]
+    results = run(compose_config(tmp_path, toy, shrink=False))
+    assert results["arch"] == "hybrid" and 1 < results["ppl"] < float("inf"), results
+
+
 @pytest.mark.slow
 def test_toy_study_trains_evaluates_and_reports(random_teacher_dir, tmp_path, cache_dir):
     """The study's chain at toy scale on CPU: a corpus from a random teacher, a two-architecture sweep trained on

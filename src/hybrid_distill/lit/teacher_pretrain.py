@@ -22,6 +22,7 @@ class TeacherPretrainModule(StageModule):
         model: LlamaForCausalLM,
         optim: OptimSettings,
         max_steps: int,
+        *,  # by name: a positional metric name once landed in loss_token_chunk
         loss_token_chunk: int | None = None,  # CE fused with the LM head over this many tokens (losses/fused.py)
         ppl_name: str = "val/teacher_ppl",
     ):

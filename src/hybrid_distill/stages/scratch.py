@@ -61,7 +61,7 @@ def run_scratch(cfg: DictConfig, run: RunContext) -> dict:
         f"{cfg.stage.seq_len} tokens"
     )
     max_steps = int(cfg.trainer.max_steps)
-    module = TeacherPretrainModule(model, from_config(OptimSettings, cfg.stage, "stage"), max_steps, "val/ppl")
+    module = TeacherPretrainModule(model, from_config(OptimSettings, cfg.stage, "stage"), max_steps, ppl_name="val/ppl")
     trainer, logger, ckpt_path = build_trainer(
         cfg, run, "scratch", module, max_steps, cfg.stage.grad_clip, cfg.stage.val_every
     )
