@@ -27,6 +27,18 @@ from hybrid_distill.stages.corpus import corpus_prompts
 from hybrid_distill.stages.scratch import sized_from_config
 
 TOY = dict(target_params=400_000, hidden_size=64, num_layers=4, head_dim=16, vocab_size=2048)
+# the small study shrunk to seconds on the CPU (recall rows short enough for 64-token blocks)
+SCRATCH_TOY = [
+    "trainer=cpu",
+    "scan_backend=torch_chunked",
+    "scratch.small.target_params=500000",
+    "scratch.small.hidden_size=64",
+    "scratch.small.num_layers=4",
+    "stage.head_dim=16",
+    "stage.seq_len=64",
+    "data.mqar_pairs=[2,8]",
+    "data.num_workers=0",
+]
 
 
 def _estimator():
@@ -222,24 +234,8 @@ def test_corpus_stage_writes_sampled_documents(random_teacher_dir, tmp_path):
 def test_scratch_stage_trains_a_step_and_reports_its_perplexity(tmp_path):
     """stage=scratch in-process on Shakespeare and recall rows (no corpus): one step of a toy hybrid, the held-out
     perplexity under its own name (a positional name once landed in the fused-loss chunk and broke every run)."""
-    toy = [
-        "experiment=scratch/small",
-        "trainer=cpu",
-        "logger=none",
-        "scan_backend=torch_chunked",
-        "scratch.small.target_params=500000",
-        "scratch.small.hidden_size=64",
-        "scratch.small.num_layers=4",
-        "scratch.small.max_steps=1",
-        "stage.head_dim=16",
-        "stage.seq_len=64",
-        "stage.batch_size=2",
-        "data.mqar_pairs=[2,8]",
-        "data.num_workers=0",
-        "trainer.limit_val_batches=1",
-        "stage.arch=hybrid",
-    ]
-    results = run(compose_config(tmp_path, toy, shrink=False))
+    toy = ["experiment=scratch/small", *SCRATCH_TOY, "logger=none", "scratch.small.max_steps=1", "stage.batch_size=2"]
+    results = run(compose_config(tmp_path, [*toy, "trainer.limit_val_batches=1", "stage.arch=hybrid"], shrink=False))
     assert results["arch"] == "hybrid" and 1 < results["ppl"] < float("inf"), results
 
 
@@ -265,19 +261,11 @@ def test_toy_study_trains_evaluates_and_reports(random_teacher_dir, tmp_path, ca
     assert corpus_run.returncode == 0, corpus_run.stderr[-3000:]
     corpus = tmp_path / "scratch" / "corpus" / "corpus.jsonl"
     toy = [
-        "trainer=cpu",
+        *SCRATCH_TOY,
         "logger=csv",
-        "scan_backend=torch_chunked",
-        "scratch.small.target_params=500000",
-        "scratch.small.hidden_size=64",
-        "scratch.small.num_layers=4",
         "scratch.small.max_steps=3",
-        "stage.head_dim=16",
-        "stage.seq_len=64",
         "stage.batch_size=4",
         "stage.val_every=3",
-        "data.mqar_pairs=[2,8]",
-        "data.num_workers=0",
         "trainer.limit_val_batches=2",
         "mamba_ratio=0.75",
         f"scratch.corpus={corpus}",
