@@ -22,26 +22,27 @@ def _sweep(args: list[str], tmp, cache_dir):
     return sweep
 
 
-@pytest.fixture(scope="module")
-def ratio_sweep(tiny_teacher, cache_dir, tmp_path_factory):
-    """(sweep dir, the report's figures, report.md): 2 steps each, the training loss logged once (at step 2)."""
-    sweep = _sweep(["mamba_ratio=0.5,0.875", "trainer.log_every_n_steps=2"], tmp_path_factory.mktemp("m"), cache_dir)
+def _reported(sweep):
+    """(sweep dir, the figures its report draws, report.md's text)."""
     mp = pytest.MonkeyPatch()
     drawn = capture_figures(mp)
     text = build_report(sweep).read_text()
     mp.undo()
     return sweep, drawn, text
+
+
+@pytest.fixture(scope="module")
+def ratio_sweep(tiny_teacher, cache_dir, tmp_path_factory):
+    """(sweep dir, the report's figures, report.md): 2 steps each, the training loss logged once (at step 2)."""
+    sweep = _sweep(["mamba_ratio=0.5,0.875", "trainer.log_every_n_steps=2"], tmp_path_factory.mktemp("m"), cache_dir)
+    return _reported(sweep)
 
 
 @pytest.fixture(scope="module")
 def optuna_sweep(tiny_teacher, cache_dir, tmp_path_factory):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="optional extra: pip install -e '.[optuna]'")
     sweep = _sweep(["hparams_search=optuna", "hydra.sweeper.n_trials=2"], tmp_path_factory.mktemp("o"), cache_dir)
-    mp = pytest.MonkeyPatch()
-    drawn = capture_figures(mp)
-    text = build_report(sweep).read_text()
-    mp.undo()
-    return sweep, drawn, text
+    return _reported(sweep)
 
 
 def _table(text: str) -> pd.DataFrame:

@@ -33,7 +33,7 @@ import torch
 from hybrid_distill.data.chat_tasks import WORDS
 from hybrid_distill.data.recall_tasks import TaskBatch, TaskDoesNotFit, build_task, build_task_items
 from hybrid_distill.data.tokenize import IGNORE_INDEX
-from hybrid_distill.eval.recall import logits_fn, score
+from hybrid_distill.eval.recall import logits_fn, recall_metrics, score
 from hybrid_distill.models.teacher import freeze, load_teacher
 from hybrid_distill.stages.teacher import _smollm2_dir
 
@@ -143,16 +143,8 @@ def fast_score(model, batch: TaskBatch, rows_per_pass: int) -> dict[str, float]:
         correct.append(hits)
         counted.append(mask)
     correct, counted = torch.cat(correct), torch.cat(counted)
-    n_tokens = int(counted.sum())
-    if batch.per_token_queries:
-        query_right, n_queries = int(correct.sum()), n_tokens
-    else:
-        query_right, n_queries = int((correct | ~counted).all(dim=1).sum()), len(counted)
     return {
-        "accuracy": query_right / max(n_queries, 1),
-        "token_accuracy": int(correct.sum()) / max(n_tokens, 1),
-        "queries": n_queries,
-        "answer_tokens": n_tokens,
+        **recall_metrics(correct, counted, batch.per_token_queries),
         "row_accuracy": correct.sum(1) / counted.sum(1).clamp(min=1),  # (N,) float: per-row token accuracy
     }
 

@@ -45,9 +45,13 @@ def score(fn: LogitsFn, batch: TaskBatch, vocab_size: int) -> dict[str, float]:
         hits, mask = argmax_hits(fn(ids), batch.labels[start : start + rows_per_pass])  # (b, T-1)
         correct.append(hits)
         counted.append(mask)
-    correct, counted = torch.cat(correct), torch.cat(counted)
+    return recall_metrics(torch.cat(correct), torch.cat(counted), batch.per_token_queries)
+
+
+def recall_metrics(correct: torch.Tensor, counted: torch.Tensor, per_token_queries: bool) -> dict[str, float]:
+    """score's metrics from teacher-forced hits and the answer tokens counted, both (B, T-1) bool."""
     n_tokens = int(counted.sum())
-    if batch.per_token_queries:
+    if per_token_queries:
         query_right, n_queries = int(correct.sum()), n_tokens
     else:  # one query per row: right when no counted token is wrong
         query_right, n_queries = int((correct | ~counted).all(dim=1).sum()), len(counted)
