@@ -75,14 +75,6 @@ def number_problems(cfg: DictConfig) -> dict[str, str]:
     return wrong
 
 
-def check_numbers(cfg: DictConfig) -> None:
-    """Every key of NUMBERS that `cfg` holds must be a number of its kind within its bound (one UserError naming all
-    that are not)."""
-    wrong = number_problems(cfg)
-    if wrong:
-        raise UserError("; ".join(wrong.values()))
-
-
 def check_config(cfg: DictConfig) -> None:
     """The numbers (NUMBERS) and the keys and types of the groups with a schema (config_schema.SCHEMAS: stage, loss,
     student, speed), whichever way a value came in (a group option, an experiment, `key=`, `+key=`, `++key=`): one
