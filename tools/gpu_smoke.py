@@ -82,9 +82,8 @@ class Smoke:
             "HD_CACHE_DIR": str(out / "cache"),
             "WANDB_MODE": "offline",
             "PYTHONUNBUFFERED": "1",
-            "TORCHINDUCTOR_CACHE_DIR": str(
-                out / "inductor"
-            ),  # its own compile cache: never another job's half-written one
+            # its own compile cache: never another job's half-written one
+            "TORCHINDUCTOR_CACHE_DIR": str(out / "inductor"),
         }
 
     def check(self, name: str, fn) -> object:
