@@ -132,6 +132,8 @@ def test_harness_runs_the_shipped_tasks(student_dir):
     assert results["hd_text_ppl"]["word_perplexity,none"] > 1
 
 
+# slow (lm_eval's command line in a subprocess): test_harness_runs_the_shipped_tasks runs the same tasks in-process
+@pytest.mark.slow
 def test_command_line_registers_the_model_and_includes_the_shipped_tasks(student_dir, tmp_path):
     user_tasks = tmp_path / "user_tasks"  # a user's own --include_path works beside the shipped tasks
     user_tasks.mkdir()

@@ -62,6 +62,9 @@ def test_the_same_config_continues(tmp_path):
     assert check_recorded_config(job_config(compose_config(run_dir, ["logger=none"])), run_dir) == {}
 
 
+# slow (20 s of subprocesses): the refusals are tested in-process above, and that a refused resume writes nothing in
+# test_reliability_leftovers; this is the same through train.py
+@pytest.mark.slow
 def test_cli_resume_with_another_stage_or_setting_leaves_the_run_intact(tiny_teacher, cache_dir, tmp_path):
     # stage=pretrain_teacher finds the session's cached teacher: a finished run in seconds
     first = train_cli(["stage=pretrain_teacher", "logger=none"], tmp_path, cache_dir)

@@ -6,6 +6,8 @@ import json
 import math
 from pathlib import Path
 
+import pytest
+
 from helpers import compose_config, train_cli
 from hybrid_distill.cli import run
 
@@ -32,6 +34,9 @@ def test_default_pipeline_distils_and_logs_to_wandb_offline(tiny_teacher, tmp_pa
         assert key in payload, key
 
 
+# slow (a 2-member sweep in a subprocess): the session's tiny_sweep and test_eval_sweep run real sweeps, and
+# test_stages counts the W&B runs a run leaves
+@pytest.mark.slow
 def test_multirun_sweep_leaves_two_wandb_runs(tiny_teacher, cache_dir, tmp_path):
     proc = train_cli(["mamba_ratio=0,0.5", "trainer.max_steps=5"], tmp_path, cache_dir, multirun=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
